@@ -1,0 +1,1 @@
+"""xweg's shared vocabulary: identifiers, messages, errors, clock. Pure: stdlib only."""

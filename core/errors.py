@@ -1,0 +1,100 @@
+"""The error vocabulary: every failure is one ``XwegError`` with a stable code.
+
+An error says *who* is at fault (its :class:`Origin`, X-Road's fault-code prefix),
+*what* failed (its :class:`ErrorCode`, stable across releases), which HTTP status to
+answer with, and carries a correlation id that also appears in the server's log.
+One piece of code at each edge renders it as an X-Road REST error body or SOAP fault;
+nothing else decides how an error looks on the wire.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from dataclasses import dataclass
+
+__all__ = ["Origin", "ErrorCode", "XwegError", "new_correlation_id"]
+
+
+class Origin(enum.Enum):
+    """Who failed, as X-Road's fault-code prefix says it."""
+
+    CLIENT = "Client"  # the calling information system broke the protocol
+    CLIENT_PROXY = "Server.ClientProxy"  # the consumer's security server
+    SERVER_PROXY = "Server.ServerProxy"  # the provider's security server
+    REGISTRY = "Server.Registry"  # the central registry
+
+    @property
+    def http_status(self) -> int:
+        return 400 if self is Origin.CLIENT else 500
+
+
+@dataclass(frozen=True)
+class _Code:
+    name: str
+    http_status: int | None = None  # None: decided by the origin (400 client, 500 server)
+
+
+class ErrorCode(enum.Enum):
+    """Stable codes; the value is the X-Road fault code's last part."""
+
+    INVALID_CLIENT_IDENTIFIER = _Code("InvalidClientIdentifier")
+    INVALID_SERVICE_IDENTIFIER = _Code("InvalidServiceIdentifier")
+    INVALID_REQUEST = _Code("InvalidRequest")
+    INVALID_MESSAGE = _Code("InvalidMessage")
+    REQUEST_TOO_LARGE = _Code("RequestTooLarge", 413)
+    UNKNOWN_MEMBER = _Code("UnknownMember")
+    UNKNOWN_SERVICE = _Code("UnknownService")
+    ACCESS_DENIED = _Code("AccessDenied")
+    OUTDATED_GLOBAL_CONF = _Code("OutdatedGlobalConf")
+    INVALID_GLOBAL_CONF = _Code("InvalidGlobalConf")
+    INVALID_SIGNATURE_VALUE = _Code("InvalidSignatureValue")
+    CERT_VALIDATION = _Code("CertValidation")
+    SSL_AUTHENTICATION_FAILED = _Code("SslAuthenticationFailed")
+    INCONSISTENT_RESPONSE = _Code("InconsistentResponse")
+    NETWORK_ERROR = _Code("NetworkError")
+    SERVICE_FAILED = _Code("ServiceFailed")
+    SERVICE_TIMEOUT = _Code("ServiceFailed.Timeout")
+    LOGGING_FAILED = _Code("LoggingFailed")
+    INTERNAL_ERROR = _Code("InternalError")
+
+    @property
+    def code(self) -> str:
+        return self.value.name
+
+
+def new_correlation_id() -> str:
+    return str(uuid.uuid4())
+
+
+class XwegError(Exception):
+    """A failure with a stable code, an origin, an HTTP status and a correlation id."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        origin: Origin,
+        *,
+        correlation_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.origin = origin
+        self.correlation_id = correlation_id or new_correlation_id()
+
+    @property
+    def fault_code(self) -> str:
+        """X-Road's fault code, e.g. ``Server.ServerProxy.AccessDenied``."""
+        return f"{self.origin.value}.{self.code.code}"
+
+    @property
+    def http_status(self) -> int:
+        return self.code.value.http_status or self.origin.http_status
+
+    def __repr__(self) -> str:
+        return f"XwegError({self.fault_code!r}, {self.message!r}, correlation_id={self.correlation_id!r})"
+
+    def __str__(self) -> str:
+        return f"{self.fault_code}: {self.message}"

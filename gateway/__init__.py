@@ -1,0 +1,1 @@
+"""The security server: pipelines, mTLS transport, configuration client, message log."""

@@ -1,0 +1,1 @@
+"""The central registry: federation definition, signed global configuration publication."""

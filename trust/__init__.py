@@ -1,0 +1,1 @@
+"""Trust: keys, certificates, message signatures, global configuration format, anchors."""
