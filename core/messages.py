@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from core.identifiers import ClientId, IdentifierError, ServiceId, SubsystemId, parse_client_slash
+from core.identifiers import ClientId, IdentifierError, MemberId, ServiceId, SubsystemId, parse_client_slash
 
 __all__ = [
     "Protocol",
@@ -56,6 +56,15 @@ def _check_text(value: str | None, what: str, limit: int = _MAX_ID_LENGTH) -> No
         raise MessageError(f"{what} must be a non-empty string of at most {limit} characters")
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
         raise MessageError(f"{what} contains control characters")
+    _check_encodable(value, what)
+
+
+def _check_encodable(value: str, what: str) -> None:
+    # Lone surrogates (from undecodable bytes) cannot be hashed as UTF-8: refuse them here.
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise MessageError(f"{what} is not valid Unicode text") from exc
 
 
 def _check_headers(headers: tuple[tuple[str, str], ...]) -> None:
@@ -64,14 +73,15 @@ def _check_headers(headers: tuple[tuple[str, str], ...]) -> None:
     for name, value in headers:
         if not _HEADER_NAME.fullmatch(name):
             raise MessageError(f"header name {name!r} is not a lower-case HTTP token")
-        if len(value) > MAX_HEADER_VALUE or any(ch in value for ch in "\r\n\0"):
+        if not isinstance(value, str) or len(value) > MAX_HEADER_VALUE or any(ch in value for ch in "\r\n\0"):
             raise MessageError(f"header {name!r} has an invalid value")
+        _check_encodable(value, f"header {name!r}")
 
 
 def _check_body_digest(body_sha512: bytes, body_size: int) -> None:
     if not isinstance(body_sha512, bytes) or len(body_sha512) != 64:
         raise MessageError("body_sha512 must be 64 bytes")
-    if not isinstance(body_size, int) or body_size < 0:
+    if type(body_size) is not int or body_size < 0:
         raise MessageError("body_size must be a non-negative integer")
 
 
@@ -98,14 +108,18 @@ class RequestHeader:
             raise MessageError("protocol must be a Protocol")
         if not isinstance(self.service, ServiceId):
             raise MessageError("service must be a ServiceId")
+        if not isinstance(self.client, (MemberId, SubsystemId)):
+            raise MessageError("client must be a MemberId or SubsystemId")
         _check_text(self.message_id, "message id")
         _check_text(self.user_id, "user id")
         _check_text(self.issue, "issue")
         _check_text(self.represented_party, "represented party")
-        if not _METHOD.fullmatch(self.method):
+        if not isinstance(self.method, str) or not _METHOD.fullmatch(self.method):
             raise MessageError(f"invalid method {self.method!r}")
         if self.path and not self.path.startswith("/"):
             raise MessageError("path must be empty or start with '/'")
+        if "?" in self.path or "#" in self.path:
+            raise MessageError("path must not contain '?' or '#'")
         _check_text(self.path or None, "path", 4096)
         _check_text(self.query or None, "query", 4096)
         _check_headers(self.headers)
