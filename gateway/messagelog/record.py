@@ -1,0 +1,260 @@
+"""Message-log records, their canonical encoding and the hash chain that links them.
+
+Pure: no I/O, no asyncio.  A :class:`NewRecord` is what the pipeline hands to the log;
+a :class:`LogRecord` is a stored one, with its place (``seq``) and its chain hashes.
+
+``encode_record`` turns a record into a stable byte string, canonical JSON::
+
+    {"client": "...", "direction": "request", "format": "xweg-messagelog-record/1",
+     "header_sha512": "<hex>", "logged_at": "2025-01-02T03:04:05.000000Z", "message_id": "...",
+     "seq": 17, "service": "...", "signature": "<compact JWS>", "status": null}
+
+The body is bound through the signed header, which carries the body's SHA-512 and size;
+the verifier checks body against header as its own step, so a changed body is reported
+as exactly that instead of as a broken hash.  These bytes are what a later Merkle tree
+(RFC 9162) takes as leaves; the format name is versioned so that tree can tell.
+
+The chain: ``record_hash = SHA-256(prev_hash || SHA-256(encode_record(seq, record)))``,
+with ``prev_hash`` of record 1 being :data:`GENESIS_HASH` (32 zero bytes).  Parsing the
+header and checking signatures is :mod:`gateway.messagelog.verify`'s job.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from core.canonical import canonical_json
+from core.clock import require_utc
+from core.identifiers import IdentifierError, ServiceId, parse_client_slash
+
+__all__ = [
+    "Direction",
+    "NewRecord",
+    "LogRecord",
+    "GENESIS_HASH",
+    "HASH_SIZE",
+    "RECORD_FORMAT",
+    "MAX_MESSAGE_ID_LENGTH",
+    "MAX_HEADER_BYTES",
+    "MAX_SIGNATURE_LENGTH",
+    "encode_record",
+    "chain_hash",
+    "format_time",
+    "parse_time",
+]
+
+#: Size in bytes of ``prev_hash`` and ``record_hash`` (SHA-256).
+HASH_SIZE = 32
+GENESIS_HASH = bytes(HASH_SIZE)
+RECORD_FORMAT = "xweg-messagelog-record/1"
+
+#: Bounds; the core message model already keeps real values far below them.
+MAX_MESSAGE_ID_LENGTH = 255  # characters
+MAX_HEADER_BYTES = 2 * 1024 * 1024  # 100 headers of 8 KiB each, plus identifiers
+MAX_SIGNATURE_LENGTH = 256 * 1024  # characters; a compact JWS with its certificate chain
+
+
+class Direction(enum.Enum):
+    REQUEST = "request"
+    RESPONSE = "response"
+
+
+def format_time(value: dt.datetime) -> str:
+    """The one text form of a log time: ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (sorts as it reads)."""
+    utc = require_utc(value, "log time").astimezone(dt.UTC).replace(tzinfo=None)
+    # isoformat, not strftime: strftime does not zero-pad years before 1000 on every platform.
+    return utc.isoformat(timespec="microseconds") + "Z"
+
+
+def parse_time(text: str) -> dt.datetime:
+    """Inverse of :func:`format_time`; refuses any other form."""
+    if not isinstance(text, str) or not text.endswith("Z"):
+        raise ValueError(f"log time {text!r} is not of the form YYYY-MM-DDTHH:MM:SS.ffffffZ")
+    value = dt.datetime.fromisoformat(text[:-1]).replace(tzinfo=dt.UTC)
+    if format_time(value) != text:
+        raise ValueError(f"log time {text!r} is not of the form YYYY-MM-DDTHH:MM:SS.ffffffZ")
+    return value
+
+
+def _check_text(value: object, what: str, limit: int) -> None:
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{what} must be a non-empty string")
+    if len(value) > limit:
+        raise ValueError(f"{what} is longer than {limit} characters")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise ValueError(f"{what} contains control characters")
+
+
+def _check_content(
+    direction: object,
+    message_id: object,
+    client: object,
+    service: object,
+    logged_at: object,
+    header: object,
+    body: object,
+    signature: object,
+    status: object,
+) -> None:
+    """Shared constructor checks of :class:`NewRecord` and :class:`LogRecord`.
+
+    Structural only: whether the header matches the body and the signature is what
+    verification decides, and it must be able to load a tampered record to say so.
+    """
+    if not isinstance(direction, Direction):
+        raise ValueError("direction must be a Direction")
+    _check_text(message_id, "message id", MAX_MESSAGE_ID_LENGTH)
+    if not isinstance(client, str) or not isinstance(service, str):
+        raise ValueError("client and service must be identifiers in slash form")
+    try:
+        parse_client_slash(client)
+        ServiceId.parse_slash(service)
+    except IdentifierError as exc:
+        raise ValueError(str(exc)) from exc
+    if not isinstance(logged_at, dt.datetime):
+        raise ValueError("logged_at must be a datetime")
+    require_utc(logged_at, "logged_at")
+    if not isinstance(header, bytes) or not header:
+        raise ValueError("header must be non-empty bytes (canonical JSON)")
+    if len(header) > MAX_HEADER_BYTES:
+        raise ValueError(f"header is larger than {MAX_HEADER_BYTES} bytes")
+    if not isinstance(body, bytes):
+        raise ValueError("body must be bytes")
+    _check_text(signature, "signature", MAX_SIGNATURE_LENGTH)
+    if direction is Direction.REQUEST:
+        if status is not None:
+            raise ValueError("a request record has no HTTP status")
+    elif isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
+        raise ValueError(f"a response record needs an HTTP status (100-599), got {status!r}")
+
+
+@dataclass(frozen=True)
+class NewRecord:
+    """A request or response as the pipeline logs it, before it has a place in the log."""
+
+    direction: Direction
+    message_id: str
+    client: str  # slash form of the client id
+    service: str  # slash form of the service id
+    logged_at: dt.datetime  # UTC
+    header: bytes = field(repr=False)  # canonical JSON of the core header's to_dict()
+    body: bytes = field(repr=False)
+    signature: str = field(repr=False)  # compact detached JWS over the message digest
+    status: int | None = None  # HTTP status, responses only
+
+    def __post_init__(self) -> None:
+        _check_content(
+            self.direction,
+            self.message_id,
+            self.client,
+            self.service,
+            self.logged_at,
+            self.header,
+            self.body,
+            self.signature,
+            self.status,
+        )
+
+
+@dataclass(frozen=True)
+class LogRecord:
+    """A stored record: a :class:`NewRecord`'s fields, its sequence number and its hashes."""
+
+    seq: int  # 1-based, contiguous
+    prev_hash: bytes = field(repr=False)  # record_hash of record seq-1; GENESIS_HASH for 1
+    record_hash: bytes = field(repr=False)
+    direction: Direction
+    message_id: str
+    client: str
+    service: str
+    logged_at: dt.datetime
+    header: bytes = field(repr=False)
+    body: bytes = field(repr=False)
+    signature: str = field(repr=False)
+    status: int | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seq, bool) or not isinstance(self.seq, int) or self.seq < 1:
+            raise ValueError("seq must be a positive integer")
+        for name in ("prev_hash", "record_hash"):
+            value = getattr(self, name)
+            if not isinstance(value, bytes) or len(value) != HASH_SIZE:
+                raise ValueError(f"{name} must be {HASH_SIZE} bytes")
+        _check_content(
+            self.direction,
+            self.message_id,
+            self.client,
+            self.service,
+            self.logged_at,
+            self.header,
+            self.body,
+            self.signature,
+            self.status,
+        )
+
+    @property
+    def content(self) -> NewRecord:
+        """The record without its place in the log, e.g. to recompute its hash."""
+        return NewRecord(
+            direction=self.direction,
+            message_id=self.message_id,
+            client=self.client,
+            service=self.service,
+            logged_at=self.logged_at,
+            header=self.header,
+            body=self.body,
+            signature=self.signature,
+            status=self.status,
+        )
+
+    @classmethod
+    def place(cls, seq: int, prev_hash: bytes, new: NewRecord) -> LogRecord:
+        """``new`` stored as record ``seq`` after a record whose hash is ``prev_hash``."""
+        return cls(
+            seq=seq,
+            prev_hash=prev_hash,
+            record_hash=chain_hash(prev_hash, encode_record(seq, new)),
+            direction=new.direction,
+            message_id=new.message_id,
+            client=new.client,
+            service=new.service,
+            logged_at=new.logged_at,
+            header=new.header,
+            body=new.body,
+            signature=new.signature,
+            status=new.status,
+        )
+
+
+def encode_record(seq: int, new: NewRecord) -> bytes:
+    """The canonical bytes of record ``seq`` (see the module docstring); a future Merkle leaf."""
+    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
+        raise ValueError("seq must be a positive integer")
+    fields: dict[str, Any] = {
+        "format": RECORD_FORMAT,
+        "seq": seq,
+        "direction": new.direction.value,
+        "message_id": new.message_id,
+        "client": new.client,
+        "service": new.service,
+        "logged_at": format_time(new.logged_at),
+        "status": new.status,
+        "header_sha512": hashlib.sha512(new.header).hexdigest(),
+        "signature": new.signature,
+    }
+    return canonical_json(fields)
+
+
+def chain_hash(prev_hash: bytes, encoded: bytes) -> bytes:
+    """``SHA-256(prev_hash || SHA-256(encoded))``: links a record to everything before it.
+
+    Hashing the encoding first keeps the chained input fixed-size (64 bytes), so the
+    chain can be recomputed from stored leaf hashes alone.
+    """
+    if len(prev_hash) != HASH_SIZE:
+        raise ValueError(f"prev_hash must be {HASH_SIZE} bytes")
+    return hashlib.sha256(prev_hash + hashlib.sha256(encoded).digest()).digest()
