@@ -1,0 +1,1 @@
+"""The configuration client: fetch, verify, persist and swap global configuration."""

@@ -1,0 +1,50 @@
+"""The trusted global configuration: pure decisions about which document to believe.
+
+Takes bytes and a time, returns a verified :class:`GlobalConf` or raises; the
+fetching, persisting and scheduling live in :mod:`gateway.confclient.updater`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from trust.anchor import Anchor
+from trust.globalconf import GlobalConf, verify_global_conf
+
+__all__ = ["TrustedGlobalConf"]
+
+
+class TrustedGlobalConf:
+    """Holds the newest verified global configuration; the serial never goes back."""
+
+    def __init__(self, anchor: Anchor, *, min_serial: int | None = None) -> None:
+        self.anchor = anchor
+        self._min_serial = min_serial
+        self._conf: GlobalConf | None = None
+        self._document: bytes | None = None
+
+    @property
+    def min_serial(self) -> int | None:
+        return self._conf.serial if self._conf is not None else self._min_serial
+
+    @property
+    def latest(self) -> GlobalConf | None:
+        """The newest verified configuration, expired or not."""
+        return self._conf
+
+    @property
+    def document(self) -> bytes | None:
+        return self._document
+
+    def update(self, document: bytes, now: dt.datetime) -> GlobalConf:
+        """Verify ``document`` against the anchor and adopt it; raises trust's GlobalConfError."""
+        conf = verify_global_conf(document, self.anchor, now, min_serial=self.min_serial)
+        self._conf = conf
+        self._document = document
+        return conf
+
+    def current(self, now: dt.datetime) -> GlobalConf | None:
+        """The configuration to act on, or None when there is none or it has expired."""
+        if self._conf is None or self._conf.is_expired(now):
+            return None
+        return self._conf

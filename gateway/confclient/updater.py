@@ -1,0 +1,140 @@
+"""Keep global configuration current: poll the registry, verify, persist, swap.
+
+On start the last good document on disk is loaded (so a restart does not need the
+registry), then the registry is polled every ``poll_interval_s``.  A document is
+persisted atomically before it is used; a failed fetch or verification keeps the last
+good one and is logged.  Once that one expires, ``current()`` returns None and the
+pipelines refuse traffic with ``OutdatedGlobalConf``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+import structlog
+
+from core.clock import Clock
+from gateway.confclient.fetcher import FetchError, fetch_document
+from gateway.confclient.trusted import TrustedGlobalConf
+from gateway.config import GlobalConfClientSettings
+from trust.errors import GlobalConfError, GlobalConfExpired
+from trust.globalconf import GlobalConf
+
+__all__ = ["GlobalConfUpdater"]
+
+log = structlog.get_logger("xweg.confclient")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class GlobalConfUpdater:
+    def __init__(
+        self,
+        trusted: TrustedGlobalConf,
+        document_path: Path,
+        settings: GlobalConfClientSettings,
+        clock: Clock,
+        *,
+        on_update: Callable[[GlobalConf], None] | None = None,
+    ) -> None:
+        self.trusted = trusted
+        self._path = document_path
+        self._state_path = document_path.with_name(document_path.name + ".serial")
+        self._settings = settings
+        self._clock = clock
+        self._on_update = on_update
+        self._task: asyncio.Task[None] | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self.updated = asyncio.Event()
+
+    def load_persisted(self) -> None:
+        """Adopt the document on disk if it still verifies; remember its serial regardless."""
+        with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
+            state = json.loads(self._state_path.read_text())
+            self.trusted = TrustedGlobalConf(self.trusted.anchor, min_serial=int(state["serial"]))
+        try:
+            document = self._path.read_bytes()
+        except FileNotFoundError:
+            return
+        try:
+            self._adopt(self.trusted.update(document, self._clock.now()), persist=False)
+        except GlobalConfExpired:
+            log.warning("globalconf.persisted_expired", path=str(self._path))
+        except GlobalConfError as exc:
+            log.error("globalconf.persisted_invalid", path=str(self._path), error=str(exc))
+
+    def _adopt(self, conf: GlobalConf, *, persist: bool) -> None:
+        if persist:
+            document = self.trusted.document
+            assert document is not None
+            _write_atomically(self._path, document)
+            _write_atomically(self._state_path, json.dumps({"serial": conf.serial}).encode())
+        log.info("globalconf.adopted", serial=conf.serial, expires_at=conf.expires_at.isoformat())
+        if self._on_update is not None:
+            self._on_update(conf)
+        self.updated.set()
+
+    async def refresh_once(self) -> bool:
+        """One poll of every registry address in the anchor; True when a document was adopted."""
+        assert self._session is not None
+        for base in self.trusted.anchor.registry_urls:
+            url = base.rstrip("/") + "/globalconf"
+            try:
+                document = await fetch_document(
+                    self._session,
+                    url,
+                    timeout_s=self._settings.fetch_timeout_s,
+                    max_size=self._settings.max_size_bytes,
+                )
+                previous = self.trusted.latest
+                conf = self.trusted.update(document, self._clock.now())
+            except (FetchError, GlobalConfError) as exc:
+                log.warning("globalconf.refresh_failed", url=url, error=str(exc))
+                continue
+            if previous is None or conf.serial != previous.serial:
+                self._adopt(conf, persist=True)
+            return True
+        return False
+
+    async def _run(self) -> None:
+        while True:
+            await self.refresh_once()
+            # Until a first configuration arrives, poll every second rather than every minute.
+            has_conf = self.trusted.current(self._clock.now()) is not None
+            await asyncio.sleep(self._settings.poll_interval_s if has_conf else 1.0)
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession()
+        self.load_persisted()
+        self._task = asyncio.create_task(self._run(), name="globalconf-updater")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._session is not None:
+            await self._session.close()
+
+    def current(self) -> GlobalConf | None:
+        return self.trusted.current(self._clock.now())

@@ -1,0 +1,246 @@
+"""A security server's local configuration: one typed, frozen object built at start-up.
+
+Read from a TOML file (``xweg gateway serve --config FILE``); relative paths are
+resolved against the file's folder.  Nothing below reads the environment or files
+later, except the passphrase named here, which is read once while loading.
+
+```toml
+server_id = "NRW/MUN/05774032/ss1"
+anchor = "../../anchor.json"
+data_dir = "."
+
+[client_listener]             # for information systems (HTTP)
+host = "127.0.0.1"
+port = 5510
+
+[peer_listener]               # for other security servers (mutual TLS)
+host = "127.0.0.1"
+port = 5511
+
+[keys]
+passphrase_file = "keys/passphrase"      # or passphrase_env = "XWEG_KEY_PASSPHRASE"
+auth_key = "keys/auth.key"
+auth_certificate = "keys/auth.pem"
+[[keys.sign]]
+member = "NRW/MUN/05774032"
+key = "keys/sign-05774032.key"
+certificate = "keys/sign-05774032.pem"
+
+[[clients]]                   # subsystems of this organisation's information systems
+id = "NRW/MUN/05774032/gewerbeamt"
+
+[[services]]                  # services this server provides
+id = "NRW/MUN/05774032/gewerbeamt/gewerbeanzeige/v1"
+base_url = "http://127.0.0.1:5601/"
+timeout_s = 30
+
+[[access]]                    # deny by default: only what is listed here is allowed
+service = "NRW/MUN/05774032/gewerbeamt/gewerbeanzeige"
+clients = ["NRW/GOV/057/arbeitsschutz", "GLOBALGROUP:NRW/owl-kommunen"]
+```
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.identifiers import (
+    ClientId,
+    GlobalGroupId,
+    IdentifierError,
+    MemberId,
+    SecurityServerId,
+    ServiceId,
+    SubsystemId,
+    parse_client_slash,
+    parse_typed,
+)
+
+__all__ = [
+    "ConfigError",
+    "Listener",
+    "SignKeyConfig",
+    "ServiceConfig",
+    "AccessRule",
+    "Limits",
+    "GlobalConfClientSettings",
+    "GatewayConfig",
+    "AccessSubject",
+]
+
+AccessSubject = ClientId | GlobalGroupId
+
+
+class ConfigError(ValueError):
+    """The security server's configuration file is unusable; the message says where."""
+
+
+@dataclass(frozen=True)
+class Listener:
+    host: str
+    port: int
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise ConfigError(f"port {self.port} is out of range")
+
+
+@dataclass(frozen=True)
+class SignKeyConfig:
+    member: MemberId
+    key_path: Path
+    certificate_path: Path
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    id: ServiceId
+    base_url: str
+    timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ConfigError(f"service {self.id.slash()}: base_url must be an http(s) URL")
+        if self.timeout_s <= 0:
+            raise ConfigError(f"service {self.id.slash()}: timeout_s must be positive")
+
+
+@dataclass(frozen=True)
+class AccessRule:
+    """Clients (or global groups) allowed to call one service code of a provider."""
+
+    provider: SubsystemId
+    service_code: str
+    subjects: frozenset[AccessSubject]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_body_bytes: int = 10 * 1024 * 1024  # X-Road logs REST bodies up to 10 MiB
+    peer_timeout_s: float = 60.0
+    max_header_bytes: int = 64 * 1024
+
+
+@dataclass(frozen=True)
+class GlobalConfClientSettings:
+    poll_interval_s: float = 60.0
+    fetch_timeout_s: float = 10.0
+    max_size_bytes: int = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    server_id: SecurityServerId
+    anchor_path: Path
+    data_dir: Path
+    client_listener: Listener
+    peer_listener: Listener
+    auth_key_path: Path
+    auth_certificate_path: Path
+    sign_keys: tuple[SignKeyConfig, ...]
+    key_passphrase: bytes | None
+    clients: tuple[ClientId, ...]
+    services: tuple[ServiceConfig, ...]
+    access: tuple[AccessRule, ...]
+    limits: Limits = field(default_factory=Limits)
+    globalconf: GlobalConfClientSettings = field(default_factory=GlobalConfClientSettings)
+
+    @property
+    def message_log_path(self) -> Path:
+        return self.data_dir / "messagelog.db"
+
+    @property
+    def globalconf_path(self) -> Path:
+        return self.data_dir / "globalconf.jws"
+
+    def service(self, service: ServiceId) -> ServiceConfig | None:
+        """The configured service, matching the version when the request names one."""
+        for candidate in self.services:
+            if candidate.id.unversioned() != service.unversioned():
+                continue
+            if service.service_version is None or candidate.id.service_version in (
+                None,
+                service.service_version,
+            ):
+                return candidate
+        return None
+
+    @classmethod
+    def load(cls, path: Path, environ: Mapping[str, str] | None = None) -> GatewayConfig:
+        environ = os.environ if environ is None else environ
+        try:
+            with path.open("rb") as fh:
+                raw = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        try:
+            return _build(raw, path.resolve().parent, environ)
+        except (KeyError, TypeError, IdentifierError, ValueError) as exc:
+            if isinstance(exc, ConfigError):
+                raise ConfigError(f"{path}: {exc}") from exc
+            what = f"missing setting {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise ConfigError(f"{path}: {what}") from exc
+
+
+def _subject(text: str) -> AccessSubject:
+    if text.startswith("GLOBALGROUP:"):
+        group = parse_typed(text)
+        assert isinstance(group, GlobalGroupId)
+        return group
+    return parse_client_slash(text)
+
+
+def _build(raw: dict[str, Any], base: Path, environ: Mapping[str, str]) -> GatewayConfig:
+    def rel(value: str) -> Path:
+        return (base / value).resolve()
+
+    keys = raw["keys"]
+    passphrase: bytes | None = None
+    if "passphrase_file" in keys:
+        # A trailing newline is an editor's, not part of the passphrase.
+        passphrase = rel(keys["passphrase_file"]).read_bytes().rstrip(b"\r\n")
+    elif "passphrase_env" in keys:
+        name = keys["passphrase_env"]
+        if name not in environ:
+            raise ConfigError(f"environment variable {name} (key passphrase) is not set")
+        passphrase = environ[name].encode()
+
+    access: list[AccessRule] = []
+    for entry in raw.get("access", []):
+        service = ServiceId.parse_slash(entry["service"])
+        access.append(
+            AccessRule(
+                provider=service.provider,
+                service_code=service.service_code,
+                subjects=frozenset(_subject(s) for s in entry["clients"]),
+            )
+        )
+    gc = raw.get("globalconf", {})
+    limits = raw.get("limits", {})
+    return GatewayConfig(
+        server_id=SecurityServerId.parse_slash(raw["server_id"]),
+        anchor_path=rel(raw["anchor"]),
+        data_dir=rel(raw.get("data_dir", ".")),
+        client_listener=Listener(**raw["client_listener"]),
+        peer_listener=Listener(**raw["peer_listener"]),
+        auth_key_path=rel(keys["auth_key"]),
+        auth_certificate_path=rel(keys["auth_certificate"]),
+        sign_keys=tuple(
+            SignKeyConfig(MemberId.parse_slash(s["member"]), rel(s["key"]), rel(s["certificate"]))
+            for s in keys.get("sign", [])
+        ),
+        key_passphrase=passphrase,
+        clients=tuple(parse_client_slash(c["id"]) for c in raw.get("clients", [])),
+        services=tuple(
+            ServiceConfig(ServiceId.parse_slash(s["id"]), s["base_url"], float(s.get("timeout_s", 30.0)))
+            for s in raw.get("services", [])
+        ),
+        access=tuple(access),
+        limits=Limits(**limits),
+        globalconf=GlobalConfClientSettings(**gc),
+    )

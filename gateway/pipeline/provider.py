@@ -1,0 +1,159 @@
+"""The provider pipeline: a peer's signed request, checked, logged, served, answered.
+
+Steps (the numbers appear in log events):
+  1. global configuration is current
+  2. the peer's TLS certificate is one registered for a security server, valid now
+  3. the frame parses, the body matches its signed header, and the signature is the
+     client member's; the client is hosted by the peer that sent it
+  4. the service is one this server provides, and access rights allow this client
+  5. append the request to the message log (durable) -- only then call the backend
+  6. call the backend information system
+  7. sign the response, bound to the request by its hash, log it, return it
+"""
+
+from __future__ import annotations
+
+import structlog
+from cryptography import x509
+
+from core.canonical import b64, canonical_json, request_digest, response_digest
+from core.errors import ErrorCode, Origin, XwegError
+from core.messages import MessageError, Request, RequestHeader, ResponseHeader, sha512
+from gateway.messagelog.record import Direction, NewRecord
+from gateway.pipeline.consumer import append_to_log
+from gateway.runtime import Gateway
+from gateway.transport.frame import FrameError, decode_frame, encode_frame
+from trust.certificates import fingerprint, validate_auth_certificate
+from trust.errors import CertificateInvalid, TrustError
+from trust.signatures import sign_digest, verify_signature
+
+__all__ = ["handle_exchange"]
+
+log = structlog.get_logger("xweg.provider")
+_ORIGIN = Origin.SERVER_PROXY
+
+
+async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, data: bytes) -> bytes:
+    # (1) global configuration is current
+    conf, now = gateway.current_conf(_ORIGIN)
+
+    # (2) who is calling: the certificate must be registered for a security server
+    if not peer_certificate_der:
+        raise XwegError(ErrorCode.SSL_AUTHENTICATION_FAILED, "no client certificate presented", _ORIGIN)
+    peer_certificate = x509.load_der_x509_certificate(peer_certificate_der)
+    peer = conf.server_by_fingerprint(fingerprint(peer_certificate))
+    if peer is None:
+        raise XwegError(
+            ErrorCode.SSL_AUTHENTICATION_FAILED,
+            f"client certificate {fingerprint(peer_certificate)[:16]}... is not registered "
+            "for any security server in global configuration",
+            _ORIGIN,
+        )
+    try:
+        validate_auth_certificate(peer_certificate, conf.approved_cas, now)
+    except CertificateInvalid as exc:
+        raise XwegError(ErrorCode.CERT_VALIDATION, str(exc), _ORIGIN) from exc
+
+    # (3) the message is what its signer signed
+    try:
+        frame = decode_frame(data)
+        header = RequestHeader.from_dict(frame.metadata["header"])
+        signature = frame.metadata["signature"]
+        if not isinstance(signature, str):
+            raise FrameError("signature must be a string")
+    except (FrameError, MessageError, KeyError) as exc:
+        raise XwegError(ErrorCode.INVALID_MESSAGE, f"malformed message: {exc}", _ORIGIN) from exc
+    if len(frame.body) != header.body_size or sha512(frame.body) != header.body_sha512:
+        raise XwegError(
+            ErrorCode.INVALID_SIGNATURE_VALUE,
+            "request body does not match the digest in its signed header",
+            _ORIGIN,
+        )
+    digest = request_digest(header)
+    try:
+        verified = verify_signature(signature, digest, conf.approved_cas, now)
+    except TrustError as exc:
+        raise XwegError(
+            ErrorCode.INVALID_SIGNATURE_VALUE, f"request signature does not verify: {exc}", _ORIGIN
+        ) from exc
+    if verified.member != header.client.member:
+        raise XwegError(
+            ErrorCode.INVALID_SIGNATURE_VALUE,
+            f"request is signed by {verified.member.slash()}, not by client {header.client.member.slash()}",
+            _ORIGIN,
+        )
+    if all(s.id != peer.id for s in conf.servers_for_client(header.client)):
+        raise XwegError(
+            ErrorCode.ACCESS_DENIED,
+            f"security server {peer.id.slash()} does not host client {header.client}",
+            _ORIGIN,
+        )
+    request = Request(header, frame.body)
+
+    # (4) is it ours, and is this client allowed?
+    service = gateway.config.service(header.service)
+    provider_hosted = header.service.provider in gateway.config.clients
+    if service is None or not provider_hosted:
+        raise XwegError(ErrorCode.UNKNOWN_SERVICE, f"unknown service {header.service}", _ORIGIN)
+    if not gateway.access.allows(header.client, header.service, conf.group_members):
+        raise XwegError(
+            ErrorCode.ACCESS_DENIED,
+            f"client {header.client} is not allowed to use service {header.service}",
+            _ORIGIN,
+        )
+
+    # (5) log before the backend sees anything
+    await append_to_log(
+        gateway,
+        NewRecord(
+            direction=Direction.REQUEST,
+            message_id=header.message_id,
+            client=header.client.slash(),
+            service=header.service.slash(),
+            logged_at=now,
+            header=canonical_json(header.to_dict()),
+            body=frame.body,
+            signature=signature,
+        ),
+        _ORIGIN,
+    )
+
+    # (6) call the backend
+    status, headers, body = await gateway.backends.get(service.timeout_s).call(service.base_url, request)
+
+    # (7) sign, bind to the request, log, answer
+    response_header = ResponseHeader(
+        message_id=header.message_id,
+        request_hash=b64(digest),
+        status=status,
+        headers=headers,
+        body_sha512=sha512(body),
+        body_size=len(body),
+    )
+    signer = gateway.signer_for(header.service.member, _ORIGIN)
+    response_signature = sign_digest(response_digest(response_header), signer.key, signer.certificate)
+    await append_to_log(
+        gateway,
+        NewRecord(
+            direction=Direction.RESPONSE,
+            message_id=header.message_id,
+            client=header.client.slash(),
+            service=header.service.slash(),
+            logged_at=gateway.clock.now(),
+            header=canonical_json(response_header.to_dict()),
+            body=body,
+            signature=response_signature,
+            status=status,
+        ),
+        _ORIGIN,
+    )
+    log.info(
+        "exchange.completed",
+        side="provider",
+        message_id=header.message_id,
+        client=header.client.slash(),
+        service=header.service.slash(),
+        peer=peer.id.slash(),
+        status=status,
+    )
+    return encode_frame({"header": response_header.to_dict(), "signature": response_signature}, body)

@@ -1,0 +1,263 @@
+"""One security server per process: the client listener, the peer listener, their lifecycle.
+
+The client listener (plain HTTP, for the organisation's information systems) speaks
+X-Road REST r1 at ``/r1/...``; the peer listener (mutual TLS, for other security
+servers) accepts framed, signed messages.  Every failure leaves through one renderer:
+an X-Road REST error body with a correlation id that is also in the server's log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import structlog
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+from cryptography.hazmat.primitives.serialization import Encoding
+from multidict import CIMultiDict
+
+from adapters.rest.backend import new_backend_session
+from adapters.rest.outbound import render_rest_error
+from core.clock import Clock, SystemClock
+from core.errors import ErrorCode, Origin, XwegError
+from gateway.access import AccessRights
+from gateway.confclient.trusted import TrustedGlobalConf
+from gateway.confclient.updater import GlobalConfUpdater
+from gateway.config import GatewayConfig
+from gateway.logsetup import configure_logging
+from gateway.messagelog.store import MessageLogStore
+from gateway.messagelog.writer import MessageLogWriter
+from gateway.pipeline.consumer import PassThroughError, handle_rest_request
+from gateway.pipeline.provider import handle_exchange
+from gateway.runtime import BackendPool, Gateway, load_signers
+from gateway.transport.client import EXCHANGE_PATH, PeerClient
+from gateway.transport.frame import CONTENT_TYPE, MAX_METADATA_BYTES
+from gateway.transport.tls import server_context
+from trust.anchor import load_anchor
+from trust.globalconf import GlobalConf
+
+__all__ = ["serve", "main", "build_gateway"]
+
+log = structlog.get_logger("xweg.gateway")
+GATEWAY_KEY = web.AppKey("gateway", Gateway)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _error_response(error: XwegError) -> web.Response:
+    status, headers, body = render_rest_error(error)
+    return web.Response(status=status, headers=dict(headers), body=body)
+
+
+def _error_middleware(origin: Origin) -> Middleware:
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except XwegError as error:
+            log.warning(
+                "exchange.failed",
+                fault_code=error.fault_code,
+                message=error.message,
+                correlation_id=error.correlation_id,
+                path=request.path,
+            )
+            return _error_response(error)
+        except PassThroughError as error:
+            log.warning("exchange.failed_at_provider", fault_code=error.fault_code, path=request.path)
+            return web.Response(
+                status=error.status,
+                body=error.body,
+                headers={"Content-Type": "application/json; charset=utf-8", "X-Road-Error": error.fault_code},
+            )
+        except web.HTTPException:
+            raise
+        except Exception as exc:  # the last line of defence: never a traceback to a client
+            internal = XwegError(ErrorCode.INTERNAL_ERROR, "internal error; see the server log", origin)
+            log.exception("internal_error", correlation_id=internal.correlation_id, error=repr(exc))
+            return _error_response(internal)
+
+    return middleware
+
+
+async def _read_body(request: web.Request, limit: int, origin: Origin) -> bytes:
+    """Read at most ``limit`` bytes of body; more is a 413, not a half-read message."""
+    too_large = XwegError(ErrorCode.REQUEST_TOO_LARGE, f"request body exceeds {limit} bytes", origin)
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise too_large
+    return bytes(body)
+
+
+async def _rest(request: web.Request) -> web.StreamResponse:
+    gateway = request.app[GATEWAY_KEY]
+    body = await _read_body(request, gateway.config.limits.max_body_bytes, Origin.CLIENT)
+    answer = await handle_rest_request(
+        gateway,
+        request.method,
+        request.raw_path,
+        [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
+        body,
+    )
+    return web.Response(status=answer.status, headers=CIMultiDict(answer.headers), body=answer.body)
+
+
+async def _healthz(request: web.Request) -> web.StreamResponse:
+    gateway = request.app[GATEWAY_KEY]
+    conf = gateway.globalconf.current()
+    body = {
+        "server": gateway.config.server_id.slash(),
+        "globalconf_serial": conf.serial if conf else None,
+        "globalconf_expires_at": conf.expires_at.isoformat() if conf else None,
+        "ready": conf is not None,
+    }
+    return web.json_response(body, status=200 if conf is not None else 503)
+
+
+async def _exchange(request: web.Request) -> web.StreamResponse:
+    gateway = request.app[GATEWAY_KEY]
+    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+    der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+    limit = gateway.config.limits.max_body_bytes + MAX_METADATA_BYTES + 64
+    data = await _read_body(request, limit, Origin.SERVER_PROXY)
+    frame = await handle_exchange(gateway, der, data)
+    return web.Response(status=200, body=frame, headers={"Content-Type": CONTENT_TYPE})
+
+
+def build_client_app(gateway: Gateway) -> web.Application:
+    app = web.Application(
+        middlewares=[_error_middleware(Origin.CLIENT_PROXY)],
+        client_max_size=gateway.config.limits.max_body_bytes + 1,
+    )
+    app[GATEWAY_KEY] = gateway
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_route("*", "/r1/{tail:.*}", _rest)
+    return app
+
+
+def build_peer_app(gateway: Gateway) -> web.Application:
+    app = web.Application(
+        middlewares=[_error_middleware(Origin.SERVER_PROXY)],
+        client_max_size=gateway.config.limits.max_body_bytes + MAX_METADATA_BYTES + 64,
+    )
+    app[GATEWAY_KEY] = gateway
+    app.router.add_post(EXCHANGE_PATH, _exchange)
+    return app
+
+
+_background: set[asyncio.Task[None]] = set()
+
+
+def _record_meta(path: Path, key: str, value: str) -> None:
+    # A connection of its own: the writer's belongs to the writer's thread.
+    store = MessageLogStore.open(path)
+    try:
+        store.set_meta(key, value)
+    finally:
+        store.close()
+
+
+async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    anchor = load_anchor(config.anchor_path)
+    store = MessageLogStore.open(config.message_log_path)
+    store.set_meta("server_id", config.server_id.slash())
+    writer = MessageLogWriter(store)
+    await writer.start()
+
+    def remember_cas(conf: GlobalConf) -> None:
+        # An auditor verifying this log later finds the CAs that were approved here.
+        pem = "".join(ca.public_bytes(Encoding.PEM).decode() for ca in conf.approved_cas)
+        task = asyncio.get_running_loop().create_task(
+            asyncio.to_thread(_record_meta, config.message_log_path, "approved_cas", pem)
+        )
+        _background.add(task)
+        task.add_done_callback(_background.discard)
+
+    updater = GlobalConfUpdater(
+        TrustedGlobalConf(anchor), config.globalconf_path, config.globalconf, clock, on_update=remember_cas
+    )
+    peers = PeerClient(
+        config.auth_certificate_path,
+        config.auth_key_path,
+        config.key_passphrase,
+        timeout_s=config.limits.peer_timeout_s,
+        max_response_bytes=config.limits.max_body_bytes + MAX_METADATA_BYTES + 64,
+    )
+    backends = BackendPool(new_backend_session(), config.limits.max_body_bytes)
+    return Gateway(
+        config=config,
+        clock=clock,
+        globalconf=updater,
+        signers=load_signers(config),
+        log=writer,
+        peers=peers,
+        backends=backends,
+        access=AccessRights(config.access),
+    )
+
+
+async def serve(config: GatewayConfig, clock: Clock | None = None, stop: asyncio.Event | None = None) -> None:
+    clock = clock or SystemClock()
+    stop = stop or asyncio.Event()
+    gateway = await build_gateway(config, clock)
+    await gateway.globalconf.start()
+    runners: list[web.AppRunner] = []
+    try:
+        client_runner = web.AppRunner(build_client_app(gateway), access_log=None)
+        await client_runner.setup()
+        runners.append(client_runner)
+        await web.TCPSite(client_runner, config.client_listener.host, config.client_listener.port).start()
+        log.info("listener.started", listener="client", port=config.client_listener.port)
+
+        # The peer listener needs the approved CAs, which come with global configuration.
+        while gateway.globalconf.trusted.latest is None and not stop.is_set():
+            waiter = asyncio.ensure_future(gateway.globalconf.updated.wait())
+            stopper = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({waiter, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            waiter.cancel()
+            stopper.cancel()
+        if not stop.is_set():
+            latest = gateway.globalconf.trusted.latest
+            assert latest is not None
+            tls = server_context(
+                config.auth_certificate_path, config.auth_key_path, config.key_passphrase, latest.approved_cas
+            )
+            peer_runner = web.AppRunner(build_peer_app(gateway), access_log=None)
+            await peer_runner.setup()
+            runners.append(peer_runner)
+            await web.TCPSite(
+                peer_runner, config.peer_listener.host, config.peer_listener.port, ssl_context=tls
+            ).start()
+            log.info("listener.started", listener="peer", port=config.peer_listener.port)
+        await stop.wait()
+    finally:
+        for runner in reversed(runners):
+            await runner.cleanup()
+        await gateway.globalconf.close()
+        await gateway.peers.close()
+        await gateway.backends.close()
+        await gateway.log.close()
+
+
+def main(config_path: str) -> int:
+    configure_logging()
+    config = GatewayConfig.load(Path(config_path))
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError):
+                loop.add_signal_handler(sig, stop.set)
+        await serve(config, stop=stop)
+
+    asyncio.run(run())
+    return 0

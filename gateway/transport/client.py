@@ -1,0 +1,133 @@
+"""Sending framed messages to peer security servers over pooled mutual-TLS connections.
+
+One aiohttp session (and so one keep-alive pool) per peer and per set of pinned
+certificates: a TLS handshake happens once per connection, never per message.  When
+global configuration registers a new certificate or address for a peer, a new pool
+is made for it and the old one is closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+from cryptography import x509
+
+from core.errors import ErrorCode, Origin, XwegError
+from gateway.transport.frame import CONTENT_TYPE
+from gateway.transport.tls import pinned_client_context
+from trust.certificates import fingerprint
+from trust.globalconf import SecurityServerInfo
+
+__all__ = ["PeerClient", "PeerResponse", "EXCHANGE_PATH"]
+
+EXCHANGE_PATH = "/xweg/v1/exchange"
+
+
+@dataclass(frozen=True, slots=True)
+class PeerResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+@contextlib.contextmanager
+def _map_transport_errors(peer: SecurityServerInfo) -> Iterator[None]:
+    """aiohttp, ssl and timeout errors become X-Road errors of the consumer's server."""
+    try:
+        yield
+    except aiohttp.ClientConnectorCertificateError as exc:
+        raise XwegError(
+            ErrorCode.SSL_AUTHENTICATION_FAILED,
+            f"security server {peer.id.slash()} at {peer.address} did not present the "
+            f"certificate registered for it: {exc.certificate_error}",
+            Origin.CLIENT_PROXY,
+        ) from exc
+    except aiohttp.ClientSSLError as exc:
+        raise XwegError(
+            ErrorCode.SSL_AUTHENTICATION_FAILED,
+            f"TLS with security server {peer.id.slash()} at {peer.address} failed",
+            Origin.CLIENT_PROXY,
+        ) from exc
+    except (aiohttp.ClientError, OSError) as exc:
+        raise XwegError(
+            ErrorCode.NETWORK_ERROR,
+            f"cannot reach security server {peer.id.slash()} at {peer.address}: {type(exc).__name__}",
+            Origin.CLIENT_PROXY,
+        ) from exc
+    except TimeoutError as exc:
+        raise XwegError(
+            ErrorCode.NETWORK_ERROR,
+            f"security server {peer.id.slash()} at {peer.address} did not answer in time",
+            Origin.CLIENT_PROXY,
+        ) from exc
+
+
+class PeerClient:
+    def __init__(
+        self,
+        certificate: Path,
+        key: Path,
+        passphrase: bytes | None,
+        *,
+        timeout_s: float,
+        max_response_bytes: int,
+    ) -> None:
+        self._certificate = certificate
+        self._key = key
+        self._passphrase = passphrase
+        self._timeout_s = timeout_s
+        self._max_response_bytes = max_response_bytes
+        self._sessions: dict[str, tuple[tuple[object, ...], aiohttp.ClientSession]] = {}
+
+    def _session(self, peer: SecurityServerInfo, cas: tuple[x509.Certificate, ...]) -> aiohttp.ClientSession:
+        key = (peer.address, peer.auth_cert_fingerprints, tuple(fingerprint(ca) for ca in cas))
+        slot = peer.id.slash()
+        known = self._sessions.get(slot)
+        if known is not None and known[0] == key:
+            return known[1]
+        if known is not None:
+            asyncio.get_running_loop().create_task(known[1].close())
+        ctx = pinned_client_context(
+            self._certificate, self._key, self._passphrase, cas, peer.auth_cert_fingerprints
+        )
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=ctx, limit=256, keepalive_timeout=30),
+            timeout=aiohttp.ClientTimeout(total=self._timeout_s),
+            skip_auto_headers=("User-Agent",),
+        )
+        self._sessions[slot] = (key, session)
+        return session
+
+    async def send(
+        self, peer: SecurityServerInfo, cas: tuple[x509.Certificate, ...], frame: bytes
+    ) -> PeerResponse:
+        session = self._session(peer, cas)
+        url = f"https://{peer.address}{EXCHANGE_PATH}"
+        with _map_transport_errors(peer):
+            async with session.post(url, data=frame, headers={"Content-Type": CONTENT_TYPE}) as resp:
+                if resp.content_length is not None and resp.content_length > self._max_response_bytes:
+                    raise XwegError(
+                        ErrorCode.SERVICE_FAILED,
+                        f"response from {peer.id.slash()} exceeds {self._max_response_bytes} bytes",
+                        Origin.CLIENT_PROXY,
+                    )
+                body = bytearray()
+                async for chunk in resp.content.iter_chunked(64 * 1024):
+                    body += chunk
+                    if len(body) > self._max_response_bytes:
+                        raise XwegError(
+                            ErrorCode.SERVICE_FAILED,
+                            f"response from {peer.id.slash()} exceeds {self._max_response_bytes} bytes",
+                            Origin.CLIENT_PROXY,
+                        )
+                return PeerResponse(resp.status, dict(resp.headers), bytes(body))
+
+    async def close(self) -> None:
+        for _, session in self._sessions.values():
+            await session.close()
+        self._sessions.clear()

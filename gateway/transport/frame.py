@@ -1,0 +1,60 @@
+"""The message frame between security servers: signed metadata, then the body bytes.
+
+```
+b"XWEG/1\n" | uint32 big-endian length of the metadata | metadata (JSON) | body
+```
+The metadata carries the canonical message header and its detached JWS; the body
+travels as its original bytes, so that the receiver hashes exactly what the sender
+signed.  Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["MAGIC", "CONTENT_TYPE", "FrameError", "Frame", "encode_frame", "decode_frame"]
+
+MAGIC = b"XWEG/1\n"
+CONTENT_TYPE = "application/x-xweg-message"
+#: Bound on the metadata part: headers, identifiers and one signature with its certificate.
+MAX_METADATA_BYTES = 256 * 1024
+_LEN = struct.Struct(">I")
+
+
+class FrameError(ValueError):
+    """The bytes received are not a well-formed frame."""
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    metadata: dict[str, Any]
+    body: bytes
+
+
+def encode_frame(metadata: dict[str, Any], body: bytes) -> bytes:
+    meta = json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if len(meta) > MAX_METADATA_BYTES:
+        raise FrameError("frame metadata is too large")
+    return b"".join((MAGIC, _LEN.pack(len(meta)), meta, body))
+
+
+def decode_frame(data: bytes) -> Frame:
+    if not data.startswith(MAGIC):
+        raise FrameError("not an xweg message frame")
+    offset = len(MAGIC)
+    if len(data) < offset + _LEN.size:
+        raise FrameError("frame is truncated")
+    (meta_len,) = _LEN.unpack_from(data, offset)
+    offset += _LEN.size
+    if meta_len > MAX_METADATA_BYTES or len(data) < offset + meta_len:
+        raise FrameError("frame metadata length is invalid")
+    try:
+        metadata = json.loads(data[offset : offset + meta_len].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise FrameError(f"frame metadata is not JSON: {exc}") from exc
+    if not isinstance(metadata, dict):
+        raise FrameError("frame metadata must be a JSON object")
+    return Frame(metadata, data[offset + meta_len :])

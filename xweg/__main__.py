@@ -1,0 +1,5 @@
+import sys
+
+from xweg.cli import main
+
+sys.exit(main())

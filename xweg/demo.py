@@ -1,0 +1,266 @@
+"""``xweg demo``: the OWL federation on this machine, with real exchanges between authorities.
+
+Starts the registry, a security server each for IT.NRW, the Bezirksregierung Detmold,
+Paderborn (which also hosts Kreis Paderborn), Delbrück and Bielefeld, and the demo
+backends; then Paderborn's Gewerbeamt notifies a Gewerbeanzeige to the Bezirksregierung
+and the statistics office, Bielefeld and Delbrück do likewise, and Kreis Paderborn tries
+a service it was never granted.  Every message log is verified at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from core.identifiers import ClientId, SubsystemId
+from trust.keys import load_certificates
+from xweg.audit import signature_check
+from xweg.federation import (
+    BIELEFELD,
+    DELBRUECK,
+    GEWERBEANZEIGE,
+    KREIS_PB,
+    OWL,
+    PADERBORN,
+    STATISTIK,
+    FederationError,
+    Layout,
+    RunningFederation,
+    ServicePlan,
+    prepare,
+    rest_path,
+)
+
+__all__ = ["run_demo", "example_request", "Exchange", "call"]
+
+
+def _anzeige(
+    art: str, gemeinde: str, betrieb: str, taetigkeit: str, wz: str, person: dict[str, str]
+) -> dict[str, Any]:
+    return {
+        "anzeigeId": str(uuid.uuid4()),
+        "anzeigeart": art,
+        "autor": {"praefix": "MELDID", "kennung": gemeinde},
+        "leser": {"praefix": "MELDID", "kennung": "057"},
+        "gemeindeschluessel": gemeinde,
+        "betrieb": {"id": str(uuid.uuid4()), "name": betrieb, "rechtsform": "GmbH"},
+        "gueltigAb": "2026-12-01",
+        "taetigkeit": {"text": taetigkeit, "wz2008": wz},
+        "beschaeftigte": {"vollzeit": 4, "teilzeit": 2},
+        "person": person,
+        "anschrift": {"strasse": "Musterweg 1", "plz": "33098", "ort": "Paderborn"},
+    }
+
+
+def _statistik(anzeige: dict[str, Any]) -> dict[str, Any]:
+    """The reduced view the statistics office receives: no names, no addresses."""
+    return {
+        "anzeigeId": anzeige["anzeigeId"],
+        "anzeigeart": anzeige["anzeigeart"],
+        "gemeindeschluessel": anzeige["gemeindeschluessel"],
+        "wz2008": anzeige["taetigkeit"]["wz2008"],
+        "beschaeftigte": anzeige["beschaeftigte"],
+    }
+
+
+_PERSON = {
+    "familienname": "Muster",
+    "vorname": "Erika",
+    "geburtsdatum": "1980-01-01",
+    "staatsangehoerigkeit": "000",
+}
+
+
+def example_request(service: ServicePlan) -> tuple[ClientId, str, str, Any]:
+    anzeige = _anzeige(
+        "Anmeldung", "05774032", "Bäckerei Muster GmbH", "Backwaren, Herstellung", "10.71.0", _PERSON
+    )
+    if service.id == STATISTIK:
+        return (
+            PADERBORN.subsystem("gewerbeamt"),
+            "POST",
+            rest_path(service.id, "/meldungen"),
+            _statistik(anzeige),
+        )
+    return PADERBORN.subsystem("gewerbeamt"), "POST", rest_path(service.id, "/anzeigen"), anzeige
+
+
+@dataclass(frozen=True)
+class Exchange:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+def call(
+    url: str, method: str, client: ClientId, body: Any = None, headers: dict[str, str] | None = None
+) -> Exchange:
+    data = json.dumps(body).encode() if body is not None else None
+    all_headers = {"X-Road-Client": client.slash(), "Content-Type": "application/json", **(headers or {})}
+    req = urllib.request.Request(url, data=data, method=method, headers=all_headers)  # noqa: S310 -- loopback
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:  # noqa: S310
+            return Exchange(resp.status, dict(resp.headers), resp.read())
+    except urllib.error.HTTPError as exc:
+        return Exchange(exc.code, dict(exc.headers), exc.read())
+
+
+def _name(layout: Layout, client: ClientId) -> str:
+    member = layout.plan.member(client.member)
+    sub = f" ({client.subsystem_code})" if isinstance(client, SubsystemId) else ""
+    return member.name + sub
+
+
+def _exchanges(layout: Layout) -> list[tuple[str, ClientId, ServicePlan, str, Any, str | None]]:
+    """(label, client, service, path, body, expected X-Road error or None)."""
+    services = {s.id: s for server in layout.plan.servers for s in server.services}
+    anzeige_pb = _anzeige(
+        "Anmeldung", "05774032", "Bäckerei Muster GmbH", "Backwaren, Herstellung", "10.71.0", _PERSON
+    )
+    anzeige_bi = _anzeige(
+        "Ummeldung",
+        "05711000",
+        "Teutoburger Fahrradwerkstatt GmbH",
+        "Reparatur von Fahrrädern",
+        "95.29.0",
+        {**_PERSON, "familienname": "Beispiel", "vorname": "Max"},
+    )
+    anzeige_de = _anzeige(
+        "Abmeldung",
+        "05774020",
+        "Delbrücker Hofladen GmbH",
+        "Einzelhandel mit Obst und Gemüse",
+        "47.21.0",
+        {**_PERSON, "familienname": "Probe", "vorname": "Anna"},
+    )
+    ga, st = services[GEWERBEANZEIGE], services[STATISTIK]
+    return [
+        (
+            "Gewerbeanzeige (Anmeldung, Bäckerei Muster GmbH)",
+            PADERBORN.subsystem("gewerbeamt"),
+            ga,
+            "/anzeigen",
+            anzeige_pb,
+            None,
+        ),
+        (
+            "Statistikmeldung (reduced view of the same Anmeldung)",
+            PADERBORN.subsystem("gewerbeamt"),
+            st,
+            "/meldungen",
+            _statistik(anzeige_pb),
+            None,
+        ),
+        (
+            "Gewerbeanzeige (Ummeldung, Teutoburger Fahrradwerkstatt GmbH)",
+            BIELEFELD.subsystem("gewerbeamt"),
+            ga,
+            "/anzeigen",
+            anzeige_bi,
+            None,
+        ),
+        (
+            "Statistikmeldung (Abmeldung, Delbrücker Hofladen GmbH)",
+            DELBRUECK.subsystem("gewerbeamt"),
+            st,
+            "/meldungen",
+            _statistik(anzeige_de),
+            None,
+        ),
+        (
+            "Gewerbeanzeige from a system never granted access",
+            KREIS_PB.subsystem("kreisverwaltung"),
+            ga,
+            "/anzeigen",
+            anzeige_pb,
+            "Server.ServerProxy.AccessDenied",
+        ),
+    ]
+
+
+def _run_exchanges(layout: Layout) -> bool:
+    ok = True
+    for number, (label, client, service, tail, body, expected_error) in enumerate(_exchanges(layout), 1):
+        consumer = layout.server_for_client(client)
+        provider = next(s for s in layout.plan.servers if service in s.services)
+        result = call(layout.client_url(consumer.slug) + rest_path(service.id, tail), "POST", client, body)
+        print(f"[{number}] {_name(layout, client)} -> {_name(layout, service.id.provider)}: {label}")
+        print(f"    via {consumer.id.slash()} -> {provider.id.slash()}")
+        error = result.headers.get("X-Road-Error")
+        if error:
+            detail = result.json()
+            verdict = "refused as expected" if error == expected_error else "FAILED"
+            print(f"    {verdict}: HTTP {result.status} {error}: {detail.get('message')}")
+            print(f"    correlation id {detail.get('detail')}")
+            ok = ok and error == expected_error
+        else:
+            receipt = result.json()
+            print(
+                f"    HTTP {result.status}, message {result.headers.get('X-Road-Id')}, "
+                f"receipt {receipt.get('eingangsnummer')}"
+            )
+            ok = ok and expected_error is None and 200 <= result.status < 300
+    return ok
+
+
+def _verify_logs(layout: Layout) -> bool:
+    from gateway.messagelog.verify import verify_log_file
+
+    roots = load_certificates(layout.ca_certificate)
+    ok = True
+    print("\nMessage logs (hash chain and every signature, against the federation's root CA):")
+    for server in layout.plan.servers:
+        path = layout.message_log(server.slug)
+        report = verify_log_file(path, signature_check(roots))
+        if report.first_error is None:
+            print(f"  {server.name:28} intact, {report.records} records   {path}")
+        else:
+            ok = False
+            print(f"  {server.name:28} NOT INTACT: {report.first_error.reason}")
+    return ok
+
+
+def run_demo(data: Path, *, once: bool) -> int:
+    print(f"Preparing the OWL federation under {data} ...")
+    layout = prepare(data, OWL)
+    federation = RunningFederation(layout)
+    try:
+        print("Starting the registry, 5 security servers and the demo backends as separate processes ...")
+        federation.start()
+        (layout.root / "federation.json").write_text(
+            json.dumps(federation.describe(), indent=2, ensure_ascii=False)
+        )
+        print(f"All ready. Registry {layout.registry_url}; described in {layout.root / 'federation.json'}\n")
+        exchanged = _run_exchanges(layout)
+        verified = _verify_logs(layout)
+        if once:
+            print("\nDemo " + ("succeeded." if exchanged and verified else "FAILED."))
+            return 0 if exchanged and verified else 1
+        example = layout.client_url("paderborn") + rest_path(GEWERBEANZEIGE, "/anzeigen")
+        print("\nThe federation keeps running. Call a service yourself, e.g. Paderborn's Gewerbeamt asking")
+        print("the Bezirksregierung's receiver for what it has received so far:\n")
+        print(f"  curl -i -H 'X-Road-Client: NRW/MUN/05774032/gewerbeamt' {example}\n")
+        print("Audit a log:  xweg audit verify " + str(layout.message_log("paderborn")))
+        print("Press Ctrl-C to stop.")
+        try:
+            while all(p.alive() for p in federation.processes.values()):
+                time.sleep(1)
+            print("A component stopped; shutting down.")
+            return 1
+        except KeyboardInterrupt:
+            print("\nStopping ...")
+            return 0
+    except FederationError as exc:
+        print(f"The federation did not start: {exc}")
+        return 1
+    finally:
+        federation.stop()

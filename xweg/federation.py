@@ -1,0 +1,640 @@
+"""The local federation runner: keys, registry, security servers and backends on loopback.
+
+``FederationPlan`` says who takes part; :func:`prepare` makes (or reuses) every key,
+certificate and configuration file under a data folder; :class:`RunningFederation`
+starts each component as its own OS process and waits until every security server
+holds current global configuration.  ``xweg demo`` and the integration tests use it.
+
+Key handling mirrors production: each security server generates its own keys and
+certificate signing requests; the CA only ever sees the CSRs.  All demo keys share
+one random passphrase in ``DATA/passphrase`` (mode 0600) -- a demo convenience.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.identifiers import ClientId, MemberId, SecurityServerId, ServiceId, SubsystemId
+from trust.anchor import Anchor, AnchorKey, save_anchor
+from trust.ca import CertificateAuthority
+from trust.keys import (
+    generate_private_key,
+    load_certificate,
+    load_private_key,
+    make_csr,
+    public_key_pem,
+    save_certificate,
+    save_private_key,
+    write_atomic,
+)
+
+__all__ = [
+    "MemberPlan",
+    "ServicePlan",
+    "ServerPlan",
+    "FederationPlan",
+    "Layout",
+    "prepare",
+    "RunningFederation",
+    "OWL",
+]
+
+INSTANCE = "NRW"
+REGISTRY_KEY_ID = "registry-1"
+
+
+@dataclass(frozen=True)
+class MemberPlan:
+    id: MemberId
+    name: str
+    subsystems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ServicePlan:
+    id: ServiceId
+    backend: str  # a kind from xweg.backends.BACKENDS
+    description: str
+    access: tuple[str, ...]  # client ids (slash form) or GLOBALGROUP:... allowed to call it
+    base_url: str | None = None  # default: the demo backend of that kind
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class ServerPlan:
+    slug: str
+    name: str
+    id: SecurityServerId
+    clients: tuple[ClientId, ...]
+    services: tuple[ServicePlan, ...] = ()
+
+    @property
+    def members(self) -> tuple[MemberId, ...]:
+        seen: dict[MemberId, None] = {self.id.owner: None}
+        for client in self.clients:
+            seen[client.member] = None
+        return tuple(seen)
+
+
+@dataclass(frozen=True)
+class FederationPlan:
+    members: tuple[MemberPlan, ...]
+    servers: tuple[ServerPlan, ...]
+    global_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    registry_interval_s: float = 60.0
+    registry_validity_s: float = 600.0
+    globalconf_poll_s: float = 60.0
+
+    def member(self, member: MemberId) -> MemberPlan:
+        return next(m for m in self.members if m.id == member)
+
+    def server(self, slug: str) -> ServerPlan:
+        return next(s for s in self.servers if s.slug == slug)
+
+
+def _m(cls: str, code: str) -> MemberId:
+    return MemberId(INSTANCE, cls, code)
+
+
+NRW = _m("GOV", "05")
+DETMOLD = _m("GOV", "057")
+KREIS_PB = _m("MUN", "05774")
+PADERBORN = _m("MUN", "05774032")
+DELBRUECK = _m("MUN", "05774020")
+BIELEFELD = _m("MUN", "05711000")
+
+GEWERBEANZEIGE = DETMOLD.subsystem("arbeitsschutz").service("gewerbeanzeige", "v1")
+STATISTIK = NRW.subsystem("statistik").service("gewerbestatistik", "v1")
+
+OWL = FederationPlan(
+    members=(
+        MemberPlan(NRW, "Land Nordrhein-Westfalen (IT.NRW)", ("statistik",)),
+        MemberPlan(DETMOLD, "Bezirksregierung Detmold", ("arbeitsschutz",)),
+        MemberPlan(KREIS_PB, "Kreis Paderborn", ("kreisverwaltung",)),
+        MemberPlan(PADERBORN, "Stadt Paderborn", ("gewerbeamt",)),
+        MemberPlan(DELBRUECK, "Stadt Delbrück", ("gewerbeamt",)),
+        MemberPlan(BIELEFELD, "Stadt Bielefeld", ("gewerbeamt", "meldewesen")),
+    ),
+    servers=(
+        ServerPlan(
+            "nrw",
+            "IT.NRW",
+            SecurityServerId(NRW, "ss1"),
+            (NRW.subsystem("statistik"),),
+            (
+                ServicePlan(
+                    STATISTIK,
+                    "gewerbestatistik",
+                    "Gewerbestatistik: reduced view of every Gewerbeanzeige",
+                    ("GLOBALGROUP:NRW/owl-gewerbeaemter",),
+                ),
+            ),
+        ),
+        ServerPlan(
+            "detmold",
+            "Bezirksregierung Detmold",
+            SecurityServerId(DETMOLD, "ss1"),
+            (DETMOLD.subsystem("arbeitsschutz"),),
+            (
+                ServicePlan(
+                    GEWERBEANZEIGE,
+                    "gewerbeanzeige",
+                    "Gewerbeanzeige for occupational safety (after XGewerbeanzeige)",
+                    ("GLOBALGROUP:NRW/owl-gewerbeaemter",),
+                ),
+            ),
+        ),
+        ServerPlan(
+            "paderborn",
+            "Stadt Paderborn",
+            SecurityServerId(PADERBORN, "ss1"),
+            (PADERBORN.subsystem("gewerbeamt"), KREIS_PB.subsystem("kreisverwaltung")),
+        ),
+        ServerPlan(
+            "delbrueck",
+            "Stadt Delbrück",
+            SecurityServerId(DELBRUECK, "ss1"),
+            (DELBRUECK.subsystem("gewerbeamt"),),
+        ),
+        ServerPlan(
+            "bielefeld",
+            "Stadt Bielefeld",
+            SecurityServerId(BIELEFELD, "ss1"),
+            (BIELEFELD.subsystem("gewerbeamt"), BIELEFELD.subsystem("meldewesen")),
+        ),
+    ),
+    global_groups={
+        "owl-gewerbeaemter": (
+            "NRW/MUN/05774032/gewerbeamt",
+            "NRW/MUN/05774020/gewerbeamt",
+            "NRW/MUN/05711000/gewerbeamt",
+        ),
+    },
+)
+
+
+# ---------------------------------------------------------------- preparing the folder
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything of one prepared federation is, and on which ports it listens."""
+
+    root: Path
+    plan: FederationPlan
+    ports: dict[str, int]
+
+    @property
+    def passphrase_file(self) -> Path:
+        return self.root / "passphrase"
+
+    @property
+    def ca_certificate(self) -> Path:
+        return self.root / "trust" / "ca.pem"
+
+    @property
+    def anchor(self) -> Path:
+        return self.root / "anchor.json"
+
+    @property
+    def registry_config(self) -> Path:
+        return self.root / "registry" / "registry.toml"
+
+    @property
+    def registry_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['registry']}"
+
+    def server_dir(self, slug: str) -> Path:
+        return self.root / "servers" / slug
+
+    def server_config(self, slug: str) -> Path:
+        return self.server_dir(slug) / "server.toml"
+
+    def message_log(self, slug: str) -> Path:
+        return self.server_dir(slug) / "data" / "messagelog.db"
+
+    def client_url(self, slug: str) -> str:
+        return f"http://127.0.0.1:{self.ports[slug + '.client']}"
+
+    def backend_url(self, kind: str) -> str:
+        return f"http://127.0.0.1:{self.ports['backend.' + kind]}"
+
+    def server_for_client(self, client: ClientId) -> ServerPlan:
+        return next(s for s in self.plan.servers if client in s.clients)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _ports(root: Path, plan: FederationPlan) -> dict[str, int]:
+    names = ["registry"]
+    for server in plan.servers:
+        names += [f"{server.slug}.client", f"{server.slug}.peer"]
+    names += [f"backend.{kind}" for kind in sorted({s.backend for p in plan.servers for s in p.services})]
+    path = root / "ports.json"
+    known: dict[str, int] = {}
+    with contextlib.suppress(FileNotFoundError, ValueError):
+        known = {k: int(v) for k, v in json.loads(path.read_text()).items()}
+    ports: dict[str, int] = {}
+    for name in names:
+        port = known.get(name)
+        if port is None or port in ports.values() or not _port_is_free(port):
+            port = _free_port()
+            while port in ports.values():
+                port = _free_port()
+        ports[name] = port
+    write_atomic(path, json.dumps(ports, indent=2).encode())
+    return ports
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _toml_list(values: Sequence[str]) -> str:
+    return "[" + ", ".join(_toml_str(v) for v in values) + "]"
+
+
+def _key_pair(key_path: Path, cert_path: Path, passphrase: bytes, issue: Any, common_name: str) -> None:
+    """Generate a key and CSR on the server's side; let the CA issue from the CSR only."""
+    if key_path.exists() and cert_path.exists():
+        return
+    key = generate_private_key()
+    save_private_key(key, key_path, passphrase)
+    save_certificate(issue(make_csr(key, common_name)), cert_path)
+
+
+def prepare(root: Path, plan: FederationPlan = OWL) -> Layout:
+    """Create or reuse keys, certificates and configuration for ``plan`` under ``root``."""
+    root = root.resolve()
+    for sub in ("trust", "registry", "servers", "logs"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    if not (root / "passphrase").exists():
+        write_atomic(root / "passphrase", secrets.token_hex(24).encode(), mode=0o600)
+    passphrase = (root / "passphrase").read_bytes().strip()
+    ports = _ports(root, plan)
+    layout = Layout(root, plan, ports)
+    now = dt.datetime.now(dt.UTC)
+
+    # The federation's root CA, operated for the state.
+    ca_key_path, ca_cert_path = root / "trust" / "ca.key", layout.ca_certificate
+    if ca_key_path.exists() and ca_cert_path.exists():
+        ca = CertificateAuthority(load_certificate(ca_cert_path), load_private_key(ca_key_path, passphrase))
+    else:
+        ca_key = generate_private_key()
+        ca = CertificateAuthority.create_root("xweg NRW Root CA (demo)", ca_key, now=now)
+        save_private_key(ca_key, ca_key_path, passphrase)
+        save_certificate(ca.certificate, ca_cert_path)
+
+    # The registry's signing key and the configuration anchor derived from it.
+    reg_key_path = root / "registry" / "signing.key"
+    if not reg_key_path.exists():
+        save_private_key(generate_private_key(), reg_key_path, passphrase)
+    reg_key = load_private_key(reg_key_path, passphrase)
+    save_anchor(
+        Anchor(
+            instance=INSTANCE,
+            registry_urls=(layout.registry_url,),
+            signing_keys=(AnchorKey(REGISTRY_KEY_ID, public_key_pem(reg_key)),),
+            generated_at=now.replace(microsecond=0),
+        ),
+        layout.anchor,
+    )
+
+    # Each security server: its own auth key, and a sign key per member it signs for.
+    for server in plan.servers:
+        keys = layout.server_dir(server.slug) / "keys"
+        keys.mkdir(parents=True, exist_ok=True)
+        _key_pair(
+            keys / "auth.key",
+            keys / "auth.pem",
+            passphrase,
+            lambda csr, s=server: ca.issue_auth_certificate(csr, s.id, now=now),
+            server.id.slash(),
+        )
+        for member in server.members:
+            _key_pair(
+                keys / f"sign-{member.member_code}.key",
+                keys / f"sign-{member.member_code}.pem",
+                passphrase,
+                lambda csr, m=member: ca.issue_sign_certificate(csr, m, now=now),
+                member.slash(),
+            )
+        _write_server_config(layout, server)
+
+    _write_registry_files(layout)
+    return layout
+
+
+def _write_server_config(layout: Layout, server: ServerPlan) -> None:
+    lines = [
+        f"server_id = {_toml_str(server.id.slash())}",
+        f"anchor = {_toml_str(str(layout.anchor))}",
+        'data_dir = "data"',
+        "",
+        "[client_listener]",
+        'host = "127.0.0.1"',
+        f"port = {layout.ports[server.slug + '.client']}",
+        "",
+        "[peer_listener]",
+        'host = "127.0.0.1"',
+        f"port = {layout.ports[server.slug + '.peer']}",
+        "",
+        "[globalconf]",
+        f"poll_interval_s = {layout.plan.globalconf_poll_s}",
+        "",
+        "[keys]",
+        f"passphrase_file = {_toml_str(str(layout.passphrase_file))}",
+        'auth_key = "keys/auth.key"',
+        'auth_certificate = "keys/auth.pem"',
+    ]
+    for member in server.members:
+        lines += [
+            "[[keys.sign]]",
+            f"member = {_toml_str(member.slash())}",
+            f'key = "keys/sign-{member.member_code}.key"',
+            f'certificate = "keys/sign-{member.member_code}.pem"',
+        ]
+    for client in server.clients:
+        lines += ["", "[[clients]]", f"id = {_toml_str(client.slash())}"]
+    for service in server.services:
+        lines += [
+            "",
+            "[[services]]",
+            f"id = {_toml_str(service.id.slash())}",
+            f"base_url = {_toml_str(service.base_url or layout.backend_url(service.backend))}",
+            f"timeout_s = {service.timeout_s}",
+            "",
+            "[[access]]",
+            f"service = {_toml_str(service.id.unversioned().slash())}",
+            f"clients = {_toml_list(service.access)}",
+        ]
+    write_atomic(layout.server_config(server.slug), ("\n".join(lines) + "\n").encode())
+
+
+def _write_registry_files(layout: Layout) -> None:
+    plan = layout.plan
+    fed = [f"instance = {_toml_str(INSTANCE)}", f"approved_cas = {_toml_list([str(layout.ca_certificate)])}"]
+    for member in plan.members:
+        fed += [
+            "",
+            "[[members]]",
+            f"class = {_toml_str(member.id.member_class)}",
+            f"code = {_toml_str(member.id.member_code)}",
+            f"name = {_toml_str(member.name)}",
+            f"subsystems = {_toml_list(member.subsystems)}",
+        ]
+    for server in plan.servers:
+        fed += [
+            "",
+            "[[security_servers]]",
+            f"owner = {_toml_str(server.id.owner.slash())}",
+            f"code = {_toml_str(server.id.server_code)}",
+            f"address = {_toml_str('127.0.0.1:' + str(layout.ports[server.slug + '.peer']))}",
+            f"auth_certificate = {_toml_str(str(layout.server_dir(server.slug) / 'keys' / 'auth.pem'))}",
+            f"clients = {_toml_list([c.slash() for c in server.clients])}",
+        ]
+    for code, members in plan.global_groups.items():
+        fed += ["", "[[global_groups]]", f"code = {_toml_str(code)}", f"members = {_toml_list(members)}"]
+    write_atomic(layout.root / "registry" / "federation.toml", ("\n".join(fed) + "\n").encode())
+
+    reg = [
+        'federation = "federation.toml"',
+        'state_dir = "state"',
+        'host = "127.0.0.1"',
+        f"port = {layout.ports['registry']}",
+        f"interval_s = {plan.registry_interval_s}",
+        f"validity_s = {plan.registry_validity_s}",
+        "",
+        "[signing]",
+        'key = "signing.key"',
+        f"key_id = {_toml_str(REGISTRY_KEY_ID)}",
+        f"passphrase_file = {_toml_str(str(layout.passphrase_file))}",
+    ]
+    write_atomic(layout.registry_config, ("\n".join(reg) + "\n").encode())
+
+
+# ---------------------------------------------------------------- running it
+
+
+class FederationError(RuntimeError):
+    """A component did not start or did not become ready; the message says which and why."""
+
+
+def _get_json(url: str, timeout: float = 2.0) -> tuple[int, Any]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 -- loopback URLs we built
+            return resp.status, json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        try:
+            return exc.code, json.loads(exc.read() or b"null")
+        except ValueError:
+            return exc.code, None
+    except (urllib.error.URLError, OSError, ValueError):
+        return 0, None
+
+
+@dataclass
+class Process:
+    name: str
+    args: list[str]
+    log_path: Path
+    popen: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.popen = subprocess.Popen(  # noqa: S603 -- our own interpreter and module
+            [sys.executable, "-m", "xweg", *self.args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
+        )
+        log.close()
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def log_tail(self, lines: int = 15) -> str:
+        with contextlib.suppress(OSError):
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        return ""
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.popen is None or self.popen.poll() is not None:
+            return
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait(5)
+
+    def kill(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait(5)
+
+
+class RunningFederation:
+    """Every component of a prepared federation as its own OS process."""
+
+    def __init__(self, layout: Layout) -> None:
+        self.layout = layout
+        logs = layout.root / "logs"
+        self.processes: dict[str, Process] = {
+            "registry": Process(
+                "registry",
+                ["registry", "serve", "--config", str(layout.registry_config)],
+                logs / "registry.log",
+            )
+        }
+        kinds = sorted({s.backend for p in layout.plan.servers for s in p.services})
+        for kind in kinds:
+            port = layout.ports["backend." + kind]
+            self.processes["backend." + kind] = Process(
+                kind, ["demo-backend", kind, "--port", str(port)], logs / f"backend-{kind}.log"
+            )
+        for server in layout.plan.servers:
+            self.processes[server.slug] = Process(
+                server.slug,
+                ["gateway", "serve", "--config", str(layout.server_config(server.slug))],
+                logs / f"server-{server.slug}.log",
+            )
+
+    def start(self, timeout_s: float = 60.0) -> None:
+        for process in self.processes.values():
+            process.start()
+        self.wait_ready(timeout_s)
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        pending = set(self.processes)
+        registry_serial: int | None = None
+        while pending:
+            for name in sorted(pending):
+                process = self.processes[name]
+                if not process.alive():
+                    raise FederationError(f"{name} exited during start-up:\n{process.log_tail()}")
+                if name == "registry":
+                    status, body = _get_json(self.layout.registry_url + "/healthz")
+                    if status == 200 and isinstance(body, dict):
+                        registry_serial = int(body["serial"])
+                        pending.discard(name)
+                elif name.startswith("backend."):
+                    port = self.layout.ports[name]
+                    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
+                        pending.discard(name)
+                elif registry_serial is not None:
+                    status, body = _get_json(self.layout.client_url(name) + "/healthz")
+                    if (
+                        status == 200
+                        and isinstance(body, dict)
+                        and body.get("globalconf_serial", -1) >= registry_serial
+                    ):
+                        pending.discard(name)
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                tails = "\n".join(f"--- {n}:\n{self.processes[n].log_tail()}" for n in sorted(pending))
+                raise FederationError(
+                    f"not ready after {timeout_s:.0f} s: {', '.join(sorted(pending))}\n{tails}"
+                )
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        # Security servers first, so nothing is in flight when backends and registry go.
+        order = [n for n in self.processes if n not in ("registry",) and not n.startswith("backend.")]
+        order += [n for n in self.processes if n.startswith("backend.")] + ["registry"]
+        for name in order:
+            self.processes[name].stop()
+
+    @contextlib.contextmanager
+    def running(self, timeout_s: float = 60.0) -> Iterator[RunningFederation]:
+        try:
+            self.start(timeout_s)
+            yield self
+        finally:
+            self.stop()
+
+    def describe(self) -> dict[str, Any]:
+        """The machine-readable description written to ``federation.json``."""
+        layout = self.layout
+        servers = []
+        services = []
+        for server in layout.plan.servers:
+            servers.append(
+                {
+                    "id": server.id.slash(),
+                    "name": server.name,
+                    "owner": server.id.owner.slash(),
+                    "clients": [c.slash() for c in server.clients],
+                    "client_url": layout.client_url(server.slug),
+                    "message_log": str(layout.message_log(server.slug)),
+                }
+            )
+            for service in server.services:
+                services.append(_describe_service(layout, server, service))
+        return {
+            "instance": INSTANCE,
+            "registry_url": layout.registry_url,
+            "anchor": str(layout.anchor),
+            "ca_certificate": str(layout.ca_certificate),
+            "security_servers": servers,
+            "services": services,
+        }
+
+
+def _describe_service(layout: Layout, server: ServerPlan, service: ServicePlan) -> dict[str, Any]:
+    from xweg.demo import example_request
+
+    client, method, path, body = example_request(service)
+    return {
+        "id": service.id.unversioned().slash(),
+        "version": service.id.service_version,
+        "protocol": "rest",
+        "description": service.description,
+        "provider_security_server": server.id.slash(),
+        "access": list(service.access),
+        "example_request": {
+            "client": client.slash(),
+            "client_url": layout.client_url(layout.server_for_client(client).slug),
+            "method": method,
+            "path": path,
+            "body": body,
+        },
+    }
+
+
+def rest_path(service: ServiceId, tail: str = "") -> str:
+    provider: SubsystemId = service.provider
+    return f"/r1/{provider.slash()}/{service.service_code}{tail}"
