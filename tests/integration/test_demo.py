@@ -1,0 +1,65 @@
+"""``xweg demo --once``: the whole OWL federation, its exchanges, and its verified logs."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def _xweg(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "xweg", *args], capture_output=True, text=True, timeout=timeout
+    )
+
+
+def test_demo_once_exchanges_and_leaves_verifiable_logs(tmp_path: Path) -> None:
+    data = tmp_path / "demo"
+    run = _xweg("demo", "--once", "--data", str(data))
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "Paderborn (gewerbeamt) -> Bezirksregierung Detmold (arbeitsschutz)" in run.stdout
+    assert "refused as expected: HTTP 500 Server.ServerProxy.AccessDenied" in run.stdout
+
+    described = json.loads((data / "federation.json").read_text())
+    assert described["instance"] == "NRW"
+    assert Path(described["anchor"]).exists()
+    servers = {s["id"]: s for s in described["security_servers"]}
+    assert {"NRW/MUN/05774032/ss1", "NRW/MUN/05711000/ss1", "NRW/GOV/057/ss1"} <= set(servers)
+    assert "NRW/MUN/05774/kreisverwaltung" in servers["NRW/MUN/05774032/ss1"]["clients"]
+    service = next(s for s in described["services"] if s["id"] == "NRW/GOV/057/arbeitsschutz/gewerbeanzeige")
+    assert service["protocol"] == "rest"
+    assert service["provider_security_server"] == "NRW/GOV/057/ss1"
+    assert service["example_request"]["method"] == "POST"
+    assert service["example_request"]["path"].startswith("/r1/NRW/GOV/057/arbeitsschutz/gewerbeanzeige/")
+
+    for server in described["security_servers"]:
+        check = _xweg("audit", "verify", server["message_log"], "--json")
+        assert check.returncode == 0, check.stdout + check.stderr
+        assert json.loads(check.stdout)["records"] >= 2
+
+    # One stored byte changed in Paderborn's log: the auditor's verification fails.
+    log = Path(servers["NRW/MUN/05774032/ss1"]["message_log"])
+    con = sqlite3.connect(log)
+    seq, signature = con.execute("SELECT seq, signature FROM records ORDER BY seq DESC LIMIT 1").fetchone()
+    changed = signature[:-5] + ("A" if signature[-5] != "A" else "B") + signature[-4:]
+    with con:
+        con.execute("UPDATE records SET signature = ? WHERE seq = ?", (changed, seq))
+    con.close()
+    bad = _xweg("audit", "verify", str(log))
+    assert bad.returncode == 1
+    assert f"First bad record: {seq}" in bad.stdout
+
+    # A second run reuses the keys and state under the same folder.
+    ca_before = (data / "trust" / "ca.pem").read_bytes()
+    (data / "servers" / "paderborn" / "data" / "messagelog.db").unlink()  # the tampered log goes
+    for suffix in ("-wal", "-shm"):
+        (data / "servers" / "paderborn" / "data" / f"messagelog.db{suffix}").unlink(missing_ok=True)
+    again = _xweg("demo", "--once", "--data", str(data))
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert (data / "trust" / "ca.pem").read_bytes() == ca_before

@@ -1,0 +1,53 @@
+"""Global configuration expires when the registry is gone: traffic stops, and resumes."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.integration.conftest import GEWERBEAMT, two_server_plan
+from tests.integration.test_exchange import ANZEIGE, assert_xroad_error
+from xweg.demo import call
+from xweg.federation import GEWERBEANZEIGE, RunningFederation, prepare, rest_path
+
+pytestmark = pytest.mark.integration
+
+
+def _healthz_serial(federation: RunningFederation, slug: str) -> int | None:
+    from xweg.federation import _get_json
+
+    _, body = _get_json(federation.layout.client_url(slug) + "/healthz")
+    return body.get("globalconf_serial") if isinstance(body, dict) else None
+
+
+def test_expired_global_configuration_refuses_traffic_until_renewed(tmp_path) -> None:
+    plan = two_server_plan(registry_interval_s=1.0, registry_validity_s=3.0, globalconf_poll_s=1.0)
+    federation = RunningFederation(prepare(tmp_path, plan))
+    url = federation.layout.client_url("paderborn") + rest_path(GEWERBEANZEIGE, "/anzeigen")
+    with federation.running(timeout_s=90):
+        assert call(url, "POST", GEWERBEAMT, ANZEIGE).status == 201
+        serial_before = _healthz_serial(federation, "paderborn")
+        assert serial_before is not None
+
+        federation.processes["registry"].kill()
+        deadline = time.monotonic() + 15
+        while _healthz_serial(federation, "paderborn") is not None:
+            assert time.monotonic() < deadline, "global configuration never expired"
+            time.sleep(0.3)
+
+        result = call(url, "POST", GEWERBEAMT, ANZEIGE)
+        body = assert_xroad_error(result, 500, "Server.ClientProxy.OutdatedGlobalConf")
+        assert "expired" in body["message"]
+
+        # The registry comes back: a higher serial, and the servers serve again.
+        federation.processes["registry"].start()
+        deadline = time.monotonic() + 30
+        while (_healthz_serial(federation, "paderborn") or 0) <= serial_before:
+            assert time.monotonic() < deadline, "security server did not recover"
+            time.sleep(0.3)
+        deadline = time.monotonic() + 30
+        while _healthz_serial(federation, "detmold") is None:
+            assert time.monotonic() < deadline, "provider did not recover"
+            time.sleep(0.3)
+        assert call(url, "POST", GEWERBEAMT, ANZEIGE).status == 201
