@@ -30,6 +30,7 @@ __all__ = [
     "parse_client_slash",
     "parse_typed",
     "MAX_PART_LENGTH",
+    "check_part",
 ]
 
 #: X-Road allows these characters in every identifier part (pr-mess, "identifiers").
@@ -51,7 +52,8 @@ class ObjectType(enum.Enum):
     LOCALGROUP = "LOCALGROUP"
 
 
-def _check_part(value: object, what: str) -> None:
+def check_part(value: object, what: str) -> None:
+    """Raise IdentifierError unless ``value`` is a valid identifier part (e.g. an instance code)."""
     if not isinstance(value, str):
         raise IdentifierError(f"{what} must be a string, not {type(value).__name__}")
     if not value:
@@ -84,9 +86,9 @@ class MemberId:
     object_type: ClassVar[ObjectType] = ObjectType.MEMBER
 
     def __post_init__(self) -> None:
-        _check_part(self.instance, "xRoadInstance")
-        _check_part(self.member_class, "memberClass")
-        _check_part(self.member_code, "memberCode")
+        check_part(self.instance, "xRoadInstance")
+        check_part(self.member_class, "memberClass")
+        check_part(self.member_code, "memberCode")
 
     @property
     def member(self) -> MemberId:
@@ -118,10 +120,10 @@ class SubsystemId:
     object_type: ClassVar[ObjectType] = ObjectType.SUBSYSTEM
 
     def __post_init__(self) -> None:
-        _check_part(self.instance, "xRoadInstance")
-        _check_part(self.member_class, "memberClass")
-        _check_part(self.member_code, "memberCode")
-        _check_part(self.subsystem_code, "subsystemCode")
+        check_part(self.instance, "xRoadInstance")
+        check_part(self.member_class, "memberClass")
+        check_part(self.member_code, "memberCode")
+        check_part(self.subsystem_code, "subsystemCode")
 
     @property
     def member(self) -> MemberId:
@@ -168,9 +170,9 @@ class ServiceId:
     def __post_init__(self) -> None:
         if not isinstance(self.provider, SubsystemId):
             raise IdentifierError("a service's provider must be a subsystem")
-        _check_part(self.service_code, "serviceCode")
+        check_part(self.service_code, "serviceCode")
         if self.service_version is not None:
-            _check_part(self.service_version, "serviceVersion")
+            check_part(self.service_version, "serviceVersion")
 
     @property
     def member(self) -> MemberId:
@@ -208,7 +210,7 @@ class SecurityServerId:
     def __post_init__(self) -> None:
         if not isinstance(self.owner, MemberId):
             raise IdentifierError("a security server's owner must be a member")
-        _check_part(self.server_code, "serverCode")
+        check_part(self.server_code, "serverCode")
 
     @property
     def member(self) -> MemberId:
@@ -236,8 +238,8 @@ class GlobalGroupId:
     object_type: ClassVar[ObjectType] = ObjectType.GLOBALGROUP
 
     def __post_init__(self) -> None:
-        _check_part(self.instance, "xRoadInstance")
-        _check_part(self.group_code, "groupCode")
+        check_part(self.instance, "xRoadInstance")
+        check_part(self.group_code, "groupCode")
 
     def slash(self) -> str:
         return f"{self.instance}/{self.group_code}"
@@ -259,7 +261,7 @@ class LocalGroupId:
     object_type: ClassVar[ObjectType] = ObjectType.LOCALGROUP
 
     def __post_init__(self) -> None:
-        _check_part(self.group_code, "groupCode")
+        check_part(self.group_code, "groupCode")
 
     def slash(self) -> str:
         return self.group_code

@@ -28,7 +28,6 @@ from gateway.access import AccessRights
 from gateway.confclient.trusted import TrustedGlobalConf
 from gateway.confclient.updater import GlobalConfUpdater
 from gateway.config import GatewayConfig
-from gateway.logsetup import configure_logging
 from gateway.messagelog.store import MessageLogStore
 from gateway.messagelog.writer import MessageLogWriter
 from gateway.pipeline.consumer import PassThroughError, handle_rest_request
@@ -248,7 +247,6 @@ async def serve(config: GatewayConfig, clock: Clock | None = None, stop: asyncio
 
 
 def main(config_path: str) -> int:
-    configure_logging()
     config = GatewayConfig.load(Path(config_path))
 
     async def run() -> None:

@@ -52,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
         from xweg.demo import run_demo
 
         return run_demo(args.data, once=args.once)
+    if args.command in ("gateway", "registry"):
+        from xweg.logsetup import configure_logging
+
+        configure_logging()
     if args.command == "gateway":
         from gateway.server import main as gateway_main
 

@@ -372,7 +372,7 @@ async def test_bounds_must_be_sensible(
 
 @pytest.mark.parametrize(
     "path, query",
-    [("/a/../admin", ""), ("/%2e%2e/admin", ""), ("/a%2fb", ""), ("/a?b", ""), ("/a", "q=#f")],
+    [("/a/../admin", ""), ("/%2e%2e/admin", ""), ("/a%2fb", ""), ("/a", "q=#f")],
 )
 async def test_unsafe_path_never_reaches_the_backend(
     backend: Backend, session: aiohttp.ClientSession, path: str, query: str

@@ -221,3 +221,23 @@ def test_canonical_json_is_compact_sorted_utf8() -> None:
 def test_unb64_refuses_non_base64() -> None:
     with pytest.raises(ValueError):
         unb64("not base64!")
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("path", "/a?b", "'?'"),
+        ("path", "/a#b", "'#'"),
+        ("path", "a", "start with '/'"),
+        ("client", "NRW/MUN/05774032/gewerbeamt", "client must be"),
+        ("method", 7, "invalid method"),
+        ("body_size", True, "body_size"),
+        ("user_id", "\udc80", "not valid Unicode"),
+        ("headers", (("x-name", "\udc80"),), "not valid Unicode"),
+    ],
+)
+def test_request_header_refuses_values_that_would_break_digests_or_urls(
+    field: str, value: Any, reason: str
+) -> None:
+    with pytest.raises(MessageError, match=reason):
+        dataclasses.replace(good_header(), **{field: value})

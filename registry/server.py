@@ -1,0 +1,343 @@
+"""The registry's HTTP service: publishes the signed global configuration and regenerates it.
+
+``GET /globalconf`` answers with the current signed document (``application/jose``);
+``GET /healthz`` with its serial and expiry.  A background task rebuilds the document
+every ``interval_s``: it re-reads the federation file (a broken file keeps the last
+good definition and logs an error), takes a fresh durable serial, signs and swaps one
+reference.  The first document is built during application start-up, so the listener
+never answers without one.  Mirrors may serve the same bytes; security servers trust
+the signature, not the transport.
+
+Configuration is one TOML file (paths relative to it)::
+
+    federation = "federation.toml"
+    state_dir = "state"
+    host = "127.0.0.1"
+    port = 8080
+    interval_s = 60
+    validity_s = 600
+    [signing]
+    key = "keys/globalconf.key"
+    key_id = "2025-1"
+    passphrase_file = "keys/passphrase"   # or passphrase_env = "XWEG_REGISTRY_PASSPHRASE"
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import tomllib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from core.clock import Clock, SystemClock
+from registry.federation import FederationDefinition, FederationError
+from registry.publisher import Publication, Publisher, SerialStore
+from trust.keys import load_private_key, write_atomic
+
+__all__ = [
+    "RegistrySettings",
+    "RegistryState",
+    "SETTINGS_KEY",
+    "CLOCK_KEY",
+    "STATE_KEY",
+    "make_app",
+    "regenerate",
+    "serve",
+    "main",
+]
+
+log = structlog.get_logger("xweg.registry")
+
+JOSE_CONTENT_TYPE = "application/jose"
+
+
+def format_time(value: datetime) -> str:
+    return (
+        value.strftime("%Y-%m-%dT%H:%M:%S.%fZ") if value.microsecond else value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    )
+
+
+@dataclass(frozen=True)
+class RegistrySettings:
+    """Everything the registry needs, built once at start-up."""
+
+    federation_path: Path
+    signing_key_path: Path
+    key_passphrase: bytes | None
+    key_id: str
+    state_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    interval_s: float = 60.0  # seconds between regenerations
+    validity_s: float = 600.0  # seconds a document stays valid after it is generated
+    max_body_bytes: int = 16 * 1024  # the registry only serves GETs; bound what a client may send
+
+    def __post_init__(self) -> None:
+        for name in ("federation_path", "signing_key_path", "state_dir"):
+            if not isinstance(getattr(self, name), Path):
+                raise ValueError(f"{name} must be a Path")
+        if self.key_passphrase is not None and not isinstance(self.key_passphrase, bytes):
+            raise ValueError("key_passphrase must be bytes or None")
+        if not isinstance(self.key_id, str) or not self.key_id or len(self.key_id) > 128:
+            raise ValueError("key_id must be a non-empty string of at most 128 characters")
+        if not isinstance(self.host, str) or not self.host:
+            raise ValueError("host must be a non-empty string")
+        if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
+            raise ValueError(f"port must be 0..65535, got {self.port!r}")
+        if not self.interval_s > 0:
+            raise ValueError("interval_s must be positive")
+        # A document must outlive the interval, or servers see it expire before the next one.
+        if not self.validity_s > self.interval_s:
+            raise ValueError(f"validity_s ({self.validity_s}) must exceed interval_s ({self.interval_s})")
+        if not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 0:
+            raise ValueError("max_body_bytes must be a non-negative integer")
+
+    @property
+    def serial_path(self) -> Path:
+        return self.state_dir / "serial.json"
+
+    @property
+    def document_path(self) -> Path:
+        """Where the current signed document is also written, for mirrors and operators."""
+        return self.state_dir / "globalconf.jws"
+
+    @classmethod
+    def load(cls, path: Path, environ: dict[str, str] | None = None) -> RegistrySettings:
+        """Read the TOML configuration; ``environ`` defaults to the process environment."""
+        path = Path(path)
+        base = path.parent
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+        known = {
+            "federation",
+            "state_dir",
+            "host",
+            "port",
+            "interval_s",
+            "validity_s",
+            "max_body_bytes",
+            "signing",
+        }
+        unknown = data.keys() - known
+        if unknown:
+            raise ValueError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+        signing = data.get("signing")
+        if not isinstance(signing, dict):
+            raise ValueError(f"{path}: missing [signing] table")
+        unknown = signing.keys() - {"key", "key_id", "passphrase_file", "passphrase_env"}
+        if unknown:
+            raise ValueError(f"{path}: [signing] has unknown key(s) {', '.join(sorted(unknown))}")
+
+        def text(table: dict[str, Any], key: str, where: str) -> str:
+            value = table.get(key)
+            if not isinstance(value, str) or not value:
+                raise ValueError(f"{path}: {where}{key} must be a non-empty string")
+            return value
+
+        passphrase: bytes | None = None
+        if "passphrase_file" in signing and "passphrase_env" in signing:
+            raise ValueError(f"{path}: give passphrase_file or passphrase_env, not both")
+        if "passphrase_file" in signing:
+            secret = base / text(signing, "passphrase_file", "[signing] ")
+            # A trailing newline is an editor's, not part of the passphrase.
+            passphrase = secret.read_bytes().rstrip(b"\r\n")
+        elif "passphrase_env" in signing:
+            name = text(signing, "passphrase_env", "[signing] ")
+            env = os.environ if environ is None else environ
+            if name not in env:
+                raise ValueError(f"{path}: environment variable {name} (passphrase_env) is not set")
+            passphrase = env[name].encode("utf-8")
+        try:
+            return cls(
+                federation_path=base / text(data, "federation", ""),
+                signing_key_path=base / text(signing, "key", "[signing] "),
+                key_passphrase=passphrase or None,
+                key_id=text(signing, "key_id", "[signing] "),
+                state_dir=base / data.get("state_dir", "state"),
+                host=data.get("host", "127.0.0.1"),
+                port=data.get("port", 8080),
+                interval_s=float(data.get("interval_s", 60.0)),
+                validity_s=float(data.get("validity_s", 600.0)),
+                max_body_bytes=data.get("max_body_bytes", 16 * 1024),
+            )
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: {exc}") from exc
+
+
+class RegistryState:
+    """What the running registry holds: the last good definition and the current publication."""
+
+    def __init__(self, publisher: Publisher, definition: FederationDefinition, current: Publication) -> None:
+        self.publisher = publisher
+        self.definition = definition
+        self.current = current
+
+
+SETTINGS_KEY = web.AppKey("settings", RegistrySettings)
+CLOCK_KEY = web.AppKey("clock", Clock)
+STATE_KEY = web.AppKey("state", RegistryState)
+
+
+def _publish(
+    settings: RegistrySettings, publisher: Publisher, definition: FederationDefinition, clock: Clock
+) -> Publication:
+    publication = publisher.publish(definition, clock.now())
+    write_atomic(settings.document_path, publication.document)
+    return publication
+
+
+def _reload(settings: RegistrySettings, state: RegistryState) -> FederationDefinition:
+    try:
+        definition = FederationDefinition.load(settings.federation_path)
+    except FederationError as exc:
+        log.error("registry.federation_invalid", error=str(exc), kept_serial=state.current.conf.serial)
+        return state.definition
+    return definition
+
+
+async def regenerate(app: web.Application) -> Publication:
+    """Re-read the federation, build, sign, persist and swap; keeps the old document on failure."""
+    settings, state, clock = app[SETTINGS_KEY], app[STATE_KEY], app[CLOCK_KEY]
+
+    def work() -> tuple[FederationDefinition, Publication]:
+        definition = _reload(settings, state)
+        return definition, _publish(settings, state.publisher, definition, clock)
+
+    # File reads, signing and fsync block; keep them off the event loop.
+    definition, publication = await asyncio.to_thread(work)
+    state.definition = definition
+    state.current = publication
+    log.info(
+        "registry.published",
+        serial=publication.conf.serial,
+        expires_at=format_time(publication.conf.expires_at),
+    )
+    return publication
+
+
+async def _regenerate_forever(app: web.Application) -> None:
+    interval = app[SETTINGS_KEY].interval_s
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await regenerate(app)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Keep serving the last document (it expires on its own) and try again next time.
+            log.exception("registry.regeneration_failed", serial=app[STATE_KEY].current.conf.serial)
+
+
+async def _publisher_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings, clock = app[SETTINGS_KEY], app[CLOCK_KEY]
+
+    def start() -> RegistryState:
+        key = load_private_key(settings.signing_key_path, settings.key_passphrase)
+        definition = FederationDefinition.load(settings.federation_path)
+        publisher = Publisher(
+            key, settings.key_id, SerialStore(settings.serial_path), timedelta(seconds=settings.validity_s)
+        )
+        settings.state_dir.mkdir(parents=True, exist_ok=True)
+        return RegistryState(publisher, definition, _publish(settings, publisher, definition, clock))
+
+    state = await asyncio.to_thread(start)
+    app[STATE_KEY] = state
+    log.info(
+        "registry.published",
+        serial=state.current.conf.serial,
+        expires_at=format_time(state.current.conf.expires_at),
+    )
+    task = asyncio.create_task(_regenerate_forever(app), name="registry-regenerate")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+async def _get_globalconf(request: web.Request) -> web.Response:
+    publication = request.app[STATE_KEY].current
+    return web.Response(
+        body=publication.document,
+        content_type=JOSE_CONTENT_TYPE,
+        headers={"Cache-Control": "no-cache", "ETag": f'"{publication.conf.serial}"'},
+    )
+
+
+async def _get_healthz(request: web.Request) -> web.Response:
+    conf = request.app[STATE_KEY].current.conf
+    expired = conf.is_expired(request.app[CLOCK_KEY].now())
+    return web.json_response(
+        {
+            "status": "expired" if expired else "ok",
+            "instance": conf.instance,
+            "serial": conf.serial,
+            "generated_at": format_time(conf.generated_at),
+            "expires_at": format_time(conf.expires_at),
+        },
+        status=503 if expired else 200,
+    )
+
+
+def make_app(settings: RegistrySettings, clock: Clock) -> web.Application:
+    """The registry application; start-up builds the first document before anything is served."""
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[SETTINGS_KEY] = settings
+    app[CLOCK_KEY] = clock
+    app.cleanup_ctx.append(_publisher_ctx)
+    app.router.add_get("/globalconf", _get_globalconf)
+    app.router.add_get("/healthz", _get_healthz)
+    return app
+
+
+async def serve(
+    settings: RegistrySettings, *, clock: Clock | None = None, stop: asyncio.Event | None = None
+) -> None:
+    """Run the registry until cancelled or until ``stop`` is set."""
+    runner = web.AppRunner(make_app(settings, clock or SystemClock()), access_log=None)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, settings.host, settings.port)
+        await site.start()
+        log.info("registry.listening", addresses=[str(a) for a in runner.addresses])
+        await (stop or asyncio.Event()).wait()
+    finally:
+        await runner.cleanup()
+        log.info("registry.stopped")
+
+
+def main(config_path: str) -> int:
+    """Blocking entry point: run until SIGTERM or SIGINT; 0 on a clean stop, 1 if start-up failed.
+
+    Logging is configured by the process's entry point (``xweg registry serve``).
+    """
+    try:
+        settings = RegistrySettings.load(Path(config_path))
+    except (OSError, ValueError) as exc:
+        log.error("registry.config_invalid", path=config_path, error=str(exc))
+        return 1
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await serve(settings, stop=stop)
+
+    try:
+        asyncio.run(run())
+    except (OSError, ValueError, RuntimeError) as exc:
+        # Start-up failures: unreadable key, invalid federation, broken serial state, address in use.
+        log.error("registry.start_failed", error=str(exc))
+        return 1
+    return 0

@@ -1,0 +1,498 @@
+"""The global configuration: its format, how the registry signs it, how a security server verifies it.
+
+A global configuration lists an instance's members and their subsystems, its security
+servers (address, auth certificate fingerprints, the clients they serve), its global
+groups and the approved certificate authorities.  It carries a serial that only ever
+grows and an expiry, after which security servers refuse traffic rather than act on
+stale facts.
+
+On the wire it is a compact JWS (ES256, ``kid`` naming an anchor key) whose payload is
+the canonical JSON of :meth:`GlobalConf.to_json` (format version 1; a new field means
+a new version).  :func:`verify_global_conf` is pure: bytes, an anchor and ``now`` in,
+a :class:`GlobalConf` out or a :class:`~trust.errors.GlobalConfError`.  Fetching,
+persisting and swapping are the gateway's; building and serving are the registry's.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from core.canonical import canonical_json
+from core.clock import require_utc
+from core.identifiers import (
+    ClientId,
+    GlobalGroupId,
+    IdentifierError,
+    MemberId,
+    SecurityServerId,
+    SubsystemId,
+    parse_client_slash,
+)
+from trust._encoding import (
+    b64url_decode,
+    check_instance,
+    check_text,
+    format_time,
+    loads_object,
+    parse_time,
+    require_keys,
+)
+from trust.anchor import Anchor
+from trust.errors import GlobalConfExpired, GlobalConfInvalid, GlobalConfRollback
+from trust.profiles import describe
+
+__all__ = [
+    "MemberInfo",
+    "SecurityServerInfo",
+    "GlobalGroupInfo",
+    "GlobalConf",
+    "sign_global_conf",
+    "verify_global_conf",
+    "GLOBALCONF_FORMAT",
+    "GLOBALCONF_TYPE",
+    "MAX_GLOBALCONF_BYTES",
+    "MAX_CLOCK_SKEW",
+]
+
+GLOBALCONF_FORMAT = "xweg-globalconf"
+#: The JWS ``typ``: keeps a global configuration apart from any other JWS.
+GLOBALCONF_TYPE = "xweg-globalconf+jws"
+_VERSION = 1
+_ALGORITHM = "ES256"
+#: Default bound on a signed document (bytes).
+MAX_GLOBALCONF_BYTES = 4 * 1024 * 1024
+#: How far in the future ``generated_at`` may lie (registry and server clocks differ).
+MAX_CLOCK_SKEW = timedelta(seconds=300)
+_FINGERPRINT = re.compile(r"[0-9a-f]{64}")
+_ADDRESS = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.\-_]+)):(?P<port>\d{1,5})")
+_HEADER_KEYS = frozenset({"alg", "kid", "typ"})
+
+_jws = jwt.PyJWS(options={"verify_signature": True})
+
+
+def _check_tuple(value: object, kind: type | tuple[type, ...], what: str) -> None:
+    if not isinstance(value, tuple) or not all(isinstance(item, kind) for item in value):
+        raise ValueError(f"{what} must be a tuple of {kind}")
+
+
+def _unique(values: tuple[Any, ...], what: str) -> None:
+    seen: set[Any] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"duplicate {what} {value}")
+        seen.add(value)
+
+
+@dataclass(frozen=True)
+class MemberInfo:
+    """A member organisation and the codes of its subsystems."""
+
+    id: MemberId
+    name: str
+    subsystems: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, MemberId):
+            raise ValueError("a member's id must be a MemberId")
+        check_text(self.name, f"name of {self.id}")
+        _check_tuple(self.subsystems, str, f"subsystems of {self.id}")
+        for code in self.subsystems:
+            try:
+                self.id.subsystem(code)
+            except IdentifierError as exc:
+                raise ValueError(f"subsystem of {self.id}: {exc}") from exc
+        _unique(self.subsystems, f"subsystem of {self.id}:")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id.slash(), "name": self.name, "subsystems": list(self.subsystems)}
+
+    @classmethod
+    def from_dict(cls, obj: object) -> MemberInfo:
+        data = require_keys(obj, {"id", "name", "subsystems"}, "member")
+        return cls(
+            MemberId.parse_slash(data["id"]), data["name"], _str_tuple(data["subsystems"], "subsystems")
+        )
+
+
+@dataclass(frozen=True)
+class SecurityServerInfo:
+    """A security server: where its mTLS listener is, which auth certificates it uses, whom it serves."""
+
+    id: SecurityServerId
+    address: str  # "host:port" of its mTLS listener ("[v6]:port" for IPv6)
+    auth_cert_fingerprints: tuple[str, ...]  # SHA-256 of the DER, lower-case hex
+    clients: tuple[ClientId, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, SecurityServerId):
+            raise ValueError("a security server's id must be a SecurityServerId")
+        match = _ADDRESS.fullmatch(self.address) if isinstance(self.address, str) else None
+        if match is None or not 1 <= int(match["port"]) <= 65535:
+            raise ValueError(f"address of {self.id} must be host:port, got {self.address!r}")
+        _check_tuple(self.auth_cert_fingerprints, str, f"auth_cert_fingerprints of {self.id}")
+        for fp in self.auth_cert_fingerprints:
+            if not _FINGERPRINT.fullmatch(fp):
+                raise ValueError(
+                    f"auth certificate fingerprint of {self.id} must be 64 lower-case hex digits"
+                )
+        _unique(self.auth_cert_fingerprints, f"auth certificate fingerprint of {self.id}:")
+        _check_tuple(self.clients, (MemberId, SubsystemId), f"clients of {self.id}")
+        _unique(self.clients, f"client of {self.id}:")
+
+    @property
+    def host(self) -> str:
+        match = _ADDRESS.fullmatch(self.address)
+        assert match is not None  # validated in the constructor
+        return match["v6"] or match["host"]
+
+    @property
+    def port(self) -> int:
+        return int(self.address.rsplit(":", 1)[1])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id.slash(),
+            "address": self.address,
+            "auth_cert_fingerprints": list(self.auth_cert_fingerprints),
+            "clients": [client.slash() for client in self.clients],
+        }
+
+    @classmethod
+    def from_dict(cls, obj: object) -> SecurityServerInfo:
+        data = require_keys(obj, {"id", "address", "auth_cert_fingerprints", "clients"}, "security server")
+        return cls(
+            SecurityServerId.parse_slash(data["id"]),
+            data["address"],
+            _str_tuple(data["auth_cert_fingerprints"], "auth_cert_fingerprints"),
+            tuple(parse_client_slash(text) for text in _str_tuple(data["clients"], "clients")),
+        )
+
+
+@dataclass(frozen=True)
+class GlobalGroupInfo:
+    """A named set of clients, usable in access rights across the instance."""
+
+    id: GlobalGroupId
+    members: tuple[ClientId, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.id, GlobalGroupId):
+            raise ValueError("a global group's id must be a GlobalGroupId")
+        _check_tuple(self.members, (MemberId, SubsystemId), f"members of {self.id}")
+        _unique(self.members, f"member of {self.id}:")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id.slash(), "members": [member.slash() for member in self.members]}
+
+    @classmethod
+    def from_dict(cls, obj: object) -> GlobalGroupInfo:
+        data = require_keys(obj, {"id", "members"}, "global group")
+        return cls(
+            GlobalGroupId.parse_slash(data["id"]),
+            tuple(parse_client_slash(text) for text in _str_tuple(data["members"], "members")),
+        )
+
+
+def _str_tuple(value: object, what: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"{what} must be a list of strings")
+    return tuple(value)
+
+
+def _list(value: object, what: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError(f"{what} must be a list")
+    return value
+
+
+@dataclass(frozen=True)
+class GlobalConf:
+    """One instance's published facts at one serial; cross-references are checked on construction."""
+
+    instance: str
+    serial: int
+    generated_at: datetime
+    expires_at: datetime
+    members: tuple[MemberInfo, ...]
+    security_servers: tuple[SecurityServerInfo, ...]
+    global_groups: tuple[GlobalGroupInfo, ...]
+    approved_cas: tuple[x509.Certificate, ...]
+    _members: Mapping[MemberId, MemberInfo] = field(init=False, repr=False, compare=False)
+    _servers: Mapping[SecurityServerId, SecurityServerInfo] = field(init=False, repr=False, compare=False)
+    _by_fingerprint: Mapping[str, SecurityServerInfo] = field(init=False, repr=False, compare=False)
+    _by_client: Mapping[ClientId, tuple[SecurityServerInfo, ...]] = field(
+        init=False, repr=False, compare=False
+    )
+    _groups: Mapping[GlobalGroupId, GlobalGroupInfo] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        check_instance(self.instance)
+        if isinstance(self.serial, bool) or not isinstance(self.serial, int) or self.serial < 1:
+            raise ValueError(f"serial must be a positive integer, got {self.serial!r}")
+        require_utc(self.generated_at, "generated_at")
+        require_utc(self.expires_at, "expires_at")
+        if self.expires_at <= self.generated_at:
+            raise ValueError("expires_at must be later than generated_at")
+        _check_tuple(self.members, MemberInfo, "members")
+        _check_tuple(self.security_servers, SecurityServerInfo, "security_servers")
+        _check_tuple(self.global_groups, GlobalGroupInfo, "global_groups")
+        _check_tuple(self.approved_cas, x509.Certificate, "approved_cas")
+
+        members: dict[MemberId, MemberInfo] = {}
+        for member in self.members:
+            if member.id.instance != self.instance:
+                raise ValueError(f"member {member.id} is not of instance {self.instance}")
+            if member.id in members:
+                raise ValueError(f"duplicate member {member.id}")
+            members[member.id] = member
+        object.__setattr__(self, "_members", members)
+
+        servers: dict[SecurityServerId, SecurityServerInfo] = {}
+        by_fingerprint: dict[str, SecurityServerInfo] = {}
+        by_client: dict[ClientId, list[SecurityServerInfo]] = {}
+        for server in self.security_servers:
+            if server.id in servers:
+                raise ValueError(f"duplicate security server {server.id}")
+            if server.id.owner not in members:
+                raise ValueError(f"owner of security server {server.id} is not a member")
+            servers[server.id] = server
+            for fp in server.auth_cert_fingerprints:
+                if fp in by_fingerprint:
+                    raise ValueError(
+                        f"auth certificate {fp[:16]} is registered for both "
+                        f"{by_fingerprint[fp].id} and {server.id}"
+                    )
+                by_fingerprint[fp] = server
+            for client in server.clients:
+                if not self.has_client(client):
+                    raise ValueError(f"client {client} of security server {server.id} is not registered")
+                by_client.setdefault(client, []).append(server)
+        object.__setattr__(self, "_servers", servers)
+        object.__setattr__(self, "_by_fingerprint", by_fingerprint)
+        object.__setattr__(self, "_by_client", {c: tuple(s) for c, s in by_client.items()})
+
+        groups: dict[GlobalGroupId, GlobalGroupInfo] = {}
+        for group in self.global_groups:
+            if group.id.instance != self.instance:
+                raise ValueError(f"global group {group.id} is not of instance {self.instance}")
+            if group.id in groups:
+                raise ValueError(f"duplicate global group {group.id}")
+            groups[group.id] = group
+        object.__setattr__(self, "_groups", groups)
+
+        for ca in self.approved_cas:
+            try:
+                constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
+            except (x509.ExtensionNotFound, ValueError):
+                constraints = None
+            if constraints is None or not constraints.ca:
+                raise ValueError(f"approved CA {describe(ca)} is not a CA certificate")
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def has_member(self, member: MemberId) -> bool:
+        return member in self._members
+
+    def has_client(self, client: ClientId) -> bool:
+        """The member exists and, for a subsystem, the member lists that subsystem."""
+        info = self._members.get(client.member)
+        if info is None:
+            return False
+        if isinstance(client, SubsystemId):
+            return client.subsystem_code in info.subsystems
+        return True
+
+    def member(self, member: MemberId) -> MemberInfo | None:
+        return self._members.get(member)
+
+    def servers_for_client(self, client: ClientId) -> tuple[SecurityServerInfo, ...]:
+        return self._by_client.get(client, ())
+
+    def server(self, server_id: SecurityServerId) -> SecurityServerInfo | None:
+        return self._servers.get(server_id)
+
+    def server_by_fingerprint(self, fp: str) -> SecurityServerInfo | None:
+        return self._by_fingerprint.get(fp.lower())
+
+    def group_members(self, group: GlobalGroupId) -> tuple[ClientId, ...]:
+        info = self._groups.get(group)
+        return info.members if info is not None else ()
+
+    def is_expired(self, now: datetime) -> bool:
+        return require_utc(now, "now") >= self.expires_at
+
+    # -- encoding --------------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": GLOBALCONF_FORMAT,
+            "version": _VERSION,
+            "instance": self.instance,
+            "serial": self.serial,
+            "generated_at": format_time(self.generated_at),
+            "expires_at": format_time(self.expires_at),
+            "members": [member.to_dict() for member in self.members],
+            "security_servers": [server.to_dict() for server in self.security_servers],
+            "global_groups": [group.to_dict() for group in self.global_groups],
+            "approved_cas": [
+                ca.public_bytes(serialization.Encoding.PEM).decode("ascii") for ca in self.approved_cas
+            ],
+        }
+
+    def to_json(self) -> bytes:
+        """Canonical JSON (sorted keys, no white space, UTF-8): the signed payload."""
+        return canonical_json(self.to_dict())
+
+    @classmethod
+    def from_json(cls, data: bytes) -> GlobalConf:
+        """Parse a payload; anything malformed or inconsistent raises :class:`GlobalConfInvalid`."""
+        try:
+            obj = require_keys(
+                loads_object(data, "global configuration"),
+                {
+                    "format",
+                    "version",
+                    "instance",
+                    "serial",
+                    "generated_at",
+                    "expires_at",
+                    "members",
+                    "security_servers",
+                    "global_groups",
+                    "approved_cas",
+                },
+                "global configuration",
+            )
+            if obj["format"] != GLOBALCONF_FORMAT or obj["version"] != _VERSION:
+                raise ValueError(
+                    f"format {obj['format']!r} version {obj['version']!r} is not {GLOBALCONF_FORMAT!r} "
+                    f"version {_VERSION}"
+                )
+            cas: list[x509.Certificate] = []
+            for pem in _str_tuple(obj["approved_cas"], "approved_cas"):
+                loaded = x509.load_pem_x509_certificates(pem.encode("ascii"))
+                if len(loaded) != 1:
+                    raise ValueError("each approved_cas entry must hold exactly one certificate")
+                cas.append(loaded[0])
+            return cls(
+                instance=obj["instance"],
+                serial=obj["serial"],
+                generated_at=parse_time(obj["generated_at"], "generated_at"),
+                expires_at=parse_time(obj["expires_at"], "expires_at"),
+                members=tuple(MemberInfo.from_dict(m) for m in _list(obj["members"], "members")),
+                security_servers=tuple(
+                    SecurityServerInfo.from_dict(s)
+                    for s in _list(obj["security_servers"], "security_servers")
+                ),
+                global_groups=tuple(
+                    GlobalGroupInfo.from_dict(g) for g in _list(obj["global_groups"], "global_groups")
+                ),
+                approved_cas=tuple(cas),
+            )
+        except GlobalConfInvalid:
+            raise
+        except (ValueError, TypeError, UnicodeError) as exc:
+            # IdentifierError is a ValueError too.
+            raise GlobalConfInvalid(f"malformed global configuration: {exc}") from exc
+
+
+def sign_global_conf(conf: GlobalConf, key: ec.EllipticCurvePrivateKey, key_id: str) -> bytes:
+    """The signed document: a compact JWS (ES256, ``kid``) over ``conf.to_json()``."""
+    check_text(key_id, "key_id", 128)
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ValueError("global configuration is signed with an EC P-256 key")
+    token = _jws.encode(
+        conf.to_json(), key, algorithm=_ALGORITHM, headers={"kid": key_id, "typ": GLOBALCONF_TYPE}
+    )
+    return token.encode("ascii")
+
+
+def verify_global_conf(
+    document: bytes,
+    anchor: Anchor,
+    now: datetime,
+    *,
+    min_serial: int | None = None,
+    max_size: int = MAX_GLOBALCONF_BYTES,
+) -> GlobalConf:
+    """Verify a signed global configuration against ``anchor`` at ``now``.
+
+    ``min_serial`` is the serial of the newest document already accepted: an older one
+    is a rollback.  Raises :class:`GlobalConfInvalid`, :class:`GlobalConfRollback` or
+    :class:`GlobalConfExpired`.
+    """
+    require_utc(now, "now")
+    # (1) size cap, before any parsing
+    if not isinstance(document, bytes):
+        raise GlobalConfInvalid("global configuration must be bytes")
+    if len(document) > max_size:
+        raise GlobalConfInvalid(f"global configuration is {len(document)} bytes, more than {max_size}")
+    # (2) strict compact JWS: three base64url parts, a header of exactly our parameters, ES256
+    try:
+        token = document.decode("ascii")
+        parts = token.split(".")
+        if len(parts) != 3 or not all(parts):
+            raise ValueError("not a compact JWS (three non-empty dot-separated parts)")
+        header = loads_object(b64url_decode(parts[0], "JWS header"), "JWS header")
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise GlobalConfInvalid(f"global configuration is not a valid JWS: {exc}") from exc
+    if header.get("alg") != _ALGORITHM:
+        raise GlobalConfInvalid(
+            f"global configuration algorithm {header.get('alg')!r} is refused; only ES256"
+        )
+    unexpected = set(header) - _HEADER_KEYS
+    if unexpected:
+        raise GlobalConfInvalid(
+            f"global configuration JWS header has unexpected parameters {sorted(unexpected)}"
+        )
+    if header.get("typ") != GLOBALCONF_TYPE:
+        raise GlobalConfInvalid(f"JWS type {header.get('typ')!r} is not {GLOBALCONF_TYPE!r}")
+    # (3) the kid names a key the anchor trusts
+    kid = header.get("kid")
+    if not isinstance(kid, str):
+        raise GlobalConfInvalid("global configuration JWS header has no key id (kid)")
+    public = anchor.public_key(kid)
+    if public is None:
+        raise GlobalConfInvalid(
+            f"global configuration is signed by key {kid!r}, which the anchor does not name"
+        )
+    # (4) the signature verifies with that key
+    try:
+        decoded = _jws.decode_complete(token, public, algorithms=[_ALGORITHM])
+    except jwt.InvalidSignatureError as exc:
+        raise GlobalConfInvalid(f"global configuration signature by key {kid!r} does not verify") from exc
+    except jwt.PyJWTError as exc:
+        raise GlobalConfInvalid(f"global configuration JWS is malformed: {exc}") from exc
+    # (5) the payload parses into a consistent configuration
+    conf = GlobalConf.from_json(decoded["payload"])
+    # (6) it is for the anchor's instance
+    if conf.instance != anchor.instance:
+        raise GlobalConfInvalid(
+            f"global configuration is for instance {conf.instance!r}, the anchor for {anchor.instance!r}"
+        )
+    # (7) the serial never goes back
+    if min_serial is not None and conf.serial < min_serial:
+        raise GlobalConfRollback(
+            f"global configuration serial {conf.serial} is older than the accepted serial {min_serial}"
+        )
+    # (8) fresh: not expired, and not generated in the future beyond the allowed skew
+    if conf.is_expired(now):
+        raise GlobalConfExpired(
+            f"global configuration serial {conf.serial} expired at {format_time(conf.expires_at)} "
+            f"(now {format_time(now)})"
+        )
+    if conf.generated_at > now + MAX_CLOCK_SKEW:
+        raise GlobalConfInvalid(
+            f"global configuration serial {conf.serial} was generated in the future "
+            f"({format_time(conf.generated_at)}, now {format_time(now)})"
+        )
+    return conf

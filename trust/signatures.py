@@ -1,0 +1,149 @@
+"""Message signatures: a detached compact JWS (ES256) over a message digest.
+
+The signed payload is the digest itself (:func:`core.canonical.request_digest` or
+``response_digest``), carried unencoded and detached as RFC 7797 describes
+(``b64: false``, listed in ``crit``), so the token is ``<header>..<signature>`` and the
+receiver recomputes the digest from the message it holds.  The protected header
+carries the signer's sign certificate in ``x5c``; the certificate is validated against
+the approved CAs at the time of verification.  OCSP status travels separately and is
+checked by :mod:`trust.ocsp`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import jwt
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from core.clock import require_utc
+from core.identifiers import MemberId
+from trust._encoding import b64url_decode, loads_object
+from trust.certificates import validate_sign_certificate
+from trust.errors import SignatureInvalid
+from trust.profiles import describe
+
+__all__ = [
+    "SIGNATURE_TYPE",
+    "MAX_SIGNATURE_LENGTH",
+    "VerifiedSignature",
+    "sign_digest",
+    "verify_signature",
+]
+
+#: The ``typ`` of a message signature, so a global configuration (or any other JWS
+#: signed by a key that chains to the same CA) is never mistaken for one.
+SIGNATURE_TYPE = "xweg-msg-sig+jws"
+#: Bound on a signature token: a header with one certificate is about 1.5 KiB.
+MAX_SIGNATURE_LENGTH = 16 * 1024
+_ALGORITHM = "ES256"
+_HEADER_KEYS = frozenset({"alg", "typ", "b64", "crit", "x5c"})
+_DIGEST_LENGTHS = range(32, 65)
+
+_jws = jwt.PyJWS(options={"verify_signature": True})
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedSignature:
+    """A signature that verified: the signer's certificate and the member it vouches for."""
+
+    certificate: x509.Certificate
+    member: MemberId
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.certificate, x509.Certificate):
+            raise TypeError("certificate must be an x509.Certificate")
+        if not isinstance(self.member, MemberId):
+            raise TypeError("member must be a MemberId")
+
+
+def _check_digest(digest: bytes) -> None:
+    if not isinstance(digest, bytes) or len(digest) not in _DIGEST_LENGTHS:
+        raise ValueError("digest must be 32 to 64 bytes (a SHA-256 to SHA-512 hash)")
+
+
+def sign_digest(digest: bytes, key: ec.EllipticCurvePrivateKey, certificate: x509.Certificate) -> str:
+    """A detached compact JWS ``<header>..<signature>`` over ``digest``, naming ``certificate``."""
+    _check_digest(digest)
+    if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ValueError("message signatures need an EC P-256 key")
+    if certificate.public_key() != key.public_key():
+        raise ValueError(f"the signing key does not match {describe(certificate)}")
+    headers = {
+        "typ": SIGNATURE_TYPE,
+        "x5c": [base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode("ascii")],
+    }
+    return _jws.encode(digest, key, algorithm=_ALGORITHM, headers=headers, is_payload_detached=True)
+
+
+def _parse_header(token: str) -> tuple[dict[str, Any], x509.Certificate]:
+    """Steps (1)-(3): shape, protected header, signer certificate; nothing trusted yet."""
+    # (1) shape: a bounded compact JWS with an empty (detached) payload segment
+    if not isinstance(token, str):
+        raise SignatureInvalid("signature must be a string")
+    if len(token) > MAX_SIGNATURE_LENGTH:
+        raise SignatureInvalid(f"signature is longer than {MAX_SIGNATURE_LENGTH} characters")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise SignatureInvalid("signature is not a compact JWS (three dot-separated parts)")
+    if parts[1]:
+        raise SignatureInvalid("signature must have a detached (empty) payload")
+    # (2) protected header: exactly our parameters, ES256 only
+    try:
+        header = loads_object(b64url_decode(parts[0], "signature header"), "signature header")
+    except ValueError as exc:
+        raise SignatureInvalid(str(exc)) from exc
+    if header.get("alg") != _ALGORITHM:
+        raise SignatureInvalid(
+            f"signature algorithm {header.get('alg')!r} is refused; only ES256 is accepted"
+        )
+    unexpected = set(header) - _HEADER_KEYS
+    if unexpected:
+        raise SignatureInvalid(f"signature header has unexpected parameters {sorted(unexpected)}")
+    if header.get("typ") != SIGNATURE_TYPE:
+        raise SignatureInvalid(f"signature type {header.get('typ')!r} is not {SIGNATURE_TYPE!r}")
+    if header.get("b64") is not False or header.get("crit") != ["b64"]:
+        raise SignatureInvalid('signature must be detached and unencoded (b64 false, crit ["b64"])')
+    # (3) the signer's certificate: exactly one, standard base64 DER (RFC 7515 4.1.6)
+    x5c = header.get("x5c")
+    if not isinstance(x5c, list) or len(x5c) != 1 or not isinstance(x5c[0], str):
+        raise SignatureInvalid("signature header must carry exactly one certificate in x5c")
+    try:
+        der = base64.b64decode(x5c[0], validate=True)
+        cert = x509.load_der_x509_certificate(der)
+    except (binascii.Error, ValueError) as exc:
+        raise SignatureInvalid(f"signature header's x5c certificate is malformed: {exc}") from exc
+    return header, cert
+
+
+def verify_signature(
+    jws: str, digest: bytes, roots: Sequence[x509.Certificate], now: datetime
+) -> VerifiedSignature:
+    """Verify a detached message signature over ``digest`` at ``now``.
+
+    Raises :class:`~trust.errors.SignatureInvalid` for a malformed or wrong signature and
+    :class:`~trust.errors.CertificateInvalid` when the signer's certificate is refused.
+    """
+    require_utc(now, "now")
+    _check_digest(digest)
+    _, cert = _parse_header(jws)
+    # (4) the certificate is a sign certificate from an approved CA, valid at now
+    member = validate_sign_certificate(cert, roots, now)
+    public = cert.public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(public.curve, ec.SECP256R1):
+        raise SignatureInvalid(f"{describe(cert)} does not hold an EC P-256 key, so it cannot sign ES256")
+    # (5) the signature over the digest verifies with the certificate's key
+    try:
+        _jws.decode_complete(jws, public, algorithms=[_ALGORITHM], detached_payload=digest)
+    except jwt.InvalidSignatureError as exc:
+        raise SignatureInvalid(f"signature by {describe(cert)} does not match the message digest") from exc
+    except jwt.PyJWTError as exc:
+        raise SignatureInvalid(f"signature by {describe(cert)} is malformed: {exc}") from exc
+    return VerifiedSignature(certificate=cert, member=member)
