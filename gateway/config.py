@@ -86,6 +86,8 @@ class Listener:
     port: int
 
     def __post_init__(self) -> None:
+        if isinstance(self.port, bool) or not isinstance(self.port, int):
+            raise ConfigError(f"port must be an integer, not {self.port!r}")
         if not 0 <= self.port <= 65535:
             raise ConfigError(f"port {self.port} is out of range")
 
@@ -125,12 +127,24 @@ class Limits:
     peer_timeout_s: float = 60.0
     max_header_bytes: int = 64 * 1024
 
+    def __post_init__(self) -> None:
+        _require_positive(self)
+
 
 @dataclass(frozen=True)
 class GlobalConfClientSettings:
     poll_interval_s: float = 60.0
     fetch_timeout_s: float = 10.0
     max_size_bytes: int = 4 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        _require_positive(self)
+
+
+def _require_positive(settings: object) -> None:
+    for name, value in vars(settings).items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"{name} must be a positive number, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -202,8 +216,12 @@ def _build(raw: dict[str, Any], base: Path, environ: Mapping[str, str]) -> Gatew
     keys = raw["keys"]
     passphrase: bytes | None = None
     if "passphrase_file" in keys:
-        # A trailing newline is an editor's, not part of the passphrase.
-        passphrase = rel(keys["passphrase_file"]).read_bytes().rstrip(b"\r\n")
+        secret = rel(keys["passphrase_file"])
+        try:
+            # A trailing newline is an editor's, not part of the passphrase.
+            passphrase = secret.read_bytes().rstrip(b"\r\n")
+        except OSError as exc:
+            raise ConfigError(f"cannot read passphrase file {secret}: {exc.strerror}") from exc
     elif "passphrase_env" in keys:
         name = keys["passphrase_env"]
         if name not in environ:

@@ -36,11 +36,21 @@ class TrustedGlobalConf:
     def document(self) -> bytes | None:
         return self._document
 
-    def update(self, document: bytes, now: dt.datetime) -> GlobalConf:
-        """Verify ``document`` against the anchor and adopt it; raises trust's GlobalConfError."""
-        conf = verify_global_conf(document, self.anchor, now, min_serial=self.min_serial)
+    def check(self, document: bytes, now: dt.datetime) -> GlobalConf:
+        """Verify ``document`` against the anchor without adopting it; raises trust's GlobalConfError."""
+        return verify_global_conf(document, self.anchor, now, min_serial=self.min_serial)
+
+    def adopt(self, document: bytes, conf: GlobalConf) -> None:
+        """Swap in a configuration that :meth:`check` returned for ``document``."""
+        if self.min_serial is not None and conf.serial < self.min_serial:
+            raise ValueError("refusing to adopt a configuration older than the current one")
         self._conf = conf
         self._document = document
+
+    def update(self, document: bytes, now: dt.datetime) -> GlobalConf:
+        """Verify ``document`` and adopt it at once (for documents already persisted)."""
+        conf = self.check(document, now)
+        self.adopt(document, conf)
         return conf
 
     def current(self, now: dt.datetime) -> GlobalConf | None:

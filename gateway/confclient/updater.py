@@ -69,26 +69,23 @@ class GlobalConfUpdater:
 
     def load_persisted(self) -> None:
         """Adopt the document on disk if it still verifies; remember its serial regardless."""
-        with contextlib.suppress(FileNotFoundError, ValueError, KeyError):
-            state = json.loads(self._state_path.read_text())
-            self.trusted = TrustedGlobalConf(self.trusted.anchor, min_serial=int(state["serial"]))
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            recorded = int(json.loads(self._state_path.read_text())["serial"])
+            floor = max(recorded, self.trusted.min_serial or recorded)
+            self.trusted = TrustedGlobalConf(self.trusted.anchor, min_serial=floor)
         try:
             document = self._path.read_bytes()
         except FileNotFoundError:
             return
         try:
-            self._adopt(self.trusted.update(document, self._clock.now()), persist=False)
+            conf = self.trusted.update(document, self._clock.now())
+            self._announce(conf)
         except GlobalConfExpired:
             log.warning("globalconf.persisted_expired", path=str(self._path))
         except GlobalConfError as exc:
             log.error("globalconf.persisted_invalid", path=str(self._path), error=str(exc))
 
-    def _adopt(self, conf: GlobalConf, *, persist: bool) -> None:
-        if persist:
-            document = self.trusted.document
-            assert document is not None
-            _write_atomically(self._path, document)
-            _write_atomically(self._state_path, json.dumps({"serial": conf.serial}).encode())
+    def _announce(self, conf: GlobalConf) -> None:
         log.info("globalconf.adopted", serial=conf.serial, expires_at=conf.expires_at.isoformat())
         if self._on_update is not None:
             self._on_update(conf)
@@ -106,22 +103,40 @@ class GlobalConfUpdater:
                     timeout_s=self._settings.fetch_timeout_s,
                     max_size=self._settings.max_size_bytes,
                 )
-                previous = self.trusted.latest
-                conf = self.trusted.update(document, self._clock.now())
+                conf = self.trusted.check(document, self._clock.now())
             except (FetchError, GlobalConfError) as exc:
                 log.warning("globalconf.refresh_failed", url=url, error=str(exc))
                 continue
-            if previous is None or conf.serial != previous.serial:
-                self._adopt(conf, persist=True)
+            if document == self.trusted.document:
+                return True
+            # Persist before use: a restart must never go back behind what was acted on.
+            try:
+                _write_atomically(self._path, document)
+                _write_atomically(self._state_path, json.dumps({"serial": conf.serial}).encode())
+            except OSError as exc:
+                log.error("globalconf.persist_failed", path=str(self._path), error=str(exc))
+                return False
+            self.trusted.adopt(document, conf)
+            self._announce(conf)
             return True
         return False
 
     async def _run(self) -> None:
+        retry_s = 1.0
         while True:
-            await self.refresh_once()
-            # Until a first configuration arrives, poll every second rather than every minute.
-            has_conf = self.trusted.current(self._clock.now()) is not None
-            await asyncio.sleep(self._settings.poll_interval_s if has_conf else 1.0)
+            try:
+                fetched = await self.refresh_once()
+            except Exception:  # one bad round must not end polling for good
+                log.exception("globalconf.refresh_crashed")
+                fetched = False
+            if fetched:
+                retry_s = 1.0
+                await asyncio.sleep(self._settings.poll_interval_s)
+            else:
+                # A registry that is not up yet (or briefly away) is retried soon, backing off
+                # to the normal interval, rather than an interval later.
+                await asyncio.sleep(min(retry_s, self._settings.poll_interval_s))
+                retry_s = min(retry_s * 2, self._settings.poll_interval_s)
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession()
@@ -129,12 +144,14 @@ class GlobalConfUpdater:
         self._task = asyncio.create_task(self._run(), name="globalconf-updater")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        if self._session is not None:
-            await self._session.close()
+        try:
+            if self._task is not None:
+                self._task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await self._task
+        finally:
+            if self._session is not None:
+                await self._session.close()
 
     def current(self) -> GlobalConf | None:
         return self.trusted.current(self._clock.now())

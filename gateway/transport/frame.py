@@ -35,7 +35,10 @@ class Frame:
 
 
 def encode_frame(metadata: dict[str, Any], body: bytes) -> bytes:
-    meta = json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    try:
+        meta = json.dumps(metadata, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+        raise FrameError(f"frame metadata cannot be encoded: {exc}") from exc
     if len(meta) > MAX_METADATA_BYTES:
         raise FrameError("frame metadata is too large")
     return b"".join((MAGIC, _LEN.pack(len(meta)), meta, body))
@@ -53,8 +56,10 @@ def decode_frame(data: bytes) -> Frame:
         raise FrameError("frame metadata length is invalid")
     try:
         metadata = json.loads(data[offset : offset + meta_len].decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise FrameError(f"frame metadata is not JSON: {exc}") from exc
+    except (ValueError, RecursionError) as exc:
+        # ValueError covers bad UTF-8, bad JSON and over-long integers; RecursionError
+        # deeply nested arrays -- all of them a peer's malformed frame, none a crash.
+        raise FrameError(f"frame metadata is not JSON: {type(exc).__name__}") from exc
     if not isinstance(metadata, dict):
         raise FrameError("frame metadata must be a JSON object")
     return Frame(metadata, data[offset + meta_len :])
