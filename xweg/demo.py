@@ -10,6 +10,7 @@ a service it was never granted.  Every message log is verified at the end.
 from __future__ import annotations
 
 import json
+import signal
 import time
 import urllib.error
 import urllib.request
@@ -229,7 +230,14 @@ def _verify_logs(layout: Layout) -> bool:
     return ok
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def run_demo(data: Path, *, once: bool) -> int:
+    # SIGTERM (e.g. from a supervisor or `timeout`) stops the federation as Ctrl-C does.
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     print(f"Preparing the OWL federation under {data} ...")
     layout = prepare(data, OWL)
     federation = RunningFederation(layout)
@@ -262,5 +270,8 @@ def run_demo(data: Path, *, once: bool) -> int:
     except FederationError as exc:
         print(f"The federation did not start: {exc}")
         return 1
+    except KeyboardInterrupt:
+        print("\nStopping ...")
+        return 130
     finally:
         federation.stop()

@@ -461,6 +461,15 @@ def _get_json(url: str, timeout: float = 2.0) -> tuple[int, Any]:
         return 0, None
 
 
+def _die_with_parent() -> None:
+    """Linux: a component gets SIGTERM when the runner dies, even by SIGKILL."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 @dataclass
 class Process:
     name: str
@@ -478,6 +487,7 @@ class Process:
             stdin=subprocess.DEVNULL,
             env=env,
             start_new_session=True,
+            preexec_fn=_die_with_parent,  # noqa: PLW1509 -- a single prctl call before exec
         )
         log.close()
 
