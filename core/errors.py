@@ -56,6 +56,7 @@ class ErrorCode(enum.Enum):
     SERVICE_FAILED = _Code("ServiceFailed")
     SERVICE_TIMEOUT = _Code("ServiceFailed.Timeout")
     LOGGING_FAILED = _Code("LoggingFailed")
+    TIMESTAMPER_FAILED = _Code("LoggingFailed.TimestamperFailed")
     INTERNAL_ERROR = _Code("InternalError")
 
     @property

@@ -26,6 +26,13 @@ member = "NRW/MUN/05774032"
 key = "keys/sign-05774032.key"
 certificate = "keys/sign-05774032.pem"
 
+[timestamping]                # optional; X-Road's defaults
+interval_s = 60
+acceptable_s = 14400
+
+[ocsp]                        # optional
+refresh_interval_s = 1200
+
 [[clients]]                   # subsystems of this organisation's information systems
 id = "NRW/MUN/05774032/gewerbeamt"
 
@@ -69,6 +76,8 @@ __all__ = [
     "AccessRule",
     "Limits",
     "GlobalConfClientSettings",
+    "TimestampingSettings",
+    "OcspSettings",
     "GatewayConfig",
     "AccessSubject",
 ]
@@ -148,6 +157,32 @@ def _require_positive(settings: object) -> None:
 
 
 @dataclass(frozen=True)
+class TimestampingSettings:
+    """Batch timestamping of the message log (X-Road's defaults)."""
+
+    interval_s: float = 60.0  # a batch every minute ...
+    max_batch: int = 10_000  # ... or sooner when this many records wait
+    retry_s: float = 60.0  # after every TSA failed
+    acceptable_s: float = 4 * 3600.0  # untimestamped longer than this: refuse new traffic
+    timeout_s: float = 10.0  # one TSA request
+
+    def __post_init__(self) -> None:
+        _require_positive(self)
+
+
+@dataclass(frozen=True)
+class OcspSettings:
+    """Fetching OCSP responses for this server's own certificates."""
+
+    refresh_interval_s: float = 1200.0  # X-Road's default
+    retry_s: float = 60.0  # after a failed fetch
+    fetch_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        _require_positive(self)
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     server_id: SecurityServerId
     anchor_path: Path
@@ -163,6 +198,8 @@ class GatewayConfig:
     access: tuple[AccessRule, ...]
     limits: Limits = field(default_factory=Limits)
     globalconf: GlobalConfClientSettings = field(default_factory=GlobalConfClientSettings)
+    timestamping: TimestampingSettings = field(default_factory=TimestampingSettings)
+    ocsp: OcspSettings = field(default_factory=OcspSettings)
 
     @property
     def message_log_path(self) -> Path:
@@ -261,4 +298,6 @@ def _build(raw: dict[str, Any], base: Path, environ: Mapping[str, str]) -> Gatew
         access=tuple(access),
         limits=Limits(**limits),
         globalconf=GlobalConfClientSettings(**gc),
+        timestamping=TimestampingSettings(**raw.get("timestamping", {})),
+        ocsp=OcspSettings(**raw.get("ocsp", {})),
     )

@@ -20,7 +20,9 @@ from core.identifiers import MemberId
 from gateway.access import AccessRights
 from gateway.confclient.updater import GlobalConfUpdater
 from gateway.config import GatewayConfig
+from gateway.messagelog.timestamper import Timestamper, TimestampingOverdue
 from gateway.messagelog.writer import MessageLogWriter
+from gateway.ocsp import OwnOcspResponses
 from gateway.transport.client import PeerClient
 from trust.globalconf import GlobalConf
 from trust.keys import load_certificate, load_private_key
@@ -74,6 +76,16 @@ class Gateway:
     peers: PeerClient
     backends: BackendPool
     access: AccessRights
+    auth_certificate: x509.Certificate
+    own_ocsp: OwnOcspResponses
+    timestamper: Timestamper
+
+    def check_timestamping(self, now: dt.datetime, origin: Origin) -> None:
+        """Refuse new traffic once records have waited for a timestamp past the acceptable period."""
+        try:
+            self.timestamper.check_acceptable(now)
+        except TimestampingOverdue as exc:
+            raise XwegError(ErrorCode.TIMESTAMPER_FAILED, str(exc), origin) from exc
 
     def current_conf(self, origin: Origin) -> tuple[GlobalConf, dt.datetime]:
         """The configuration to act on and the time of this operation, or OutdatedGlobalConf."""

@@ -9,6 +9,7 @@ an X-Road REST error body with a correlation id that is also in the server's log
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import signal
 from collections.abc import Awaitable, Callable
@@ -17,6 +18,7 @@ from pathlib import Path
 import structlog
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from multidict import CIMultiDict
 
@@ -29,15 +31,18 @@ from gateway.confclient.trusted import TrustedGlobalConf
 from gateway.confclient.updater import GlobalConfUpdater
 from gateway.config import GatewayConfig
 from gateway.messagelog.store import MessageLogStore
+from gateway.messagelog.timestamper import TimestampClient, Timestamper, TsaEndpoint
 from gateway.messagelog.writer import MessageLogWriter
+from gateway.ocsp import OwnOcspResponses
 from gateway.pipeline.consumer import PassThroughError, handle_rest_request
 from gateway.pipeline.provider import handle_exchange
 from gateway.runtime import BackendPool, Gateway, load_signers
-from gateway.transport.client import EXCHANGE_PATH, PeerClient
+from gateway.transport.client import EXCHANGE_PATH, OCSP_PATH, PeerClient
 from gateway.transport.frame import CONTENT_TYPE, MAX_METADATA_BYTES
 from gateway.transport.tls import server_context
 from trust.anchor import load_anchor
 from trust.globalconf import GlobalConf
+from trust.keys import load_certificates
 
 __all__ = ["serve", "main", "build_gateway"]
 
@@ -111,11 +116,16 @@ async def _rest(request: web.Request) -> web.StreamResponse:
 async def _healthz(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY_KEY]
     conf = gateway.globalconf.current()
+    stamping = gateway.timestamper.status()
     body = {
         "server": gateway.config.server_id.slash(),
         "globalconf_serial": conf.serial if conf else None,
         "globalconf_expires_at": conf.expires_at.isoformat() if conf else None,
         "ready": conf is not None,
+        "ocsp_ready": gateway.own_ocsp.response_for(gateway.auth_certificate) is not None,
+        "untimestamped_records": stamping.pending,
+        "last_timestamp_at": stamping.last_success_at.isoformat() if stamping.last_success_at else None,
+        "last_timestamp_error": stamping.last_error,
     }
     return web.json_response(body, status=200 if conf is not None else 503)
 
@@ -128,6 +138,17 @@ async def _exchange(request: web.Request) -> web.StreamResponse:
     data = await _read_body(request, limit, Origin.SERVER_PROXY)
     frame = await handle_exchange(gateway, der, data)
     return web.Response(status=200, body=frame, headers={"Content-Type": CONTENT_TYPE})
+
+
+async def _offer_ocsp(request: web.Request) -> web.StreamResponse:
+    """Our auth certificate's OCSP response, for peers to check before they send to us."""
+    gateway = request.app[GATEWAY_KEY]
+    response = gateway.own_ocsp.response_for(gateway.auth_certificate)
+    body = {
+        "certificate": gateway.auth_certificate.public_bytes(Encoding.PEM).decode("ascii"),
+        "ocsp": base64.b64encode(response).decode("ascii") if response is not None else None,
+    }
+    return web.json_response(body, status=200 if response is not None else 503)
 
 
 def build_client_app(gateway: Gateway) -> web.Application:
@@ -148,17 +169,19 @@ def build_peer_app(gateway: Gateway) -> web.Application:
     )
     app[GATEWAY_KEY] = gateway
     app.router.add_post(EXCHANGE_PATH, _exchange)
+    app.router.add_get(OCSP_PATH, _offer_ocsp)
     return app
 
 
 _background: set[asyncio.Task[None]] = set()
 
 
-def _record_meta(path: Path, key: str, value: str) -> None:
+def _record_meta(path: Path, values: dict[str, str]) -> None:
     # A connection of its own: the writer's belongs to the writer's thread.
     store = MessageLogStore.open(path)
     try:
-        store.set_meta(key, value)
+        for key, value in values.items():
+            store.set_meta(key, value)
     finally:
         store.close()
 
@@ -171,17 +194,20 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
     writer = MessageLogWriter(store)
     await writer.start()
 
-    def remember_cas(conf: GlobalConf) -> None:
-        # An auditor verifying this log later finds the CAs that were approved here.
-        pem = "".join(ca.public_bytes(Encoding.PEM).decode() for ca in conf.approved_cas)
+    def remember_trust(conf: GlobalConf) -> None:
+        # An auditor verifying this log later finds the CAs and TSAs that were approved here.
+        cas = "".join(c.public_bytes(Encoding.PEM).decode() for c in conf.ca_certificates)
+        intermediates = "".join(c.public_bytes(Encoding.PEM).decode() for c in conf.intermediate_certificates)
+        tsas = "".join(c.public_bytes(Encoding.PEM).decode() for c in conf.tsa_certificates)
+        meta = {"approved_cas": cas, "intermediate_cas": intermediates, "approved_tsas": tsas}
         task = asyncio.get_running_loop().create_task(
-            asyncio.to_thread(_record_meta, config.message_log_path, "approved_cas", pem)
+            asyncio.to_thread(_record_meta, config.message_log_path, meta)
         )
         _background.add(task)
         task.add_done_callback(_background.discard)
 
     updater = GlobalConfUpdater(
-        TrustedGlobalConf(anchor), config.globalconf_path, config.globalconf, clock, on_update=remember_cas
+        TrustedGlobalConf(anchor), config.globalconf_path, config.globalconf, clock, on_update=remember_trust
     )
     peers = PeerClient(
         config.auth_certificate_path,
@@ -191,15 +217,50 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
         max_response_bytes=config.limits.max_body_bytes + MAX_METADATA_BYTES + 64,
     )
     backends = BackendPool(new_backend_session(), config.limits.max_body_bytes)
+    signers = load_signers(config)
+    auth_certificate = load_certificates(config.auth_certificate_path)[0]
+    own_ocsp = OwnOcspResponses(
+        [auth_certificate, *(s.certificate for s in signers.values())],
+        config.data_dir / "ocsp",
+        config.ocsp,
+        clock,
+        updater.current,
+    )
+
+    def approved_tsas() -> list[TsaEndpoint]:
+        conf = updater.current()
+        return [TsaEndpoint(t.name, t.url, t.certificate) for t in conf.approved_tsas] if conf else []
+
+    def trust_roots() -> tuple[tuple[x509.Certificate, ...], tuple[x509.Certificate, ...]]:
+        conf = updater.current()
+        return (conf.ca_certificates, conf.intermediate_certificates) if conf else ((), ())
+
+    stamping = config.timestamping
+    timestamper = Timestamper(
+        config.message_log_path,
+        config.server_id.slash(),
+        tsas=approved_tsas,
+        trust=trust_roots,
+        clock=clock,
+        client=TimestampClient(),
+        interval_s=stamping.interval_s,
+        max_batch=stamping.max_batch,
+        retry_s=stamping.retry_s,
+        acceptable_s=stamping.acceptable_s,
+        timeout_s=stamping.timeout_s,
+    )
     return Gateway(
         config=config,
         clock=clock,
         globalconf=updater,
-        signers=load_signers(config),
+        signers=signers,
         log=writer,
         peers=peers,
         backends=backends,
         access=AccessRights(config.access),
+        auth_certificate=auth_certificate,
+        own_ocsp=own_ocsp,
+        timestamper=timestamper,
     )
 
 
@@ -208,6 +269,8 @@ async def serve(config: GatewayConfig, clock: Clock | None = None, stop: asyncio
     stop = stop or asyncio.Event()
     gateway = await build_gateway(config, clock)
     await gateway.globalconf.start()
+    await gateway.own_ocsp.start()
+    await gateway.timestamper.start()
     runners: list[web.AppRunner] = []
     try:
         client_runner = web.AppRunner(build_client_app(gateway), access_log=None)
@@ -227,7 +290,10 @@ async def serve(config: GatewayConfig, clock: Clock | None = None, stop: asyncio
             latest = gateway.globalconf.trusted.latest
             assert latest is not None
             tls = server_context(
-                config.auth_certificate_path, config.auth_key_path, config.key_passphrase, latest.approved_cas
+                config.auth_certificate_path,
+                config.auth_key_path,
+                config.key_passphrase,
+                latest.ca_certificates + latest.intermediate_certificates,
             )
             peer_runner = web.AppRunner(build_peer_app(gateway), access_log=None)
             await peer_runner.setup()
@@ -240,6 +306,8 @@ async def serve(config: GatewayConfig, clock: Clock | None = None, stop: asyncio
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
+        await gateway.timestamper.close()
+        await gateway.own_ocsp.close()
         await gateway.globalconf.close()
         await gateway.peers.close()
         await gateway.backends.close()

@@ -1,7 +1,8 @@
 """The federation definition: the registry operator's TOML file of members, servers, groups and CAs.
 
 The file is the registry's source of truth until a management API and a store exist.
-Loading it checks everything the published global configuration will promise: every
+(``approved_cas = ["trust/ca.pem"]``, a list of file names, still means CAs without
+intermediates or OCSP.)  Loading it checks everything the published global configuration will promise: every
 identifier is well formed, members and servers are unique, every server owner, client
 and group member is registered, every auth certificate was issued by an approved CA to
 exactly the server it is registered for.  A definition that loads builds a valid
@@ -9,7 +10,18 @@ exactly the server it is registered for.  A definition that loads builds a valid
 
 ```toml
 instance = "NRW"
-approved_cas = ["trust/ca.pem"]          # paths relative to this file
+ocsp_freshness_s = 3600                  # optional; X-Road's default
+
+[[approved_cas]]                         # paths relative to this file
+certificate = "trust/root.pem"           # the trust anchor
+intermediates = ["trust/issuing.pem"]    # issuing CAs under it
+ocsp_url = "http://127.0.0.1:8888/"
+ocsp_responders = ["trust/ocsp.pem"]     # the delegated responders whose answers count
+
+[[approved_tsas]]
+name = "IT.NRW TSA"
+url = "http://127.0.0.1:8889/"
+certificate = "trust/tsa.pem"
 
 [[members]]
 class = "MUN"
@@ -55,7 +67,15 @@ from core.identifiers import (
 from trust.ca import server_id_from_auth_certificate
 from trust.certificates import describe, fingerprint
 from trust.errors import TrustError
-from trust.globalconf import GlobalConf, GlobalGroupInfo, MemberInfo, SecurityServerInfo
+from trust.globalconf import (
+    DEFAULT_OCSP_FRESHNESS_S,
+    ApprovedCA,
+    ApprovedTSA,
+    GlobalConf,
+    GlobalGroupInfo,
+    MemberInfo,
+    SecurityServerInfo,
+)
 from trust.keys import load_certificate, load_certificates
 
 __all__ = ["FederationError", "FederationDefinition", "MAX_FEDERATION_FILE_BYTES"]
@@ -74,10 +94,12 @@ class FederationDefinition:
 
     path: Path
     instance: str
-    approved_cas: tuple[x509.Certificate, ...]
+    approved_cas: tuple[ApprovedCA, ...]
     members: tuple[MemberInfo, ...]
     security_servers: tuple[SecurityServerInfo, ...]
     global_groups: tuple[GlobalGroupInfo, ...]
+    approved_tsas: tuple[ApprovedTSA, ...] = ()
+    ocsp_freshness_s: int = DEFAULT_OCSP_FRESHNESS_S
 
     @classmethod
     def load(cls, path: Path) -> FederationDefinition:
@@ -105,21 +127,49 @@ class _Loader:
             data = tomllib.loads(raw.decode("utf-8"))
         except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
             raise self.error("", f"not valid TOML: {exc}") from exc
-        self.keys(data, "", {"instance"}, {"approved_cas", "members", "security_servers", "global_groups"})
+        self.keys(
+            data,
+            "",
+            {"instance"},
+            {
+                "approved_cas",
+                "approved_tsas",
+                "ocsp_freshness_s",
+                "members",
+                "security_servers",
+                "global_groups",
+            },
+        )
 
         instance = self.text(data, "instance", "")
         with self.at("instance"):
             check_part(instance, "instance")
-        cas = self.load_cas(data.get("approved_cas", []))
+        approved = self.load_cas(data.get("approved_cas", []))
+        cas = tuple(c for ca in approved for c in (ca.certificate, *ca.intermediates))
+        tsas = self.load_tsas(self.tables(data, "approved_tsas"), cas)
+        freshness = data.get("ocsp_freshness_s", DEFAULT_OCSP_FRESHNESS_S)
         members = self.load_members(instance, self.tables(data, "members"))
         registered = {m.id: m for m in members}
         servers = self.load_servers(instance, registered, cas, self.tables(data, "security_servers"))
         groups = self.load_groups(instance, registered, self.tables(data, "global_groups"))
-        definition = FederationDefinition(self.path, instance, cas, members, servers, groups)
+        definition = FederationDefinition(
+            self.path, instance, approved, members, servers, groups, tsas, freshness
+        )
         # A trial build catches any rule the checks above missed, with the file named.
         with self.at(""):
             epoch = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
-            GlobalConf(instance, 1, epoch, epoch + dt.timedelta(seconds=1), members, servers, groups, cas)
+            GlobalConf(
+                instance,
+                1,
+                epoch,
+                epoch + dt.timedelta(seconds=1),
+                members,
+                servers,
+                groups,
+                approved,
+                tsas,
+                freshness,
+            )
         return definition
 
     # -- generic checks ---------------------------------------------------------------------
@@ -165,29 +215,69 @@ class _Loader:
 
     # -- sections ---------------------------------------------------------------------------
 
-    def load_cas(self, value: object) -> tuple[x509.Certificate, ...]:
-        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-            raise self.error("approved_cas", "must be a list of file names")
-        cas: list[x509.Certificate] = []
-        for index, relative in enumerate(value):
-            where = f"approved_cas[{index}] ({relative})"
+    def certificates(self, where: str, relative: str, *, ca: bool) -> list[x509.Certificate]:
+        try:
+            loaded = load_certificates(self.file(relative))
+        except (OSError, ValueError) as exc:
+            raise self.error(where, f"cannot load: {exc}") from exc
+        if not loaded:
+            raise self.error(where, "holds no certificate")
+        for cert in loaded:
             try:
-                loaded = load_certificates(self.file(relative))
-            except (OSError, ValueError) as exc:
-                raise self.error(where, f"cannot load: {exc}") from exc
-            if not loaded:
-                raise self.error(where, "holds no certificate")
-            for cert in loaded:
-                try:
-                    is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
-                except x509.ExtensionNotFound:
-                    is_ca = False
-                if not is_ca:
-                    raise self.error(where, f"{describe(cert)} is not a CA certificate")
-                if any(fingerprint(cert) == fingerprint(seen) for seen in cas):
-                    raise self.error(where, f"{describe(cert)} is listed twice")
-                cas.append(cert)
+                is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+            except x509.ExtensionNotFound:
+                is_ca = False
+            if ca and not is_ca:
+                raise self.error(where, f"{describe(cert)} is not a CA certificate")
+        return loaded
+
+    def load_cas(self, value: object) -> tuple[ApprovedCA, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str | dict) for v in value):
+            raise self.error("approved_cas", "must be a list of file names or an array of tables")
+        cas: list[ApprovedCA] = []
+        seen: set[str] = set()
+        for index, entry in enumerate(value):
+            table: dict[str, Any] = {"certificate": entry} if isinstance(entry, str) else entry
+            where = f"approved_cas[{index}]"
+            self.keys(table, where, {"certificate"}, {"intermediates", "ocsp_url", "ocsp_responders"})
+            roots = self.certificates(
+                f"{where} ({table['certificate']})", self.text(table, "certificate", where), ca=True
+            )
+            intermediates = [
+                cert
+                for relative in self.strings(table, "intermediates", where)
+                for cert in self.certificates(f"{where} intermediate {relative}", relative, ca=True)
+            ]
+            responders = [
+                cert
+                for relative in self.strings(table, "ocsp_responders", where)
+                for cert in self.certificates(f"{where} OCSP responder {relative}", relative, ca=False)
+            ]
+            ocsp_url = table.get("ocsp_url")
+            for root in roots:
+                if fingerprint(root) in seen:
+                    raise self.error(where, f"{describe(root)} is listed twice")
+                seen.add(fingerprint(root))
+                with self.at(where):
+                    cas.append(ApprovedCA(root, tuple(intermediates), ocsp_url, tuple(responders)))
         return tuple(cas)
+
+    def load_tsas(
+        self, tables: list[dict[str, Any]], cas: tuple[x509.Certificate, ...]
+    ) -> tuple[ApprovedTSA, ...]:
+        tsas: list[ApprovedTSA] = []
+        for index, table in enumerate(tables):
+            where = f"approved_tsas[{index}]"
+            self.keys(table, where, {"name", "url", "certificate"}, set())
+            relative = self.text(table, "certificate", where)
+            cert = self.certificates(f"{where} ({relative})", relative, ca=False)[0]
+            if not any(_issued_by(cert, ca) for ca in cas):
+                raise self.error(where, f"{describe(cert)} was not issued by an approved CA")
+            with self.at(where):
+                tsas.append(
+                    ApprovedTSA(self.text(table, "name", where), self.text(table, "url", where), cert)
+                )
+        return tuple(tsas)
 
     def load_members(self, instance: str, tables: list[dict[str, Any]]) -> tuple[MemberInfo, ...]:
         members: dict[MemberId, MemberInfo] = {}

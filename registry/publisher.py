@@ -42,6 +42,8 @@ def build_global_conf(
         security_servers=definition.security_servers,
         global_groups=definition.global_groups,
         approved_cas=definition.approved_cas,
+        approved_tsas=definition.approved_tsas,
+        ocsp_freshness_s=definition.ocsp_freshness_s,
     )
 
 

@@ -16,6 +16,8 @@ __all__ = [
     "GlobalConfExpired",
     "GlobalConfRollback",
     "AnchorInvalid",
+    "OcspFetchError",
+    "CaStoreError",
 ]
 
 
@@ -49,3 +51,15 @@ class GlobalConfRollback(GlobalConfError):
 
 class AnchorInvalid(TrustError):
     """A configuration anchor file is malformed."""
+
+
+class OcspFetchError(TrustError):
+    """An OCSP response could not be fetched: responder unreachable, too slow, or it answered badly.
+
+    This says nothing about the certificate: a verifier still needs a fresh response,
+    and keeps using the last good one until it is older than the freshness limit.
+    """
+
+
+class CaStoreError(TrustError):
+    """A certificate authority's store is missing, already exists, or refuses an operation."""

@@ -7,7 +7,7 @@ grows and an expiry, after which security servers refuse traffic rather than act
 stale facts.
 
 On the wire it is a compact JWS (ES256, ``kid`` naming an anchor key) whose payload is
-the canonical JSON of :meth:`GlobalConf.to_json` (format version 1; a new field means
+the canonical JSON of :meth:`GlobalConf.to_json` (format version 2; a new field means
 a new version).  :func:`verify_global_conf` is pure: bytes, an anchor and ``now`` in,
 a :class:`GlobalConf` out or a :class:`~trust.errors.GlobalConfError`.  Fetching,
 persisting and swapping are the gateway's; building and serving are the registry's.
@@ -23,6 +23,7 @@ from typing import Any
 
 import jwt
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -55,6 +56,9 @@ __all__ = [
     "SecurityServerInfo",
     "GlobalGroupInfo",
     "GlobalConf",
+    "ApprovedCA",
+    "ApprovedTSA",
+    "DEFAULT_OCSP_FRESHNESS_S",
     "sign_global_conf",
     "verify_global_conf",
     "GLOBALCONF_FORMAT",
@@ -66,7 +70,7 @@ __all__ = [
 GLOBALCONF_FORMAT = "xweg-globalconf"
 #: The JWS ``typ``: keeps a global configuration apart from any other JWS.
 GLOBALCONF_TYPE = "xweg-globalconf+jws"
-_VERSION = 1
+_VERSION = 2
 _ALGORITHM = "ES256"
 #: Default bound on a signed document (bytes).
 MAX_GLOBALCONF_BYTES = 4 * 1024 * 1024
@@ -214,6 +218,106 @@ def _list(value: object, what: str) -> list[Any]:
     return value
 
 
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _one_cert(pem: object, what: str) -> x509.Certificate:
+    if not isinstance(pem, str):
+        raise ValueError(f"{what} must be a PEM string")
+    loaded = x509.load_pem_x509_certificates(pem.encode("ascii"))
+    if len(loaded) != 1:
+        raise ValueError(f"{what} must hold exactly one certificate")
+    return loaded[0]
+
+
+def _check_url(url: object, what: str) -> None:
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")) or len(url) > 2048:
+        raise ValueError(f"{what} must be an absolute http(s) URL, got {url!r}")
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except (x509.ExtensionNotFound, ValueError):
+        return False
+
+
+@dataclass(frozen=True)
+class ApprovedCA:
+    """A certificate authority whose certificates the federation accepts.
+
+    ``certificate`` is the trust anchor (a root); ``intermediates`` are the issuing CAs
+    under it.  Revocation status comes from ``ocsp_url``, answered by one of the
+    delegated ``ocsp_responders`` -- only those, whatever else the CA may have signed.
+    """
+
+    certificate: x509.Certificate
+    intermediates: tuple[x509.Certificate, ...] = ()
+    ocsp_url: str | None = None
+    ocsp_responders: tuple[x509.Certificate, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.certificate, x509.Certificate):
+            raise ValueError("an approved CA's certificate must be an x509.Certificate")
+        _check_tuple(self.intermediates, x509.Certificate, "intermediates")
+        _check_tuple(self.ocsp_responders, x509.Certificate, "ocsp_responders")
+        for ca in (self.certificate, *self.intermediates):
+            if not _is_ca(ca):
+                raise ValueError(f"approved CA {describe(ca)} is not a CA certificate")
+        if self.ocsp_url is not None:
+            _check_url(self.ocsp_url, f"OCSP URL of {describe(self.certificate)}")
+        if self.ocsp_responders and self.ocsp_url is None:
+            raise ValueError(f"approved CA {describe(self.certificate)} lists OCSP responders but no URL")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "certificate": _pem(self.certificate),
+            "intermediates": [_pem(c) for c in self.intermediates],
+            "ocsp_url": self.ocsp_url,
+            "ocsp_responders": [_pem(c) for c in self.ocsp_responders],
+        }
+
+    @classmethod
+    def from_dict(cls, obj: object) -> ApprovedCA:
+        data = require_keys(
+            obj, {"certificate", "intermediates", "ocsp_url", "ocsp_responders"}, "approved CA"
+        )
+        return cls(
+            _one_cert(data["certificate"], "approved CA certificate"),
+            tuple(_one_cert(p, "intermediate") for p in _list(data["intermediates"], "intermediates")),
+            data["ocsp_url"],
+            tuple(_one_cert(p, "OCSP responder") for p in _list(data["ocsp_responders"], "ocsp_responders")),
+        )
+
+
+@dataclass(frozen=True)
+class ApprovedTSA:
+    """A timestamping authority (RFC 3161) whose tokens the federation accepts."""
+
+    name: str
+    url: str
+    certificate: x509.Certificate
+
+    def __post_init__(self) -> None:
+        check_text(self.name, "TSA name")
+        _check_url(self.url, f"URL of TSA {self.name}")
+        if not isinstance(self.certificate, x509.Certificate):
+            raise ValueError(f"certificate of TSA {self.name} must be an x509.Certificate")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "url": self.url, "certificate": _pem(self.certificate)}
+
+    @classmethod
+    def from_dict(cls, obj: object) -> ApprovedTSA:
+        data = require_keys(obj, {"name", "url", "certificate"}, "approved TSA")
+        return cls(data["name"], data["url"], _one_cert(data["certificate"], "TSA certificate"))
+
+
+#: X-Road's default: an OCSP response older than this is not accepted.
+DEFAULT_OCSP_FRESHNESS_S = 3600
+
+
 @dataclass(frozen=True)
 class GlobalConf:
     """One instance's published facts at one serial; cross-references are checked on construction."""
@@ -225,7 +329,10 @@ class GlobalConf:
     members: tuple[MemberInfo, ...]
     security_servers: tuple[SecurityServerInfo, ...]
     global_groups: tuple[GlobalGroupInfo, ...]
-    approved_cas: tuple[x509.Certificate, ...]
+    # A bare certificate is accepted here as a CA without intermediates or OCSP.
+    approved_cas: tuple[ApprovedCA, ...]
+    approved_tsas: tuple[ApprovedTSA, ...] = ()
+    ocsp_freshness_s: int = DEFAULT_OCSP_FRESHNESS_S
     _members: Mapping[MemberId, MemberInfo] = field(init=False, repr=False, compare=False)
     _servers: Mapping[SecurityServerId, SecurityServerInfo] = field(init=False, repr=False, compare=False)
     _by_fingerprint: Mapping[str, SecurityServerInfo] = field(init=False, repr=False, compare=False)
@@ -245,7 +352,17 @@ class GlobalConf:
         _check_tuple(self.members, MemberInfo, "members")
         _check_tuple(self.security_servers, SecurityServerInfo, "security_servers")
         _check_tuple(self.global_groups, GlobalGroupInfo, "global_groups")
-        _check_tuple(self.approved_cas, x509.Certificate, "approved_cas")
+        object.__setattr__(
+            self,
+            "approved_cas",
+            tuple(ApprovedCA(ca) if isinstance(ca, x509.Certificate) else ca for ca in self.approved_cas),
+        )
+        _check_tuple(self.approved_cas, ApprovedCA, "approved_cas")
+        _check_tuple(self.approved_tsas, ApprovedTSA, "approved_tsas")
+        if isinstance(self.ocsp_freshness_s, bool) or not isinstance(self.ocsp_freshness_s, int):
+            raise ValueError("ocsp_freshness_s must be an integer")
+        if not 1 <= self.ocsp_freshness_s <= 7 * 24 * 3600:
+            raise ValueError("ocsp_freshness_s must be between 1 s and one week")
 
         members: dict[MemberId, MemberInfo] = {}
         for member in self.members:
@@ -289,13 +406,7 @@ class GlobalConf:
             groups[group.id] = group
         object.__setattr__(self, "_groups", groups)
 
-        for ca in self.approved_cas:
-            try:
-                constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints).value
-            except (x509.ExtensionNotFound, ValueError):
-                constraints = None
-            if constraints is None or not constraints.ca:
-                raise ValueError(f"approved CA {describe(ca)} is not a CA certificate")
+        _unique(tuple(tsa.name for tsa in self.approved_tsas), "approved TSA")
 
     # -- lookups ---------------------------------------------------------------------------
 
@@ -327,6 +438,41 @@ class GlobalConf:
         info = self._groups.get(group)
         return info.members if info is not None else ()
 
+    @property
+    def ca_certificates(self) -> tuple[x509.Certificate, ...]:
+        """The trust anchors: every approved CA's root certificate."""
+        return tuple(ca.certificate for ca in self.approved_cas)
+
+    @property
+    def intermediate_certificates(self) -> tuple[x509.Certificate, ...]:
+        return tuple(c for ca in self.approved_cas for c in ca.intermediates)
+
+    @property
+    def ocsp_responder_certificates(self) -> tuple[x509.Certificate, ...]:
+        return tuple(c for ca in self.approved_cas for c in ca.ocsp_responders)
+
+    @property
+    def tsa_certificates(self) -> tuple[x509.Certificate, ...]:
+        return tuple(tsa.certificate for tsa in self.approved_tsas)
+
+    def ocsp_url_for(self, issuer: x509.Certificate) -> str | None:
+        """The OCSP URL of the approved CA that ``issuer`` (a root or intermediate) belongs to."""
+        for ca in self.approved_cas:
+            if issuer == ca.certificate or issuer in ca.intermediates:
+                return ca.ocsp_url
+        return None
+
+    def issuer_of(self, cert: x509.Certificate) -> x509.Certificate | None:
+        """The approved root or intermediate whose subject issued ``cert`` (by name and key id)."""
+        for candidate in (*self.intermediate_certificates, *self.ca_certificates):
+            if candidate.subject == cert.issuer:
+                try:
+                    cert.verify_directly_issued_by(candidate)
+                except (ValueError, TypeError, InvalidSignature):
+                    continue
+                return candidate
+        return None
+
     def is_expired(self, now: datetime) -> bool:
         return require_utc(now, "now") >= self.expires_at
 
@@ -343,9 +489,9 @@ class GlobalConf:
             "members": [member.to_dict() for member in self.members],
             "security_servers": [server.to_dict() for server in self.security_servers],
             "global_groups": [group.to_dict() for group in self.global_groups],
-            "approved_cas": [
-                ca.public_bytes(serialization.Encoding.PEM).decode("ascii") for ca in self.approved_cas
-            ],
+            "approved_cas": [ca.to_dict() for ca in self.approved_cas],
+            "approved_tsas": [tsa.to_dict() for tsa in self.approved_tsas],
+            "ocsp_freshness_s": self.ocsp_freshness_s,
         }
 
     def to_json(self) -> bytes:
@@ -369,6 +515,8 @@ class GlobalConf:
                     "security_servers",
                     "global_groups",
                     "approved_cas",
+                    "approved_tsas",
+                    "ocsp_freshness_s",
                 },
                 "global configuration",
             )
@@ -377,12 +525,6 @@ class GlobalConf:
                     f"format {obj['format']!r} version {obj['version']!r} is not {GLOBALCONF_FORMAT!r} "
                     f"version {_VERSION}"
                 )
-            cas: list[x509.Certificate] = []
-            for pem in _str_tuple(obj["approved_cas"], "approved_cas"):
-                loaded = x509.load_pem_x509_certificates(pem.encode("ascii"))
-                if len(loaded) != 1:
-                    raise ValueError("each approved_cas entry must hold exactly one certificate")
-                cas.append(loaded[0])
             return cls(
                 instance=obj["instance"],
                 serial=obj["serial"],
@@ -396,7 +538,13 @@ class GlobalConf:
                 global_groups=tuple(
                     GlobalGroupInfo.from_dict(g) for g in _list(obj["global_groups"], "global_groups")
                 ),
-                approved_cas=tuple(cas),
+                approved_cas=tuple(
+                    ApprovedCA.from_dict(c) for c in _list(obj["approved_cas"], "approved_cas")
+                ),
+                approved_tsas=tuple(
+                    ApprovedTSA.from_dict(t) for t in _list(obj["approved_tsas"], "approved_tsas")
+                ),
+                ocsp_freshness_s=obj["ocsp_freshness_s"],
             )
         except GlobalConfInvalid:
             raise

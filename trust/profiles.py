@@ -1,4 +1,4 @@
-"""The federation's two certificate profiles, shared by the CA that issues and the code that validates.
+"""The federation's certificate profiles, shared by the CA that issues and the code that validates.
 
 * **auth** — one per security server, used for mutual TLS between security servers.
   KeyUsage digitalSignature + keyAgreement; ExtendedKeyUsage serverAuth + clientAuth;
@@ -8,7 +8,13 @@
   contentCommitment (non-repudiation); no ExtendedKeyUsage, so it cannot serve TLS;
   SubjectAlternativeName URI ``xweg:MEMBER:<instance>/<class>/<code>``.
 
-The SAN URI is the only place the identity is read from; the subject CN is for humans.
+* **OCSP responder** — the CA's delegated responder: KeyUsage digitalSignature;
+  ExtendedKeyUsage OCSPSigning.
+* **TSA** — a timestamping authority: KeyUsage digitalSignature; ExtendedKeyUsage
+  timeStamping and nothing else, marked critical (RFC 3161 2.3).
+
+For auth and sign the SAN URI is the only place the identity is read from; the subject
+CN is for humans (and names a TSA).
 """
 
 from __future__ import annotations
@@ -34,6 +40,8 @@ __all__ = [
     "member_id_from_sign_certificate",
     "check_auth_profile",
     "check_sign_profile",
+    "check_ocsp_responder_profile",
+    "check_tsa_profile",
 ]
 
 _E = TypeVar("_E", bound=x509.ExtensionType)
@@ -66,7 +74,7 @@ def member_uri(member: MemberId) -> str:
 
 
 def _article(profile: str) -> str:
-    return "an" if profile[0] in "aeiou" else "a"
+    return "an" if profile[0].lower() in "aeiou" else "a"
 
 
 def _xweg_uris(cert: x509.Certificate) -> list[str]:
@@ -160,3 +168,32 @@ def check_sign_profile(cert: x509.Certificate) -> MemberId:
             f"{describe(cert)} is not a sign certificate: it carries an extendedKeyUsage (TLS profile)"
         )
     return member_id_from_sign_certificate(cert)
+
+
+def check_ocsp_responder_profile(cert: x509.Certificate) -> None:
+    """Raise :class:`CertificateInvalid` unless ``cert`` may sign OCSP responses (EKU OCSPSigning)."""
+    _check_end_entity(cert, "OCSP responder")
+    eku = _extension(cert, x509.ExtendedKeyUsage)
+    if eku is None or ExtendedKeyUsageOID.OCSP_SIGNING not in eku:
+        raise CertificateInvalid(
+            f"{describe(cert)} is not an OCSP responder certificate: extendedKeyUsage lacks OCSPSigning"
+        )
+
+
+def check_tsa_profile(cert: x509.Certificate) -> str:
+    """Raise :class:`CertificateInvalid` unless ``cert`` has the TSA profile; return its name (CN)."""
+    _check_end_entity(cert, "TSA")
+    try:
+        eku_ext = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage)
+    except x509.ExtensionNotFound:
+        raise CertificateInvalid(f"{describe(cert)} is not a TSA certificate: no extendedKeyUsage") from None
+    except ValueError as exc:
+        raise CertificateInvalid(f"{describe(cert)} has unreadable extensions: {exc}") from exc
+    if list(eku_ext.value) != [ExtendedKeyUsageOID.TIME_STAMPING] or not eku_ext.critical:
+        raise CertificateInvalid(
+            f"{describe(cert)} is not a TSA certificate: extendedKeyUsage must be timeStamping only, critical"
+        )
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    if not cns or not isinstance(cns[0].value, str) or not cns[0].value:
+        raise CertificateInvalid(f"{describe(cert)} is not a TSA certificate: no subject CN names the TSA")
+    return cns[0].value

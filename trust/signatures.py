@@ -5,15 +5,16 @@ The signed payload is the digest itself (:func:`core.canonical.request_digest` o
 (``b64: false``, listed in ``crit``), so the token is ``<header>..<signature>`` and the
 receiver recomputes the digest from the message it holds.  The protected header
 carries the signer's sign certificate in ``x5c``; the certificate is validated against
-the approved CAs at the time of verification.  OCSP status travels separately and is
-checked by :mod:`trust.ocsp`.
+a :class:`~trust.certificates.CertificateTrust` at the time of verification.  The
+signer's OCSP response travels next to the signature (not inside it, so that a
+security server can refresh it without signing again) and is required whenever the
+trust has an OCSP policy.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -26,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from core.clock import require_utc
 from core.identifiers import MemberId
 from trust._encoding import b64url_decode, loads_object
-from trust.certificates import validate_sign_certificate
+from trust.certificates import CertificateTrust, validate_sign_certificate
 from trust.errors import SignatureInvalid
 from trust.profiles import describe
 
@@ -124,18 +125,25 @@ def _parse_header(token: str) -> tuple[dict[str, Any], x509.Certificate]:
 
 
 def verify_signature(
-    jws: str, digest: bytes, roots: Sequence[x509.Certificate], now: datetime
+    jws: str,
+    digest: bytes,
+    trust: CertificateTrust,
+    now: datetime,
+    *,
+    ocsp_response: bytes | None = None,
 ) -> VerifiedSignature:
     """Verify a detached message signature over ``digest`` at ``now``.
 
-    Raises :class:`~trust.errors.SignatureInvalid` for a malformed or wrong signature and
-    :class:`~trust.errors.CertificateInvalid` when the signer's certificate is refused.
+    ``ocsp_response`` is the signer's certificate's OCSP response (DER), required when
+    ``trust.ocsp`` is set.  Raises :class:`~trust.errors.SignatureInvalid` for a malformed
+    or wrong signature and :class:`~trust.errors.CertificateInvalid` when the signer's
+    certificate is refused (chain, validity, profile or revocation).
     """
     require_utc(now, "now")
     _check_digest(digest)
     _, cert = _parse_header(jws)
-    # (4) the certificate is a sign certificate from an approved CA, valid at now
-    member = validate_sign_certificate(cert, roots, now)
+    # (4) the certificate is a sign certificate from an approved CA, valid and not revoked at now
+    member = validate_sign_certificate(cert, trust, now, ocsp_response=ocsp_response)
     public = cert.public_key()
     if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(public.curve, ec.SECP256R1):
         raise SignatureInvalid(f"{describe(cert)} does not hold an EC P-256 key, so it cannot sign ES256")

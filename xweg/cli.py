@@ -37,8 +37,19 @@ def _parser() -> argparse.ArgumentParser:
     verify.add_argument("path", type=Path)
     verify.add_argument("--json", action="store_true", help="print a JSON summary")
     verify.add_argument(
-        "--ca", type=Path, help="CA certificate(s) to trust (PEM); default: those recorded in the log"
+        "--ca", type=Path, help="root CA certificate(s) to trust (PEM); default: those recorded in the log"
     )
+    verify.add_argument(
+        "--tsa", type=Path, help="TSA certificate(s) to accept (PEM); default: those recorded in the log"
+    )
+
+    from xweg.trustcmd import add_trust_commands
+
+    trust_groups = add_trust_commands(sub)
+    tsa = trust_groups.add_parser("tsa", help="the RFC 3161 timestamping authority")
+    tsa_sub = tsa.add_subparsers(dest="trust_action", required=True)
+    tsa_serve = tsa_sub.add_parser("serve", help="issue timestamp tokens over HTTP")
+    tsa_serve.add_argument("--config", type=Path, required=True)
 
     backend = sub.add_parser("demo-backend", help="a demo information-system backend (used by xweg demo)")
     backend.add_argument("kind")
@@ -52,7 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         from xweg.demo import run_demo
 
         return run_demo(args.data, once=args.once)
-    if args.command in ("gateway", "registry"):
+    serving = args.command == "trust" and getattr(args, "trust_action", None) == "serve"
+    if args.command in ("gateway", "registry") or serving:
         from xweg.logsetup import configure_logging
 
         configure_logging()
@@ -64,13 +76,21 @@ def main(argv: list[str] | None = None) -> int:
         from registry.server import main as registry_main
 
         return int(registry_main(str(args.config)))
+    if args.command == "trust":
+        if args.trust_group == "tsa":
+            from trust.service.tsa import main as tsa_main
+
+            return int(tsa_main(str(args.config)))
+        from xweg.trustcmd import run_trust_command
+
+        return run_trust_command(args)
     if args.command == "audit":
         from xweg.audit import verify_command
 
         if not args.path.exists():
             print(f"xweg audit verify: {args.path}: no such file", file=sys.stderr)
             return 2
-        return verify_command(args.path, args.ca, args.json)
+        return verify_command(args.path, args.ca, args.json, args.tsa)
     if args.command == "demo-backend":
         from xweg.backends import main as backend_main
 

@@ -20,8 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from core.identifiers import ClientId, SubsystemId
-from trust.keys import load_certificates
-from xweg.audit import signature_check
+from xweg.audit import signature_check, trust_for_log
 from xweg.federation import (
     BIELEFELD,
     DELBRUECK,
@@ -213,17 +212,41 @@ def _run_exchanges(layout: Layout) -> bool:
     return ok
 
 
+def _wait_for_timestamps(layout: Layout, timeout_s: float = 60.0) -> bool:
+    """Wait until every security server's log is covered by a timestamped checkpoint."""
+    from xweg.federation import _get_json
+
+    deadline = time.monotonic() + timeout_s
+    waiting = {s.slug for s in layout.plan.servers}
+    while waiting and time.monotonic() < deadline:
+        for slug in sorted(waiting):
+            status, body = _get_json(layout.client_url(slug) + "/healthz")
+            if status == 200 and isinstance(body, dict) and body.get("untimestamped_records") == 0:
+                waiting.discard(slug)
+        time.sleep(0.5)
+    for slug in sorted(waiting):
+        print(f"  {layout.plan.server(slug).name}: records still without a timestamp after {timeout_s:.0f} s")
+    return not waiting
+
+
 def _verify_logs(layout: Layout) -> bool:
     from gateway.messagelog.verify import verify_log_file
 
-    roots = load_certificates(layout.ca_certificate)
     ok = True
-    print("\nMessage logs (hash chain and every signature, against the federation's root CA):")
+    print("\nMessage logs (hash chain, every signature against the federation's root CA, every timestamp):")
     for server in layout.plan.servers:
         path = layout.message_log(server.slug)
-        report = verify_log_file(path, signature_check(roots))
+        trust = trust_for_log(path, layout.ca_certificate)
+        report = verify_log_file(
+            path,
+            signature_check(trust.certificates),
+            tsa_certificates=trust.tsas,
+            roots=trust.certificates.roots,
+            intermediates=trust.certificates.intermediates,
+        )
         if report.first_error is None:
-            print(f"  {server.name:28} intact, {report.records} records   {path}")
+            stamped = report.to_dict().get("timestamped_records", 0)
+            print(f"  {server.name:28} intact, {report.records} records, {stamped} timestamped   {path}")
         else:
             ok = False
             print(f"  {server.name:28} NOT INTACT: {report.first_error.reason}")
@@ -249,7 +272,11 @@ def run_demo(data: Path, *, once: bool) -> int:
         )
         print(f"All ready. Registry {layout.registry_url}; described in {layout.root / 'federation.json'}\n")
         exchanged = _run_exchanges(layout)
-        verified = _verify_logs(layout)
+        interval = layout.plan.timestamp_interval_s
+        tsa = layout.tsa_url
+        print(f"\nWaiting for the next timestamp batch (every {interval:.0f} s here; TSA {tsa}) ...")
+        stamped = _wait_for_timestamps(layout)
+        verified = _verify_logs(layout) and stamped
         if once:
             print("\nDemo " + ("succeeded." if exchanged and verified else "FAILED."))
             return 0 if exchanged and verified else 1

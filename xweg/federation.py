@@ -29,12 +29,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+
 from core.identifiers import ClientId, MemberId, SecurityServerId, ServiceId, SubsystemId
 from trust.anchor import Anchor, AnchorKey, save_anchor
-from trust.ca import CertificateAuthority
+from trust.castore import CaStore
 from trust.keys import (
     generate_private_key,
     load_certificate,
+    load_certificates,
     load_private_key,
     make_csr,
     public_key_pem,
@@ -56,6 +60,7 @@ __all__ = [
 
 INSTANCE = "NRW"
 REGISTRY_KEY_ID = "registry-1"
+TSA_NAME = "IT.NRW Zeitstempeldienst"
 
 
 @dataclass(frozen=True)
@@ -99,6 +104,10 @@ class FederationPlan:
     registry_interval_s: float = 60.0
     registry_validity_s: float = 600.0
     globalconf_poll_s: float = 60.0
+    ocsp_freshness_s: int = 3600
+    ocsp_refresh_s: float = 1200.0
+    timestamp_interval_s: float = 60.0
+    timestamp_acceptable_s: float = 4 * 3600.0
 
     def member(self, member: MemberId) -> MemberPlan:
         return next(m for m in self.members if m.id == member)
@@ -178,6 +187,8 @@ OWL = FederationPlan(
             (BIELEFELD.subsystem("gewerbeamt"), BIELEFELD.subsystem("meldewesen")),
         ),
     ),
+    # Timestamp batches every 5 s rather than X-Road's 60 s, so the demo shows them at once.
+    timestamp_interval_s=5.0,
     global_groups={
         "owl-gewerbeaemter": (
             "NRW/MUN/05774032/gewerbeamt",
@@ -204,8 +215,25 @@ class Layout:
         return self.root / "passphrase"
 
     @property
+    def ca_dir(self) -> Path:
+        return self.root / "trust" / "ca"
+
+    @property
     def ca_certificate(self) -> Path:
-        return self.root / "trust" / "ca.pem"
+        """The federation's root CA certificate: the trust anchor an auditor needs."""
+        return self.ca_dir / "root.pem"
+
+    @property
+    def tsa_dir(self) -> Path:
+        return self.root / "trust" / "tsa"
+
+    @property
+    def ocsp_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['ocsp']}/"
+
+    @property
+    def tsa_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports['tsa']}/"
 
     @property
     def anchor(self) -> Path:
@@ -254,7 +282,7 @@ def _port_is_free(port: int) -> bool:
 
 
 def _ports(root: Path, plan: FederationPlan) -> dict[str, int]:
-    names = ["registry"]
+    names = ["registry", "ocsp", "tsa"]
     for server in plan.servers:
         names += [f"{server.slug}.client", f"{server.slug}.peer"]
     names += [f"backend.{kind}" for kind in sorted({s.backend for p in plan.servers for s in p.services})]
@@ -282,9 +310,11 @@ def _toml_list(values: Sequence[str]) -> str:
     return "[" + ", ".join(_toml_str(v) for v in values) + "]"
 
 
-def _key_pair(key_path: Path, cert_path: Path, passphrase: bytes, issue: Any, common_name: str) -> None:
+def _key_pair(
+    key_path: Path, cert_path: Path, passphrase: bytes, issue: Any, common_name: str, issuer: x509.Certificate
+) -> None:
     """Generate a key and CSR on the server's side; let the CA issue from the CSR only."""
-    if key_path.exists() and cert_path.exists():
+    if key_path.exists() and cert_path.exists() and load_certificate(cert_path).issuer == issuer.subject:
         return
     key = generate_private_key()
     save_private_key(key, key_path, passphrase)
@@ -303,15 +333,48 @@ def prepare(root: Path, plan: FederationPlan = OWL) -> Layout:
     layout = Layout(root, plan, ports)
     now = dt.datetime.now(dt.UTC)
 
-    # The federation's root CA, operated for the state.
-    ca_key_path, ca_cert_path = root / "trust" / "ca.key", layout.ca_certificate
-    if ca_key_path.exists() and ca_cert_path.exists():
-        ca = CertificateAuthority(load_certificate(ca_cert_path), load_private_key(ca_key_path, passphrase))
+    # The state's trust services: a root CA, an issuing CA and its OCSP responder ...
+    if (layout.ca_dir / "ca.db").exists():
+        ca = CaStore.open(layout.ca_dir, passphrase)
     else:
-        ca_key = generate_private_key()
-        ca = CertificateAuthority.create_root("xweg NRW Root CA (demo)", ca_key, now=now)
-        save_private_key(ca_key, ca_key_path, passphrase)
-        save_certificate(ca.certificate, ca_cert_path)
+        ca = CaStore.init(layout.ca_dir, passphrase, now=now, instance_name=INSTANCE)
+    issuing = ca.issuing_certificate
+    write_atomic(
+        layout.root / "trust" / "ocsp.toml",
+        "\n".join(
+            [
+                'ca_dir = "ca"',
+                f"passphrase_file = {_toml_str(str(layout.passphrase_file))}",
+                'host = "127.0.0.1"',
+                f"port = {ports['ocsp']}",
+                f"validity_s = {float(plan.ocsp_freshness_s)}",
+                "",
+            ]
+        ).encode(),
+    )
+    # ... and a timestamping authority, whose key, like every other, is made where it is used.
+    layout.tsa_dir.mkdir(parents=True, exist_ok=True)
+    tsa_cert = layout.tsa_dir / "tsa.pem"
+    if not (layout.tsa_dir / "tsa.key").exists() or load_certificates(tsa_cert)[0].issuer != issuing.subject:
+        tsa_key = generate_private_key()
+        save_private_key(tsa_key, layout.tsa_dir / "tsa.key", passphrase)
+        issued = ca.issue(make_csr(tsa_key, TSA_NAME), "tsa", TSA_NAME, now=now)
+        # The TSA's certificate first, then its chain.
+        write_atomic(tsa_cert, b"".join(c.public_bytes(Encoding.PEM) for c in (issued, issuing)))
+    write_atomic(
+        layout.tsa_dir / "tsa.toml",
+        "\n".join(
+            [
+                'certificate = "tsa.pem"',
+                'key = "tsa.key"',
+                f"passphrase_file = {_toml_str(str(layout.passphrase_file))}",
+                'serial_state = "serial.json"',
+                'host = "127.0.0.1"',
+                f"port = {ports['tsa']}",
+                "",
+            ]
+        ).encode(),
+    )
 
     # The registry's signing key and the configuration anchor derived from it.
     reg_key_path = root / "registry" / "signing.key"
@@ -336,20 +399,23 @@ def prepare(root: Path, plan: FederationPlan = OWL) -> Layout:
             keys / "auth.key",
             keys / "auth.pem",
             passphrase,
-            lambda csr, s=server: ca.issue_auth_certificate(csr, s.id, now=now),
+            lambda csr, s=server: ca.issue(csr, "auth", s.id.slash(), now=now),
             server.id.slash(),
+            issuing,
         )
         for member in server.members:
             _key_pair(
                 keys / f"sign-{member.member_code}.key",
                 keys / f"sign-{member.member_code}.pem",
                 passphrase,
-                lambda csr, m=member: ca.issue_sign_certificate(csr, m, now=now),
+                lambda csr, m=member: ca.issue(csr, "sign", m.slash(), now=now),
                 member.slash(),
+                issuing,
             )
         _write_server_config(layout, server)
 
     _write_registry_files(layout)
+    ca.close()
     return layout
 
 
@@ -369,6 +435,15 @@ def _write_server_config(layout: Layout, server: ServerPlan) -> None:
         "",
         "[globalconf]",
         f"poll_interval_s = {layout.plan.globalconf_poll_s}",
+        "",
+        "[timestamping]",
+        f"interval_s = {layout.plan.timestamp_interval_s}",
+        f"retry_s = {min(60.0, layout.plan.timestamp_interval_s)}",
+        f"acceptable_s = {layout.plan.timestamp_acceptable_s}",
+        "",
+        "[ocsp]",
+        f"refresh_interval_s = {layout.plan.ocsp_refresh_s}",
+        f"retry_s = {min(60.0, layout.plan.ocsp_refresh_s)}",
         "",
         "[keys]",
         f"passphrase_file = {_toml_str(str(layout.passphrase_file))}",
@@ -401,7 +476,21 @@ def _write_server_config(layout: Layout, server: ServerPlan) -> None:
 
 def _write_registry_files(layout: Layout) -> None:
     plan = layout.plan
-    fed = [f"instance = {_toml_str(INSTANCE)}", f"approved_cas = {_toml_list([str(layout.ca_certificate)])}"]
+    fed = [
+        f"instance = {_toml_str(INSTANCE)}",
+        f"ocsp_freshness_s = {plan.ocsp_freshness_s}",
+        "",
+        "[[approved_cas]]",
+        f"certificate = {_toml_str(str(layout.ca_certificate))}",
+        f"intermediates = {_toml_list([str(layout.ca_dir / 'issuing.pem')])}",
+        f"ocsp_url = {_toml_str(layout.ocsp_url)}",
+        f"ocsp_responders = {_toml_list([str(layout.ca_dir / 'ocsp.pem')])}",
+        "",
+        "[[approved_tsas]]",
+        f"name = {_toml_str(TSA_NAME)}",
+        f"url = {_toml_str(layout.tsa_url)}",
+        f"certificate = {_toml_str(str(layout.tsa_dir / 'tsa.pem'))}",
+    ]
     for member in plan.members:
         fed += [
             "",
@@ -528,6 +617,14 @@ class RunningFederation:
                 logs / "registry.log",
             )
         }
+        self.processes["ocsp"] = Process(
+            "ocsp",
+            ["trust", "ocsp", "serve", "--config", str(layout.root / "trust" / "ocsp.toml")],
+            logs / "ocsp.log",
+        )
+        self.processes["tsa"] = Process(
+            "tsa", ["trust", "tsa", "serve", "--config", str(layout.tsa_dir / "tsa.toml")], logs / "tsa.log"
+        )
         kinds = sorted({s.backend for p in layout.plan.servers for s in p.services})
         for kind in kinds:
             port = layout.ports["backend." + kind]
@@ -560,7 +657,7 @@ class RunningFederation:
                     if status == 200 and isinstance(body, dict):
                         registry_serial = int(body["serial"])
                         pending.discard(name)
-                elif name.startswith("backend."):
+                elif name.startswith("backend.") or name in ("ocsp", "tsa"):
                     port = self.layout.ports[name]
                     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
                         pending.discard(name)
@@ -570,6 +667,7 @@ class RunningFederation:
                         status == 200
                         and isinstance(body, dict)
                         and body.get("globalconf_serial", -1) >= registry_serial
+                        and body.get("ocsp_ready")
                     ):
                         pending.discard(name)
             if not pending:
@@ -583,8 +681,9 @@ class RunningFederation:
 
     def stop(self) -> None:
         # Security servers first, so nothing is in flight when backends and registry go.
-        order = [n for n in self.processes if n not in ("registry",) and not n.startswith("backend.")]
-        order += [n for n in self.processes if n.startswith("backend.")] + ["registry"]
+        infrastructure = ("registry", "ocsp", "tsa")
+        order = [n for n in self.processes if n not in infrastructure and not n.startswith("backend.")]
+        order += [n for n in self.processes if n.startswith("backend.")] + list(infrastructure)
         for name in order:
             self.processes[name].stop()
 
@@ -619,6 +718,8 @@ class RunningFederation:
             "registry_url": layout.registry_url,
             "anchor": str(layout.anchor),
             "ca_certificate": str(layout.ca_certificate),
+            "ocsp_url": layout.ocsp_url,
+            "tsa_url": layout.tsa_url,
             "security_servers": servers,
             "services": services,
         }

@@ -1,8 +1,10 @@
 """The message log: every request and response, durable before the message moves on.
 
-``record`` (records, their canonical encoding, the hash chain; pure), ``store`` (the
-SQLite file), ``writer`` (asyncio group commit) and ``verify`` (an auditor's check of a
-log file, record by record).  Merkle checkpoints are to be built on ``record``'s bytes.
+``record`` (records, their canonical encoding, the hash chain and Merkle leaf hashes;
+pure), ``checkpoint`` (timestamped checkpoints and batch inclusion paths; pure),
+``store`` (the SQLite file), ``writer`` (asyncio group commit), ``timestamper`` (asyncio
+batch timestamping beside the writer) and ``verify`` (an auditor's check of a log file:
+records, checkpoints, timestamps and paths).
 """
 
 __all__: list[str] = []

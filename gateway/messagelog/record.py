@@ -5,18 +5,25 @@ a :class:`LogRecord` is a stored one, with its place (``seq``) and its chain has
 
 ``encode_record`` turns a record into a stable byte string, canonical JSON::
 
-    {"client": "...", "direction": "request", "format": "xweg-messagelog-record/1",
+    {"client": "...", "direction": "request", "format": "xweg-messagelog-record/2",
      "header_sha512": "<hex>", "logged_at": "2025-01-02T03:04:05.000000Z", "message_id": "...",
-     "seq": 17, "service": "...", "signature": "<compact JWS>", "status": null}
+     "ocsp_sha256": "<hex>" or null, "seq": 17, "service": "...", "signature": "<compact JWS>",
+     "status": null}
 
 The body is bound through the signed header, which carries the body's SHA-512 and size;
 the verifier checks body against header as its own step, so a changed body is reported
-as exactly that instead of as a broken hash.  These bytes are what a later Merkle tree
-(RFC 9162) takes as leaves; the format name is versioned so that tree can tell.
+as exactly that instead of as a broken hash.  The OCSP response that travelled with the
+signature (evidence that the signer's certificate was good) is bound by its SHA-256.
 
-The chain: ``record_hash = SHA-256(prev_hash || SHA-256(encode_record(seq, record)))``,
-with ``prev_hash`` of record 1 being :data:`GENESIS_HASH` (32 zero bytes).  Parsing the
-header and checking signatures is :mod:`gateway.messagelog.verify`'s job.
+Two structures are built on these bytes:
+
+* the hash chain, ``record_hash = SHA-256(prev_hash || SHA-256(encode_record(seq, record)))``,
+  with ``prev_hash`` of record 1 being :data:`GENESIS_HASH` (32 zero bytes);
+* the Merkle tree (RFC 9162): record ``seq`` is leaf ``seq - 1``, with leaf hash
+  ``SHA-256(0x00 || encode_record(seq, record))`` (:attr:`LogRecord.leaf_hash`), which
+  timestamped checkpoints (:mod:`gateway.messagelog.checkpoint`) commit to.
+
+Parsing the header and checking signatures is :mod:`gateway.messagelog.verify`'s job.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from typing import Any
 from core.canonical import canonical_json
 from core.clock import require_utc
 from core.identifiers import IdentifierError, ServiceId, parse_client_slash
+from trust.merkle import leaf_hash
 
 __all__ = [
     "Direction",
@@ -41,6 +49,7 @@ __all__ = [
     "MAX_MESSAGE_ID_LENGTH",
     "MAX_HEADER_BYTES",
     "MAX_SIGNATURE_LENGTH",
+    "MAX_OCSP_BYTES",
     "encode_record",
     "chain_hash",
     "format_time",
@@ -50,12 +59,13 @@ __all__ = [
 #: Size in bytes of ``prev_hash`` and ``record_hash`` (SHA-256).
 HASH_SIZE = 32
 GENESIS_HASH = bytes(HASH_SIZE)
-RECORD_FORMAT = "xweg-messagelog-record/1"
+RECORD_FORMAT = "xweg-messagelog-record/2"
 
 #: Bounds; the core message model already keeps real values far below them.
 MAX_MESSAGE_ID_LENGTH = 255  # characters
 MAX_HEADER_BYTES = 2 * 1024 * 1024  # 100 headers of 8 KiB each, plus identifiers
 MAX_SIGNATURE_LENGTH = 256 * 1024  # characters; a compact JWS with its certificate chain
+MAX_OCSP_BYTES = 64 * 1024  # a DER OCSP response, with its responder's certificate
 
 
 class Direction(enum.Enum):
@@ -99,6 +109,7 @@ def _check_content(
     body: object,
     signature: object,
     status: object,
+    ocsp: object,
 ) -> None:
     """Shared constructor checks of :class:`NewRecord` and :class:`LogRecord`.
 
@@ -130,6 +141,11 @@ def _check_content(
             raise ValueError("a request record has no HTTP status")
     elif isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
         raise ValueError(f"a response record needs an HTTP status (100-599), got {status!r}")
+    if ocsp is not None:
+        if not isinstance(ocsp, bytes) or not ocsp:
+            raise ValueError("ocsp must be None or non-empty bytes (a DER OCSP response)")
+        if len(ocsp) > MAX_OCSP_BYTES:
+            raise ValueError(f"ocsp is larger than {MAX_OCSP_BYTES} bytes")
 
 
 @dataclass(frozen=True)
@@ -145,6 +161,8 @@ class NewRecord:
     body: bytes = field(repr=False)
     signature: str = field(repr=False)  # compact detached JWS over the message digest
     status: int | None = None  # HTTP status, responses only
+    #: DER OCSP response for the signer's certificate that travelled with the signature.
+    ocsp: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         _check_content(
@@ -157,6 +175,7 @@ class NewRecord:
             self.body,
             self.signature,
             self.status,
+            self.ocsp,
         )
 
 
@@ -176,6 +195,7 @@ class LogRecord:
     body: bytes = field(repr=False)
     signature: str = field(repr=False)
     status: int | None = None
+    ocsp: bytes | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.seq, bool) or not isinstance(self.seq, int) or self.seq < 1:
@@ -194,6 +214,7 @@ class LogRecord:
             self.body,
             self.signature,
             self.status,
+            self.ocsp,
         )
 
     @property
@@ -209,7 +230,13 @@ class LogRecord:
             body=self.body,
             signature=self.signature,
             status=self.status,
+            ocsp=self.ocsp,
         )
+
+    @property
+    def leaf_hash(self) -> bytes:
+        """This record's Merkle leaf hash, recomputed from its content (never read from storage)."""
+        return leaf_hash(encode_record(self.seq, self.content))
 
     @classmethod
     def place(cls, seq: int, prev_hash: bytes, new: NewRecord) -> LogRecord:
@@ -227,11 +254,12 @@ class LogRecord:
             body=new.body,
             signature=new.signature,
             status=new.status,
+            ocsp=new.ocsp,
         )
 
 
 def encode_record(seq: int, new: NewRecord) -> bytes:
-    """The canonical bytes of record ``seq`` (see the module docstring); a future Merkle leaf."""
+    """The canonical bytes of record ``seq`` (see the module docstring): its chain input and Merkle leaf."""
     if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
         raise ValueError("seq must be a positive integer")
     fields: dict[str, Any] = {
@@ -245,6 +273,7 @@ def encode_record(seq: int, new: NewRecord) -> bytes:
         "status": new.status,
         "header_sha512": hashlib.sha512(new.header).hexdigest(),
         "signature": new.signature,
+        "ocsp_sha256": None if new.ocsp is None else hashlib.sha256(new.ocsp).hexdigest(),
     }
     return canonical_json(fields)
 

@@ -15,27 +15,58 @@ For each record, in order (the step numbers appear in the code):
 
 Verification is pure over the records and a signature check; certificate and OCSP
 questions belong to that check (the audit command builds one on ``trust.signatures``).
-A chain alone cannot show that records were cut off the end of the log: the signed,
-timestamped checkpoints that come with the Merkle tree will.
+
+A chain alone cannot show that records were cut off the end of the log; the timestamped
+checkpoints can.  :func:`verify_checkpoints` checks them, stopping at the first problem:
+
+1. every record's Merkle leaf hash is recomputed from its content, and equals the leaf
+   hash stored beside it (records numbered 1, 2, 3... with none missing);
+2. for each checkpoint, smallest first:
+   a. its stored body parses, in canonical form, and names the size and root of its row;
+   b. it names the same origin as the others (and as the log's ``server_id``, if set);
+   c. it covers no more records than the log holds (a cut-off tail shows here), and its
+      time does not go back before the previous checkpoint's;
+   d. the root recomputed over the leaves 1..size equals its root;
+   e. its timestamp token verifies for SHA-256 of its body, signed by an approved TSA
+      chaining to an approved CA (:func:`trust.timestamps.verify_timestamp_token`), the
+      token's time is the one stored with it, and is not before the checkpoint's time
+      less :data:`~gateway.messagelog.checkpoint.MAX_CLOCK_SKEW_S`;
+3. every stored record path names a checkpoint that covers its record and verifies
+   against that checkpoint's root (RFC 9162 inclusion proof);
+4. every record up to the last checkpoint has such a path.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cryptography import x509
+
 from core.canonical import canonical_json, request_digest, response_digest
 from core.identifiers import IdentifierError, ServiceId, parse_client_slash
 from core.messages import MessageError, RequestHeader, ResponseHeader, sha512
-from gateway.messagelog.errors import CorruptRecord
+from gateway.messagelog.checkpoint import MAX_CLOCK_SKEW_S, Checkpoint
+from gateway.messagelog.errors import CorruptRecord, MessageLogError
 from gateway.messagelog.record import GENESIS_HASH, Direction, LogRecord, chain_hash, encode_record
 from gateway.messagelog.store import MessageLogStore
+from trust.merkle import CompactRange, MerkleError, verify_inclusion
+from trust.timestamps import TimestampError, verify_timestamp_token
 
-__all__ = ["SignatureCheck", "RecordProblem", "LogReport", "verify_records", "verify_log_file"]
+__all__ = [
+    "SignatureCheck",
+    "RecordProblem",
+    "CheckpointProblem",
+    "LogReport",
+    "CheckpointReport",
+    "verify_records",
+    "verify_checkpoints",
+    "verify_log_file",
+]
 
 #: ``(compact JWS, digest, time of logging) -> signer's member id (slash form)``; raises
 #: any exception, whose text becomes the reason, when the signature does not hold.
@@ -66,17 +97,55 @@ class RecordProblem:
 
 
 @dataclass(frozen=True)
-class LogReport:
-    """``records``: how many records verified before the first problem (all, if none)."""
+class CheckpointProblem:
+    """The first thing found wrong with the checkpoints, timestamps or record paths.
 
-    records: int
-    first_error: RecordProblem | None
+    ``seq`` (and ``message_id``, when known) name the record concerned when there is
+    one (a changed leaf, a bad path); the fields mirror :class:`RecordProblem`'s.
+    """
+
+    reason: str
+    seq: int | None = None
+    message_id: str | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.records, bool) or not isinstance(self.records, int) or self.records < 0:
-            raise ValueError("records must be a non-negative integer")
-        if self.first_error is not None and not isinstance(self.first_error, RecordProblem):
-            raise ValueError("first_error must be a RecordProblem or None")
+        if not isinstance(self.reason, str) or not self.reason:
+            raise ValueError("a problem needs a reason")
+        if self.seq is not None and (isinstance(self.seq, bool) or not isinstance(self.seq, int)):
+            raise ValueError("seq must be an integer or None")
+        if self.message_id is not None and not isinstance(self.message_id, str):
+            raise ValueError("message_id must be a string or None")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": "checkpoint", "seq": self.seq, "message_id": self.message_id, "reason": self.reason}
+
+
+def _count(value: object, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{what} must be a non-negative integer")
+
+
+@dataclass(frozen=True)
+class LogReport:
+    """``records``: how many records verified before the first problem (all, if none).
+
+    ``checkpoints`` and ``timestamped_records`` count verified checkpoints and records
+    with a verified path to one; both 0 when checkpoints were not checked.
+    """
+
+    records: int
+    first_error: RecordProblem | CheckpointProblem | None
+    checkpoints: int = 0
+    timestamped_records: int = 0
+
+    def __post_init__(self) -> None:
+        _count(self.records, "records")
+        _count(self.checkpoints, "checkpoints")
+        _count(self.timestamped_records, "timestamped_records")
+        if self.first_error is not None and not isinstance(
+            self.first_error, RecordProblem | CheckpointProblem
+        ):
+            raise ValueError("first_error must be a RecordProblem, a CheckpointProblem or None")
 
     @property
     def ok(self) -> bool:
@@ -85,7 +154,41 @@ class LogReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "records": self.records,
+            "timestamped_records": self.timestamped_records,
+            "checkpoints": self.checkpoints,
             "first_error": None if self.first_error is None else self.first_error.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class CheckpointReport:
+    """What :func:`verify_checkpoints` found: checkpoints verified, records with a verified
+    path to one, and the first problem in words (``first_error_seq``: its record, if any)."""
+
+    checkpoints: int
+    timestamped_records: int
+    first_error: str | None
+    first_error_seq: int | None = None
+
+    def __post_init__(self) -> None:
+        _count(self.checkpoints, "checkpoints")
+        _count(self.timestamped_records, "timestamped_records")
+        if self.first_error is not None and (not isinstance(self.first_error, str) or not self.first_error):
+            raise ValueError("first_error must be a non-empty string or None")
+
+    @property
+    def ok(self) -> bool:
+        return self.first_error is None
+
+    @property
+    def problem(self) -> CheckpointProblem | None:
+        return None if self.first_error is None else CheckpointProblem(self.first_error, self.first_error_seq)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "checkpoints": self.checkpoints,
+            "timestamped_records": self.timestamped_records,
+            "first_error": self.first_error,
         }
 
 
@@ -119,11 +222,168 @@ def verify_records(records: Iterable[LogRecord], check_signature: SignatureCheck
         prev_hash = record.record_hash
 
 
-def verify_log_file(path: Path, check_signature: SignatureCheck) -> LogReport:
-    """Verify the log file at ``path``, opened read-only (it is never changed or created)."""
+def verify_log_file(
+    path: Path,
+    check_signature: SignatureCheck,
+    *,
+    tsa_certificates: Sequence[x509.Certificate] | None = None,
+    roots: Sequence[x509.Certificate] = (),
+    intermediates: Sequence[x509.Certificate] = (),
+) -> LogReport:
+    """Verify the log file at ``path``, opened read-only (it is never changed or created).
+
+    Records first (:func:`verify_records`); then, if ``tsa_certificates`` is given (the
+    approved TSAs; ``roots`` and ``intermediates`` the CAs they chain to), checkpoints,
+    timestamps and record paths (:func:`verify_checkpoints`).  The report's
+    ``first_error`` is the first problem of either kind.
+    """
     with MessageLogStore.open_readonly(path) as store:
         # From SQLite's smallest integer, not 1: a row moved below 1 must be seen, not skipped.
-        return verify_records(store.iter_records(start_seq=_SMALLEST_SEQ), check_signature)
+        report = verify_records(store.iter_records(start_seq=_SMALLEST_SEQ), check_signature)
+        if tsa_certificates is None or not report.ok:
+            return report
+        checked = verify_checkpoints(
+            store, tsa_certificates=tsa_certificates, roots=roots, intermediates=intermediates
+        )
+    return LogReport(
+        records=report.records,
+        first_error=checked.problem,
+        checkpoints=checked.checkpoints,
+        timestamped_records=checked.timestamped_records,
+    )
+
+
+class _CheckpointFailure(Exception):
+    """Internal: one checkpoint check failed; the reason, and the record concerned if any."""
+
+    def __init__(self, reason: str, seq: int | None = None) -> None:
+        super().__init__(reason)
+        self.seq = seq
+
+
+def verify_checkpoints(
+    store: MessageLogStore,
+    *,
+    tsa_certificates: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    intermediates: Sequence[x509.Certificate] = (),
+) -> CheckpointReport:
+    """Check the log's checkpoints, their timestamps and every record's path (steps 1 to 4
+    of the module docstring); stop at the first problem.
+
+    Pure over what ``store`` holds and the certificates given: no clock, no network.
+    """
+    progress = [0, 0]  # checkpoints verified, records with a verified path
+    try:
+        _check_checkpoints(store, tsa_certificates, roots, intermediates, progress)
+    except _CheckpointFailure as exc:
+        return CheckpointReport(progress[0], progress[1], str(exc), exc.seq)
+    except MessageLogError as exc:  # a row that cannot even be read back
+        return CheckpointReport(progress[0], progress[1], str(exc), getattr(exc, "seq", None))
+    return CheckpointReport(progress[0], progress[1], None)
+
+
+def _check_checkpoints(
+    store: MessageLogStore,
+    tsa_certificates: Sequence[x509.Certificate],
+    roots: Sequence[x509.Certificate],
+    intermediates: Sequence[x509.Certificate],
+    progress: list[int],
+) -> None:
+    # (1) leaf hashes recomputed from the records, compared with the stored ones
+    leaves: list[bytes] = []
+    for record in store.iter_records(start_seq=_SMALLEST_SEQ):
+        if record.seq != len(leaves) + 1:
+            raise _CheckpointFailure(
+                f"record {len(leaves) + 1} is missing; leaves must be records 1, 2, 3...", len(leaves) + 1
+            )
+        leaves.append(record.leaf_hash)
+    for seq, (computed, stored) in enumerate(zip(leaves, store.leaf_hashes(len(leaves)), strict=True), 1):
+        if computed != stored:
+            raise _CheckpointFailure(
+                f"record {seq}: its stored leaf hash is not the hash of its content; "
+                "the record or its leaf hash was changed after it was logged",
+                seq,
+            )
+
+    # (2) each checkpoint
+    checkpoints = store.checkpoints()
+    origin = store.get_meta("server_id") or (checkpoints[0].origin if checkpoints else None)
+    tree = CompactRange()
+    previous: Checkpoint | None = None
+    by_size: dict[int, Checkpoint] = {}
+    for checkpoint in checkpoints:
+        name = f"checkpoint {checkpoint.size}"
+        # (2a) body parsed and matched its row in the store (CorruptCheckpoint otherwise)
+        # (2b) one origin
+        if checkpoint.origin != origin:
+            raise _CheckpointFailure(f"{name} names origin {checkpoint.origin}, not this log's {origin}")
+        # (2c) within the log, in time order
+        if checkpoint.size > len(leaves):
+            raise _CheckpointFailure(
+                f"{name} covers {checkpoint.size} records but the log holds only {len(leaves)}; "
+                "records were removed from its end"
+            )
+        if previous is not None and checkpoint.time < previous.time:
+            raise _CheckpointFailure(f"{name} is dated before checkpoint {previous.size}")
+        # (2d) the root over leaves 1..size
+        tree.extend(leaves[tree.size : checkpoint.size])
+        if tree.root() != checkpoint.root:
+            raise _CheckpointFailure(
+                f"{name}: the Merkle root over records 1 to {checkpoint.size} is not the checkpoint's root; "
+                "a record it covers was changed, or the checkpoint was"
+            )
+        # (2e) the timestamp token
+        try:
+            info = verify_timestamp_token(
+                checkpoint.token,
+                imprint=checkpoint.imprint(),
+                tsa_certificates=tsa_certificates,
+                roots=roots,
+                intermediates=intermediates,
+            )
+        except TimestampError as exc:
+            raise _CheckpointFailure(f"{name}: its timestamp does not verify: {exc}") from exc
+        if info.gen_time != checkpoint.gen_time:
+            raise _CheckpointFailure(
+                f"{name}: its token's time {info.gen_time.isoformat()} is not the stored "
+                f"{checkpoint.gen_time.isoformat()}"
+            )
+        if info.gen_time < checkpoint.time - dt.timedelta(seconds=MAX_CLOCK_SKEW_S):
+            raise _CheckpointFailure(
+                f"{name}: its token's time {info.gen_time.isoformat()} is more than {MAX_CLOCK_SKEW_S:g} s "
+                f"before the checkpoint's own time {checkpoint.time.isoformat()}"
+            )
+        by_size[checkpoint.size] = checkpoint
+        previous = checkpoint
+        progress[0] += 1
+
+    # (3) every stored path verifies against its checkpoint
+    expected = 1
+    for seq, size, path in store.iter_record_paths():
+        checkpoint_of = by_size.get(size)
+        if checkpoint_of is None:
+            raise _CheckpointFailure(
+                f"record {seq}: its path names checkpoint {size}, which does not exist", seq
+            )
+        if not 1 <= seq <= min(size, len(leaves)):
+            raise _CheckpointFailure(
+                f"record {seq}: its path names checkpoint {size}, which does not cover it", seq
+            )
+        # (4) ... and none is missing
+        if seq != expected:
+            raise _CheckpointFailure(f"record {expected} has no path to a checkpoint", expected)
+        try:
+            verify_inclusion(leaves[seq - 1], seq - 1, size, path, checkpoint_of.root)
+        except MerkleError as exc:
+            raise _CheckpointFailure(
+                f"record {seq}: its path to checkpoint {size} does not verify: {exc}", seq
+            ) from exc
+        expected += 1
+        progress[1] += 1
+    # (4) every record up to the last checkpoint has a path
+    if previous is not None and expected <= previous.size:
+        raise _CheckpointFailure(f"record {expected} has no path to a checkpoint", expected)
 
 
 def _problem(seq: int, message_id: str, reason: str) -> RecordProblem:

@@ -3,7 +3,8 @@
 Steps (the numbers appear in log events):
   1. global configuration is current
   2. the request parses (X-Road REST r1) and the client is one this server hosts
-  3. the provider is known and some security server hosts it
+  3. the provider is known and some security server hosts it; that server's auth
+     certificate is valid and not revoked (its OCSP response, offered by the peer)
   4. sign the request with the client member's sign key
   5. append the request to the message log (durable) -- only then send it
   6. send over mutual TLS to the provider's security server
@@ -23,14 +24,17 @@ from cryptography import x509
 
 from adapters.rest.inbound import parse_rest_request
 from adapters.rest.outbound import response_headers_for_client
-from core.canonical import b64, canonical_json, request_digest, response_digest
+from core.canonical import b64, canonical_json, request_digest, response_digest, unb64
 from core.errors import ErrorCode, Origin, XwegError
 from core.messages import MessageError, Request, ResponseHeader, sha512
 from gateway.messagelog.record import Direction, NewRecord
 from gateway.messagelog.writer import LogWriteError
+from gateway.ocsp import certificate_trust
 from gateway.runtime import Gateway
 from gateway.transport.frame import FrameError, decode_frame, encode_frame
-from trust.errors import TrustError
+from trust.certificates import CertificateTrust, validate_auth_certificate
+from trust.errors import CertificateInvalid, TrustError
+from trust.globalconf import SecurityServerInfo
 from trust.signatures import sign_digest, verify_signature
 
 __all__ = ["ClientAnswer", "PassThroughError", "handle_rest_request"]
@@ -58,18 +62,21 @@ class PassThroughError(Exception):
 
 async def append_to_log(gateway: Gateway, record: NewRecord, origin: Origin) -> None:
     try:
-        await gateway.log.append(record)
+        stored = await gateway.log.append(record)
     except LogWriteError as exc:
         raise XwegError(
             ErrorCode.LOGGING_FAILED, f"the message log could not be written: {exc}", origin
         ) from exc
+    gateway.timestamper.note_appended(stored)
 
 
 async def handle_rest_request(
     gateway: Gateway, method: str, raw_target: str, headers: list[tuple[str, str]], body: bytes
 ) -> ClientAnswer:
-    # (1) global configuration is current
+    # (1) global configuration is current, and the message log is timestamped in time
     conf, now = gateway.current_conf(_ORIGIN)
+    gateway.check_timestamping(now, _ORIGIN)
+    trust = certificate_trust(conf)
 
     # (2) parse; the client must be registered and hosted here
     request = parse_rest_request(method, raw_target, headers, body, new_message_id=lambda: str(uuid.uuid4()))
@@ -106,11 +113,14 @@ async def handle_rest_request(
             _ORIGIN,
         )
     peer = servers[0]
+    cas = conf.ca_certificates + conf.intermediate_certificates
+    await _check_peer_certificate(gateway, peer, cas, trust, now, conf.ocsp_freshness_s)
 
-    # (4) sign
+    # (4) sign; the signer's OCSP response travels with the signature
     digest = request_digest(header)
     signer = gateway.signer_for(client.member, _ORIGIN)
     signature = sign_digest(digest, signer.key, signer.certificate)
+    sign_ocsp = gateway.own_ocsp.response_for(signer.certificate)
 
     # (5) log before anything leaves this server
     await append_to_log(
@@ -124,13 +134,20 @@ async def handle_rest_request(
             header=canonical_json(header.to_dict()),
             body=request.body,
             signature=signature,
+            ocsp=sign_ocsp,
         ),
         _ORIGIN,
     )
 
     # (6) send
-    frame = encode_frame({"header": header.to_dict(), "signature": signature}, request.body)
-    answer = await gateway.peers.send(peer, conf.approved_cas, frame)
+    metadata = {
+        "header": header.to_dict(),
+        "signature": signature,
+        "ocsp": _b64_or_none(sign_ocsp),
+        "auth_ocsp": _b64_or_none(gateway.own_ocsp.response_for(gateway.auth_certificate)),
+    }
+    frame = encode_frame(metadata, request.body)
+    answer = await gateway.peers.send(peer, cas, frame)
     if answer.status != 200:
         fault = answer.headers.get("X-Road-Error")
         if fault:
@@ -143,8 +160,8 @@ async def handle_rest_request(
 
     # (7) the response answers this request and is signed by the provider member
     request_hash = b64(digest)
-    response_header, response_body, response_signature = _verify_response(
-        request, request_hash, answer.body, gateway.clock.now(), conf.approved_cas
+    response_header, response_body, response_signature, response_ocsp = _verify_response(
+        request, request_hash, answer.body, gateway.clock.now(), trust
     )
 
     # (8) log the response, then answer
@@ -160,6 +177,7 @@ async def handle_rest_request(
             body=response_body,
             signature=response_signature,
             status=response_header.status,
+            ocsp=response_ocsp,
         ),
         _ORIGIN,
     )
@@ -183,8 +201,8 @@ def _verify_response(
     request_hash: str,
     data: bytes,
     now: dt.datetime,
-    cas: tuple[x509.Certificate, ...],
-) -> tuple[ResponseHeader, bytes, str]:
+    trust: CertificateTrust,
+) -> tuple[ResponseHeader, bytes, str, bytes | None]:
     provider_member = request.header.service.member
     try:
         frame = decode_frame(data)
@@ -192,7 +210,8 @@ def _verify_response(
         signature = frame.metadata["signature"]
         if not isinstance(signature, str):
             raise FrameError("signature must be a string")
-    except (FrameError, MessageError, KeyError) as exc:
+        ocsp = unb64_or_none(frame.metadata.get("ocsp"))
+    except (FrameError, MessageError, KeyError, ValueError) as exc:
         raise XwegError(
             ErrorCode.INVALID_MESSAGE, f"malformed response from the provider's server: {exc}", _ORIGIN
         ) from exc
@@ -215,7 +234,11 @@ def _verify_response(
             _ORIGIN,
         )
     try:
-        verified = verify_signature(signature, response_digest(response_header), cas, now)
+        verified = verify_signature(
+            signature, response_digest(response_header), trust, now, ocsp_response=ocsp
+        )
+    except CertificateInvalid as exc:
+        raise XwegError(ErrorCode.CERT_VALIDATION, f"response signer's certificate: {exc}", _ORIGIN) from exc
     except TrustError as exc:
         raise XwegError(
             ErrorCode.INVALID_SIGNATURE_VALUE, f"response signature does not verify: {exc}", _ORIGIN
@@ -226,4 +249,51 @@ def _verify_response(
             f"response is signed by {verified.member.slash()}, not by provider {provider_member.slash()}",
             _ORIGIN,
         )
-    return response_header, frame.body, signature
+    return response_header, frame.body, signature, ocsp
+
+
+def _b64_or_none(data: bytes | None) -> str | None:
+    return b64(data) if data is not None else None
+
+
+def unb64_or_none(value: object) -> bytes | None:
+    """An optional base64 field of frame metadata; anything but a string or null is malformed."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("expected base64 text")
+    return unb64(value)
+
+
+async def _check_peer_certificate(
+    gateway: Gateway,
+    peer: SecurityServerInfo,
+    cas: tuple[x509.Certificate, ...],
+    trust: CertificateTrust,
+    now: dt.datetime,
+    freshness_s: int,
+) -> None:
+    """(3) The provider's server must show a valid, unrevoked auth certificate before we send."""
+    credentials = gateway.peers.cached_credentials(peer)
+    # Fetch again well before the freshness limit, so a valid peer is never refused for staleness.
+    if credentials is None or (now - credentials.fetched_at).total_seconds() > freshness_s / 4:
+        credentials = await gateway.peers.fetch_credentials(peer, cas, now)
+        fetched = True
+    else:
+        fetched = False
+    while True:
+        try:
+            validate_auth_certificate(
+                credentials.certificate, trust, now, ocsp_response=credentials.ocsp_response
+            )
+            return
+        except CertificateInvalid as exc:
+            if fetched:
+                gateway.peers.forget_credentials(peer)
+                raise XwegError(
+                    ErrorCode.SSL_AUTHENTICATION_FAILED,
+                    f"security server {peer.id.slash()}: {exc}",
+                    _ORIGIN,
+                ) from exc
+        credentials = await gateway.peers.fetch_credentials(peer, cas, now)
+        fetched = True

@@ -1,10 +1,12 @@
 """The provider pipeline: a peer's signed request, checked, logged, served, answered.
 
 Steps (the numbers appear in log events):
-  1. global configuration is current
-  2. the peer's TLS certificate is one registered for a security server, valid now
+  1. global configuration is current, and the message log is timestamped in time
+  2. the peer's TLS certificate is one registered for a security server, valid now and
+     not revoked (the OCSP response the peer sends with the request)
   3. the frame parses, the body matches its signed header, and the signature is the
-     client member's; the client is hosted by the peer that sent it
+     client member's, whose sign certificate is not revoked (the OCSP response that
+     travels with the signature); the client is hosted by the peer that sent it
   4. the service is one this server provides, and access rights allow this client
   5. append the request to the message log (durable) -- only then call the backend
   6. call the backend information system
@@ -20,7 +22,8 @@ from core.canonical import b64, canonical_json, request_digest, response_digest
 from core.errors import ErrorCode, Origin, XwegError
 from core.messages import MessageError, Request, RequestHeader, ResponseHeader, sha512
 from gateway.messagelog.record import Direction, NewRecord
-from gateway.pipeline.consumer import append_to_log
+from gateway.ocsp import certificate_trust
+from gateway.pipeline.consumer import append_to_log, unb64_or_none
 from gateway.runtime import Gateway
 from gateway.transport.frame import FrameError, decode_frame, encode_frame
 from trust.certificates import fingerprint, validate_auth_certificate
@@ -34,8 +37,10 @@ _ORIGIN = Origin.SERVER_PROXY
 
 
 async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, data: bytes) -> bytes:
-    # (1) global configuration is current
+    # (1) global configuration is current, and the message log is timestamped in time
     conf, now = gateway.current_conf(_ORIGIN)
+    gateway.check_timestamping(now, _ORIGIN)
+    trust = certificate_trust(conf)
 
     # (2) who is calling: the certificate must be registered for a security server
     if not peer_certificate_der:
@@ -49,11 +54,6 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
             "for any security server in global configuration",
             _ORIGIN,
         )
-    try:
-        validate_auth_certificate(peer_certificate, conf.approved_cas, now)
-    except CertificateInvalid as exc:
-        raise XwegError(ErrorCode.CERT_VALIDATION, str(exc), _ORIGIN) from exc
-
     # (3) the message is what its signer signed
     try:
         frame = decode_frame(data)
@@ -61,8 +61,17 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
         signature = frame.metadata["signature"]
         if not isinstance(signature, str):
             raise FrameError("signature must be a string")
-    except (FrameError, MessageError, KeyError) as exc:
+        sign_ocsp = unb64_or_none(frame.metadata.get("ocsp"))
+        auth_ocsp = unb64_or_none(frame.metadata.get("auth_ocsp"))
+    except (FrameError, MessageError, KeyError, ValueError) as exc:
         raise XwegError(ErrorCode.INVALID_MESSAGE, f"malformed message: {exc}", _ORIGIN) from exc
+    # (2, continued) the peer's auth certificate is valid now and its OCSP response good
+    try:
+        validate_auth_certificate(peer_certificate, trust, now, ocsp_response=auth_ocsp)
+    except CertificateInvalid as exc:
+        raise XwegError(
+            ErrorCode.SSL_AUTHENTICATION_FAILED, f"security server {peer.id.slash()}: {exc}", _ORIGIN
+        ) from exc
     if len(frame.body) != header.body_size or sha512(frame.body) != header.body_sha512:
         raise XwegError(
             ErrorCode.INVALID_SIGNATURE_VALUE,
@@ -71,7 +80,9 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
         )
     digest = request_digest(header)
     try:
-        verified = verify_signature(signature, digest, conf.approved_cas, now)
+        verified = verify_signature(signature, digest, trust, now, ocsp_response=sign_ocsp)
+    except CertificateInvalid as exc:
+        raise XwegError(ErrorCode.CERT_VALIDATION, f"request signer's certificate: {exc}", _ORIGIN) from exc
     except TrustError as exc:
         raise XwegError(
             ErrorCode.INVALID_SIGNATURE_VALUE, f"request signature does not verify: {exc}", _ORIGIN
@@ -114,6 +125,7 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
             header=canonical_json(header.to_dict()),
             body=frame.body,
             signature=signature,
+            ocsp=sign_ocsp,
         ),
         _ORIGIN,
     )
@@ -132,6 +144,7 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
     )
     signer = gateway.signer_for(header.service.member, _ORIGIN)
     response_signature = sign_digest(response_digest(response_header), signer.key, signer.certificate)
+    response_ocsp = gateway.own_ocsp.response_for(signer.certificate)
     await append_to_log(
         gateway,
         NewRecord(
@@ -144,6 +157,7 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
             body=body,
             signature=response_signature,
             status=status,
+            ocsp=response_ocsp,
         ),
         _ORIGIN,
     )
@@ -156,4 +170,9 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
         peer=peer.id.slash(),
         status=status,
     )
-    return encode_frame({"header": response_header.to_dict(), "signature": response_signature}, body)
+    metadata = {
+        "header": response_header.to_dict(),
+        "signature": response_signature,
+        "ocsp": b64(response_ocsp) if response_ocsp is not None else None,
+    }
+    return encode_frame(metadata, body)

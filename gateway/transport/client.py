@@ -9,7 +9,10 @@ is made for it and the old one is closed.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import datetime as dt
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +26,21 @@ from gateway.transport.tls import pinned_client_context
 from trust.certificates import fingerprint
 from trust.globalconf import SecurityServerInfo
 
-__all__ = ["PeerClient", "PeerResponse", "EXCHANGE_PATH"]
+__all__ = ["PeerClient", "PeerResponse", "PeerCredentials", "EXCHANGE_PATH", "OCSP_PATH"]
 
 EXCHANGE_PATH = "/xweg/v1/exchange"
+#: Where a security server offers its auth certificate and that certificate's OCSP response.
+OCSP_PATH = "/xweg/v1/ocsp"
+_MAX_CREDENTIALS_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class PeerCredentials:
+    """A peer's auth certificate as its TLS handshake showed it, and the OCSP response it offers."""
+
+    certificate: x509.Certificate
+    ocsp_response: bytes | None
+    fetched_at: dt.datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +98,7 @@ class PeerClient:
         self._timeout_s = timeout_s
         self._max_response_bytes = max_response_bytes
         self._sessions: dict[str, tuple[tuple[object, ...], aiohttp.ClientSession]] = {}
+        self._credentials: dict[str, PeerCredentials] = {}
 
     def _session(self, peer: SecurityServerInfo, cas: tuple[x509.Certificate, ...]) -> aiohttp.ClientSession:
         key = (peer.address, peer.auth_cert_fingerprints, tuple(fingerprint(ca) for ca in cas))
@@ -126,6 +142,54 @@ class PeerClient:
                             Origin.CLIENT_PROXY,
                         )
                 return PeerResponse(resp.status, dict(resp.headers), bytes(body))
+
+    def cached_credentials(self, peer: SecurityServerInfo) -> PeerCredentials | None:
+        cached = self._credentials.get(peer.id.slash())
+        if cached is None or fingerprint(cached.certificate) not in peer.auth_cert_fingerprints:
+            return None
+        return cached
+
+    def forget_credentials(self, peer: SecurityServerInfo) -> None:
+        self._credentials.pop(peer.id.slash(), None)
+
+    async def fetch_credentials(
+        self, peer: SecurityServerInfo, cas: tuple[x509.Certificate, ...], now: dt.datetime
+    ) -> PeerCredentials:
+        """Ask the peer for its auth certificate's OCSP response, over the pinned connection."""
+        session = self._session(peer, cas)
+        url = f"https://{peer.address}{OCSP_PATH}"
+        with _map_transport_errors(peer):
+            async with session.get(url) as resp:
+                data = await resp.content.read(_MAX_CREDENTIALS_BYTES + 1)
+                status = resp.status
+        if status != 200 or len(data) > _MAX_CREDENTIALS_BYTES:
+            raise XwegError(
+                ErrorCode.SSL_AUTHENTICATION_FAILED,
+                f"security server {peer.id.slash()} offers no OCSP response for its auth certificate "
+                f"(HTTP {status})",
+                Origin.CLIENT_PROXY,
+            )
+        try:
+            offered = json.loads(data)
+            raw = offered.get("ocsp")
+            response = base64.b64decode(raw, validate=True) if isinstance(raw, str) else None
+            certificate = x509.load_pem_x509_certificate(offered["certificate"].encode("ascii"))
+        except (ValueError, AttributeError, KeyError, TypeError) as exc:
+            raise XwegError(
+                ErrorCode.SSL_AUTHENTICATION_FAILED,
+                f"security server {peer.id.slash()} sent malformed OCSP credentials",
+                Origin.CLIENT_PROXY,
+            ) from exc
+        # The handshake was pinned to the registered certificates; the one offered must be one of them.
+        if fingerprint(certificate) not in peer.auth_cert_fingerprints:
+            raise XwegError(
+                ErrorCode.SSL_AUTHENTICATION_FAILED,
+                f"security server {peer.id.slash()} offered OCSP for a certificate not registered for it",
+                Origin.CLIENT_PROXY,
+            )
+        credentials = PeerCredentials(certificate, response, now)
+        self._credentials[peer.id.slash()] = credentials
+        return credentials
 
     async def close(self) -> None:
         for _, session in self._sessions.values():

@@ -28,6 +28,8 @@ def test_demo_once_exchanges_and_leaves_verifiable_logs(tmp_path: Path) -> None:
 
     described = json.loads((data / "federation.json").read_text())
     assert described["instance"] == "NRW"
+    assert described["ocsp_url"].startswith("http://127.0.0.1:")
+    assert described["tsa_url"].startswith("http://127.0.0.1:")
     assert Path(described["anchor"]).exists()
     servers = {s["id"]: s for s in described["security_servers"]}
     assert {"NRW/MUN/05774032/ss1", "NRW/MUN/05711000/ss1", "NRW/GOV/057/ss1"} <= set(servers)
@@ -41,7 +43,11 @@ def test_demo_once_exchanges_and_leaves_verifiable_logs(tmp_path: Path) -> None:
     for server in described["security_servers"]:
         check = _xweg("audit", "verify", server["message_log"], "--json")
         assert check.returncode == 0, check.stdout + check.stderr
-        assert json.loads(check.stdout)["records"] >= 2
+        summary = json.loads(check.stdout)
+        assert summary["records"] >= 2
+        # The demo ends with every record covered by a verified timestamp.
+        assert summary["timestamped_records"] == summary["records"]
+        assert summary["checkpoints"] >= 1
 
     # One stored byte changed in Paderborn's log: the auditor's verification fails.
     log = Path(servers["NRW/MUN/05774032/ss1"]["message_log"])
@@ -56,10 +62,10 @@ def test_demo_once_exchanges_and_leaves_verifiable_logs(tmp_path: Path) -> None:
     assert f"First bad record: {seq}" in bad.stdout
 
     # A second run reuses the keys and state under the same folder.
-    ca_before = (data / "trust" / "ca.pem").read_bytes()
+    ca_before = (data / "trust" / "ca" / "root.pem").read_bytes()
     (data / "servers" / "paderborn" / "data" / "messagelog.db").unlink()  # the tampered log goes
     for suffix in ("-wal", "-shm"):
         (data / "servers" / "paderborn" / "data" / f"messagelog.db{suffix}").unlink(missing_ok=True)
     again = _xweg("demo", "--once", "--data", str(data))
     assert again.returncode == 0, again.stdout + again.stderr
-    assert (data / "trust" / "ca.pem").read_bytes() == ca_before
+    assert (data / "trust" / "ca" / "root.pem").read_bytes() == ca_before

@@ -6,6 +6,7 @@ client holding a real (CA-issued) certificate, who changes bytes between the ser
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import sqlite3
 import ssl
@@ -28,6 +29,7 @@ from gateway.transport.client import EXCHANGE_PATH, PeerClient
 from gateway.transport.frame import CONTENT_TYPE, encode_frame
 from tests.integration.conftest import DEAD_SERVICE, GEWERBEAMT, KREISVERWALTUNG, SLOW_SERVICE
 from trust.ca import CertificateAuthority
+from trust.castore import CaStore
 from trust.certificates import fingerprint
 from trust.globalconf import SecurityServerInfo
 from trust.keys import (
@@ -234,6 +236,7 @@ def _mtls_context(layout: Layout, cert: Path, key: Path) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.check_hostname = False
     ctx.load_verify_locations(cafile=str(layout.ca_certificate))
+    ctx.load_verify_locations(cafile=str(layout.ca_dir / "issuing.pem"))
     ctx.load_cert_chain(str(cert), str(key), password=_passphrase(layout))
     return ctx
 
@@ -253,12 +256,25 @@ def _signed_frame(layout: Layout, client: ClientId, body: bytes) -> tuple[dict[s
     )
     keys = layout.server_dir("paderborn") / "keys"
     code = client.member.member_code
+    sign_certificate = load_certificate(keys / f"sign-{code}.pem")
     signature = sign_digest(
         request_digest(header),
         load_private_key(keys / f"sign-{code}.key", _passphrase(layout)),
-        load_certificate(keys / f"sign-{code}.pem"),
+        sign_certificate,
     )
-    return {"header": header.to_dict(), "signature": signature}, body
+    metadata = {
+        "header": header.to_dict(),
+        "signature": signature,
+        # The OCSP responses Paderborn's server fetched and keeps, as a real consumer sends them.
+        "ocsp": _ocsp_of(layout, sign_certificate),
+        "auth_ocsp": _ocsp_of(layout, load_certificate(keys / "auth.pem")),
+    }
+    return metadata, body
+
+
+def _ocsp_of(layout: Layout, certificate: Any) -> str:
+    cached = layout.server_dir("paderborn") / "data" / "ocsp" / f"{fingerprint(certificate)}.der"
+    return b64(cached.read_bytes())
 
 
 async def _post_to_provider(
@@ -317,15 +333,10 @@ async def test_signature_changed_between_servers(layout: Layout) -> None:
 async def test_peer_certificate_not_registered(layout: Layout, tmp_path: Path) -> None:
     # A certificate from the federation's own CA, but for a server global configuration does not list.
     passphrase = _passphrase(layout)
-    ca = CertificateAuthority(
-        load_certificate(layout.ca_certificate),
-        load_private_key(layout.root / "trust" / "ca.key", passphrase),
-    )
     key = generate_private_key()
     intruder = SecurityServerId(DETMOLD, "rogue")
-    import datetime as dt
-
-    cert = ca.issue_auth_certificate(make_csr(key, "rogue"), intruder, now=dt.datetime.now(dt.UTC))
+    with CaStore.open(layout.ca_dir, passphrase) as ca:
+        cert = ca.issue(make_csr(key, "rogue"), "auth", intruder.slash(), now=dt.datetime.now(dt.UTC))
     save_private_key(key, tmp_path / "rogue.key", passphrase)
     save_certificate(cert, tmp_path / "rogue.pem")
     before = received_by_backend(layout)
@@ -355,7 +366,8 @@ async def test_consumer_refuses_a_provider_with_the_wrong_certificate(layout: La
         from core.errors import XwegError
 
         with pytest.raises(XwegError) as caught:
-            await client.send(wrong, (load_certificate(layout.ca_certificate),), b"XWEG/1\n")
+            cas = (load_certificate(layout.ca_certificate), load_certificate(layout.ca_dir / "issuing.pem"))
+            await client.send(wrong, cas, b"XWEG/1\n")
         assert caught.value.fault_code == "Server.ClientProxy.SslAuthenticationFailed"
         assert "registered" in caught.value.message
     finally:
@@ -417,8 +429,6 @@ def test_audit_verify_uses_the_cas_recorded_in_the_log(layout: Layout, tmp_path:
 
 
 def test_audit_verify_against_the_wrong_ca_fails(layout: Layout, tmp_path: Path) -> None:
-    import datetime as dt
-
     other = CertificateAuthority.create_root(
         "some other CA", generate_private_key(), now=dt.datetime.now(dt.UTC)
     )

@@ -9,13 +9,14 @@ from registry.federation import FederationDefinition, FederationError
 from tests.unit.registry.helpers import FEDERATION_TOML, OTHER_SERVER, SERVER, FederationFiles
 from tests.unit.trust.helpers import MEMBER, NOW, Pki
 from trust.certificates import fingerprint
+from trust.globalconf import ApprovedCA
 from trust.keys import generate_private_key, make_csr, save_certificate
 
 
 def test_good_definition_loads(files: FederationFiles, pki: Pki) -> None:
     definition = FederationDefinition.load(files.federation)
     assert definition.instance == "NRW"
-    assert definition.approved_cas == (pki.ca.certificate,)
+    assert definition.approved_cas == (ApprovedCA(pki.ca.certificate),)
     assert [m.id for m in definition.members] == [MEMBER, MemberId("NRW", "MUN", "05711000")]
     assert definition.members[0].name == "Stadt Paderborn"
     assert definition.members[0].subsystems == ("gewerbeamt",)

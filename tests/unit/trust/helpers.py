@@ -16,6 +16,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from core.clock import utc
 from core.identifiers import MemberId, SecurityServerId
 from trust.ca import CertificateAuthority
+from trust.certificates import CertificateTrust, OcspPolicy
 from trust.keys import generate_private_key, make_csr
 
 NOW = utc(2025, 3, 1, 12)
@@ -35,10 +36,39 @@ class Pki:
     other_sign_cert: x509.Certificate
     server_key: ec.EllipticCurvePrivateKey
     auth_cert: x509.Certificate
+    # The two-level hierarchy: root ``ca`` -> ``issuing`` -> end entities and OCSP responders.
+    issuing: CertificateAuthority
+    chain_sign_cert: x509.Certificate  # MEMBER's, from the issuing CA
+    chain_auth_cert: x509.Certificate  # SERVER's, from the issuing CA
+    responder_key: ec.EllipticCurvePrivateKey
+    responder_cert: x509.Certificate  # the authorised responder
+    rogue_responder_key: ec.EllipticCurvePrivateKey
+    rogue_responder_cert: x509.Certificate  # a valid responder certificate of the same CA, not authorised
 
     @property
     def roots(self) -> list[x509.Certificate]:
         return [self.ca.certificate]
+
+    @property
+    def trust(self) -> CertificateTrust:
+        """Root only, no revocation checking."""
+        return CertificateTrust(roots=(self.ca.certificate,))
+
+    @property
+    def chain_trust(self) -> CertificateTrust:
+        """Root and issuing CA, no revocation checking."""
+        return CertificateTrust(roots=(self.ca.certificate,), intermediates=(self.issuing.certificate,))
+
+    def policy(self, **kwargs: float) -> OcspPolicy:
+        return OcspPolicy(responders=(self.responder_cert,), **kwargs)
+
+    def ocsp_trust(self, **kwargs: float) -> CertificateTrust:
+        """Root and issuing CA, with OCSP required from the authorised responder."""
+        return CertificateTrust(
+            roots=(self.ca.certificate,),
+            intermediates=(self.issuing.certificate,),
+            ocsp=self.policy(**kwargs),
+        )
 
 
 @pytest.fixture(scope="session")
@@ -48,7 +78,22 @@ def pki() -> Pki:
     impostor = CertificateAuthority.create_root("xweg NRW Root CA", generate_private_key(), now=start)
     foreign = CertificateAuthority.create_root("Elsewhere Root CA", generate_private_key(), now=start)
     member_key, other_key, server_key = generate_private_key(), generate_private_key(), generate_private_key()
+    issuing = CertificateAuthority.create_intermediate(
+        ca, "xweg NRW Issuing CA", generate_private_key(), now=start
+    )
+    responder_key, rogue_key = generate_private_key(), generate_private_key()
     return Pki(
+        issuing=issuing,
+        chain_sign_cert=issuing.issue_sign_certificate(make_csr(member_key, "m"), MEMBER, now=start),
+        chain_auth_cert=issuing.issue_auth_certificate(make_csr(server_key, "s"), SERVER, now=start),
+        responder_key=responder_key,
+        responder_cert=issuing.issue_ocsp_responder_certificate(
+            responder_key.public_key(), "xweg NRW OCSP Responder", now=start
+        ),
+        rogue_responder_key=rogue_key,
+        rogue_responder_cert=issuing.issue_ocsp_responder_certificate(
+            make_csr(rogue_key, "r"), "xweg NRW OCSP Responder 2", now=start
+        ),
         ca=ca,
         impostor_ca=impostor,
         foreign_ca=foreign,

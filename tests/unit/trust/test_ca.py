@@ -1,4 +1,4 @@
-"""The CA issues exactly the two documented profiles, and only from CSRs that verify."""
+"""The CA issues exactly the documented profiles, and only from CSRs that verify."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ from trust.ca import (
     member_id_from_sign_certificate,
     server_id_from_auth_certificate,
 )
+from trust.certificates import CertificateTrust, validate_sign_certificate
 from trust.errors import CertificateInvalid
 from trust.keys import generate_private_key, make_csr
+from trust.profiles import check_ocsp_responder_profile, check_tsa_profile
 
 E = TypeVar("E", bound=x509.ExtensionType)
 
@@ -34,7 +36,8 @@ def test_root_is_a_constrained_self_signed_ca(pki: Pki) -> None:
     root = pki.ca.certificate
     assert root.subject == root.issuer
     constraints = ext(root, x509.BasicConstraints)
-    assert constraints.critical and constraints.value.ca and constraints.value.path_length == 0
+    # Path length 1: the root signs issuing CAs, which sign end entities only.
+    assert constraints.critical and constraints.value.ca and constraints.value.path_length == 1
     usage = ext(root, x509.KeyUsage).value
     assert usage.key_cert_sign and usage.crl_sign and not usage.digital_signature
     assert ext(root, x509.SubjectKeyIdentifier).value.digest
@@ -169,3 +172,81 @@ def test_identity_readers_return_typed_ids(pki: Pki) -> None:
     assert isinstance(member_id_from_sign_certificate(pki.sign_cert), MemberId)
     assert pki.auth_cert.signature_hash_algorithm is not None
     assert isinstance(pki.auth_cert.signature_hash_algorithm, hashes.SHA256)
+
+
+def test_issuing_ca_is_signed_by_the_root_and_constrained(pki: Pki) -> None:
+    issuing = pki.issuing.certificate
+    issuing.verify_directly_issued_by(pki.ca.certificate)
+    assert issuing.subject.rfc4514_string() == "CN=xweg NRW Issuing CA"
+    constraints = ext(issuing, x509.BasicConstraints)
+    assert constraints.critical and constraints.value.ca and constraints.value.path_length == 0
+    usage = ext(issuing, x509.KeyUsage).value
+    assert usage.key_cert_sign and usage.crl_sign
+    aki = ext(issuing, x509.AuthorityKeyIdentifier).value
+    assert aki.key_identifier == ext(pki.ca.certificate, x509.SubjectKeyIdentifier).value.digest
+    assert issuing.not_valid_after_utc <= pki.ca.certificate.not_valid_after_utc
+
+
+def test_a_root_with_path_length_0_cannot_sign_an_issuing_ca() -> None:
+    root = CertificateAuthority.create_root("r", generate_private_key(), now=NOW, path_length=0)
+    with pytest.raises(ValueError, match="path length 0 and cannot sign an issuing CA"):
+        CertificateAuthority.create_intermediate(root, "i", generate_private_key(), now=NOW)
+
+
+def test_an_issuing_ca_cannot_sign_another_ca(pki: Pki) -> None:
+    with pytest.raises(ValueError, match="path length 0"):
+        CertificateAuthority.create_intermediate(pki.issuing, "sub", generate_private_key(), now=NOW)
+    # Its path length is 0: a CA it signs anyway (a compromised key, say) does not chain.
+    sub_key = generate_private_key()
+    sub_cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(x509.NameOID.COMMON_NAME, "sub")]))
+        .issuer_name(pki.issuing.certificate.subject)
+        .public_key(sub_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(NOW - dt.timedelta(days=1))
+        .not_valid_after(NOW + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(sub_key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(pki.issuing.key.public_key()), critical=False
+        )
+        .sign(pki.issuing.key, hashes.SHA256())
+    )
+    sub = CertificateAuthority(sub_cert, sub_key)
+    leaf = sub.issue_sign_certificate(make_csr(pki.member_key, "x"), MEMBER, now=NOW)
+    trust = CertificateTrust(
+        roots=(pki.ca.certificate,), intermediates=(pki.issuing.certificate, sub.certificate)
+    )
+    with pytest.raises(CertificateInvalid, match="does not chain to an approved CA"):
+        validate_sign_certificate(leaf, trust, NOW + dt.timedelta(minutes=1))
+
+
+def test_ocsp_responder_profile(pki: Pki) -> None:
+    cert = pki.responder_cert
+    cert.verify_directly_issued_by(pki.issuing.certificate)
+    assert cert.subject.rfc4514_string() == "CN=xweg NRW OCSP Responder"
+    assert list(ext(cert, x509.ExtendedKeyUsage).value) == [ExtendedKeyUsageOID.OCSP_SIGNING]
+    assert isinstance(ext(cert, x509.OCSPNoCheck).value, x509.OCSPNoCheck)
+    assert ext(cert, x509.BasicConstraints).value.ca is False
+    usage = ext(cert, x509.KeyUsage).value
+    assert usage.digital_signature and not usage.content_commitment
+    check_ocsp_responder_profile(cert)
+    with pytest.raises(CertificateInvalid, match="not an OCSP responder certificate: extendedKeyUsage lacks"):
+        check_ocsp_responder_profile(pki.chain_auth_cert)
+
+
+def test_tsa_profile(pki: Pki) -> None:
+    key = generate_private_key()
+    cert = pki.issuing.issue_tsa_certificate(make_csr(key, "anything"), "xweg NRW TSA", now=NOW)
+    eku = ext(cert, x509.ExtendedKeyUsage)
+    assert eku.critical and list(eku.value) == [ExtendedKeyUsageOID.TIME_STAMPING]
+    assert cert.subject.rfc4514_string() == "CN=xweg NRW TSA"
+    assert check_tsa_profile(cert) == "xweg NRW TSA"
+    with pytest.raises(CertificateInvalid, match="not a TSA certificate"):
+        check_tsa_profile(pki.responder_cert)
+    with pytest.raises(ValueError, match="TSA name"):
+        pki.issuing.issue_tsa_certificate(make_csr(key, "x"), "", now=NOW)

@@ -20,9 +20,15 @@ from tests.unit.trust.helpers import (
     key_usage,
 )
 from trust.ca import CertificateAuthority
-from trust.certificates import fingerprint, validate_auth_certificate, validate_sign_certificate
+from trust.certificates import (
+    CertificateTrust,
+    fingerprint,
+    validate_auth_certificate,
+    validate_sign_certificate,
+)
 from trust.errors import CertificateInvalid
 from trust.keys import generate_private_key, make_csr
+from trust.ocsp import CertStatus, build_ocsp_request, build_ocsp_response
 
 
 def names_cert(message: str, cert: x509.Certificate) -> bool:
@@ -35,34 +41,34 @@ def test_fingerprint_is_sha256_of_der(pki: Pki) -> None:
 
 
 def test_good_certificates_yield_their_identities(pki: Pki) -> None:
-    assert validate_sign_certificate(pki.sign_cert, pki.roots, NOW) == MEMBER
-    assert validate_auth_certificate(pki.auth_cert, pki.roots, NOW) == SERVER
+    assert validate_sign_certificate(pki.sign_cert, pki.trust, NOW) == MEMBER
+    assert validate_auth_certificate(pki.auth_cert, pki.trust, NOW) == SERVER
 
 
 def test_expired_certificate(pki: Pki) -> None:
     later = pki.sign_cert.not_valid_after_utc + dt.timedelta(seconds=1)
     with pytest.raises(CertificateInvalid, match="expired at") as info:
-        validate_sign_certificate(pki.sign_cert, pki.roots, later)
+        validate_sign_certificate(pki.sign_cert, pki.trust, later)
     assert names_cert(str(info.value), pki.sign_cert)
 
 
 def test_not_yet_valid_certificate(pki: Pki) -> None:
     earlier = pki.auth_cert.not_valid_before_utc - dt.timedelta(seconds=1)
     with pytest.raises(CertificateInvalid, match="not yet valid") as info:
-        validate_auth_certificate(pki.auth_cert, pki.roots, earlier)
+        validate_auth_certificate(pki.auth_cert, pki.trust, earlier)
     assert names_cert(str(info.value), pki.auth_cert)
 
 
 def test_unknown_issuer(pki: Pki) -> None:
     stranger = pki.foreign_ca.issue_sign_certificate(make_csr(pki.member_key, "x"), MEMBER, now=NOW)
     with pytest.raises(CertificateInvalid, match="unknown issuer 'CN=Elsewhere Root CA'"):
-        validate_sign_certificate(stranger, pki.roots, NOW)
+        validate_sign_certificate(stranger, pki.trust, NOW)
 
 
 def test_impostor_ca_with_the_same_name(pki: Pki) -> None:
     forged = pki.impostor_ca.issue_sign_certificate(make_csr(pki.member_key, "x"), MEMBER, now=NOW)
     with pytest.raises(CertificateInvalid, match="does not chain to an approved CA") as info:
-        validate_sign_certificate(forged, pki.roots, NOW)
+        validate_sign_certificate(forged, pki.trust, NOW)
     assert names_cert(str(info.value), forged)
 
 
@@ -71,7 +77,7 @@ def test_flipped_byte_in_the_ca_signature(pki: Pki) -> None:
     der[-1] ^= 0x01
     tampered = x509.load_der_x509_certificate(bytes(der))
     with pytest.raises(CertificateInvalid, match="does not chain"):
-        validate_sign_certificate(tampered, pki.roots, NOW)
+        validate_sign_certificate(tampered, pki.trust, NOW)
 
 
 def test_certificate_issued_by_a_ca_that_has_since_expired() -> None:
@@ -89,14 +95,14 @@ def test_certificate_issued_by_a_ca_that_has_since_expired() -> None:
         not_after=NOW + dt.timedelta(days=10),
     )
     with pytest.raises(CertificateInvalid, match="issuing CA of .* expired at"):
-        validate_sign_certificate(leaf, [short_ca.certificate], NOW)
+        validate_sign_certificate(leaf, CertificateTrust((short_ca.certificate,)), NOW)
 
 
 def test_sign_certificate_cannot_authenticate_tls(pki: Pki) -> None:
     with pytest.raises(
         CertificateInvalid, match="is not an auth certificate: extendedKeyUsage lacks"
     ) as info:
-        validate_auth_certificate(pki.sign_cert, pki.roots, NOW)
+        validate_auth_certificate(pki.sign_cert, pki.trust, NOW)
     assert names_cert(str(info.value), pki.sign_cert)
 
 
@@ -104,7 +110,7 @@ def test_auth_certificate_cannot_sign_messages(pki: Pki) -> None:
     with pytest.raises(
         CertificateInvalid, match="is not a sign certificate: keyUsage lacks contentCommitment"
     ):
-        validate_sign_certificate(pki.auth_cert, pki.roots, NOW)
+        validate_sign_certificate(pki.auth_cert, pki.trust, NOW)
 
 
 def test_misissued_sign_certificate_with_tls_purposes_is_refused(pki: Pki) -> None:
@@ -116,7 +122,7 @@ def test_misissued_sign_certificate_with_tls_purposes_is_refused(pki: Pki) -> No
         eku=(SERVER_AUTH, CLIENT_AUTH),
     )
     with pytest.raises(CertificateInvalid, match="carries an extendedKeyUsage"):
-        validate_sign_certificate(both, pki.roots, NOW)
+        validate_sign_certificate(both, pki.trust, NOW)
 
 
 def test_auth_certificate_with_only_client_auth_is_refused(pki: Pki) -> None:
@@ -124,7 +130,7 @@ def test_auth_certificate_with_only_client_auth_is_refused(pki: Pki) -> None:
         pki.ca, pki.server_key.public_key(), uris=("xweg:SERVER:NRW/MUN/05774032/ss1",), eku=(CLIENT_AUTH,)
     )
     with pytest.raises(CertificateInvalid, match="lacks serverAuth"):
-        validate_auth_certificate(client_only, pki.roots, NOW)
+        validate_auth_certificate(client_only, pki.trust, NOW)
 
 
 def test_sign_certificate_naming_a_server_is_refused(pki: Pki) -> None:
@@ -132,45 +138,167 @@ def test_sign_certificate_naming_a_server_is_refused(pki: Pki) -> None:
         pki.ca, pki.member_key.public_key(), uris=("xweg:SERVER:NRW/MUN/05774032/ss1",)
     )
     with pytest.raises(CertificateInvalid, match="expected exactly one subjectAltName URI xweg:MEMBER:"):
-        validate_sign_certificate(wrong_uri, pki.roots, NOW)
+        validate_sign_certificate(wrong_uri, pki.trust, NOW)
 
 
 def test_a_ca_certificate_is_not_an_end_entity(pki: Pki) -> None:
     with pytest.raises(CertificateInvalid) as info:
-        validate_sign_certificate(pki.ca.certificate, pki.roots, NOW)
+        validate_sign_certificate(pki.ca.certificate, pki.trust, NOW)
     assert names_cert(str(info.value), pki.ca.certificate)
 
 
 def test_no_roots_means_nothing_validates(pki: Pki) -> None:
     with pytest.raises(CertificateInvalid, match="no approved certificate authorities"):
-        validate_sign_certificate(pki.sign_cert, [], NOW)
+        validate_sign_certificate(pki.sign_cert, CertificateTrust(()), NOW)
 
 
 def test_naive_now_is_refused(pki: Pki) -> None:
     with pytest.raises(ValueError, match="UTC"):
-        validate_sign_certificate(pki.sign_cert, pki.roots, NOW.replace(tzinfo=None))
+        validate_sign_certificate(pki.sign_cert, pki.trust, NOW.replace(tzinfo=None))
 
 
 def test_cached_success_does_not_outlive_the_certificate(pki: Pki) -> None:
     cert = pki.ca.issue_sign_certificate(
         make_csr(pki.member_key, "x"), MEMBER, now=NOW, validity=dt.timedelta(hours=1)
     )
-    assert validate_sign_certificate(cert, pki.roots, NOW) == MEMBER
-    assert validate_sign_certificate(cert, pki.roots, NOW + dt.timedelta(minutes=59)) == MEMBER
+    assert validate_sign_certificate(cert, pki.trust, NOW) == MEMBER
+    assert validate_sign_certificate(cert, pki.trust, NOW + dt.timedelta(minutes=59)) == MEMBER
     with pytest.raises(CertificateInvalid, match="expired"):
-        validate_sign_certificate(cert, pki.roots, NOW + dt.timedelta(hours=1, seconds=1))
+        validate_sign_certificate(cert, pki.trust, NOW + dt.timedelta(hours=1, seconds=1))
     with pytest.raises(CertificateInvalid, match="not yet valid"):
-        validate_sign_certificate(cert, pki.roots, NOW - dt.timedelta(hours=1))
+        validate_sign_certificate(cert, pki.trust, NOW - dt.timedelta(hours=1))
 
 
 def test_cached_success_is_per_set_of_roots_and_profile(pki: Pki) -> None:
-    assert validate_sign_certificate(pki.sign_cert, pki.roots, NOW) == MEMBER
+    assert validate_sign_certificate(pki.sign_cert, pki.trust, NOW) == MEMBER
     with pytest.raises(CertificateInvalid, match="unknown issuer"):
-        validate_sign_certificate(pki.sign_cert, [pki.foreign_ca.certificate], NOW)
+        validate_sign_certificate(pki.sign_cert, CertificateTrust((pki.foreign_ca.certificate,)), NOW)
     with pytest.raises(CertificateInvalid, match="not an auth certificate"):
-        validate_auth_certificate(pki.sign_cert, pki.roots, NOW)
+        validate_auth_certificate(pki.sign_cert, pki.trust, NOW)
 
 
 def test_several_roots_pick_the_issuer(pki: Pki) -> None:
-    roots = [pki.foreign_ca.certificate, pki.impostor_ca.certificate, pki.ca.certificate]
-    assert validate_auth_certificate(pki.auth_cert, roots, NOW) == SERVER
+    roots = (pki.foreign_ca.certificate, pki.impostor_ca.certificate, pki.ca.certificate)
+    assert validate_auth_certificate(pki.auth_cert, CertificateTrust(roots), NOW) == SERVER
+
+
+# -- the issuing CA between root and end entity -------------------------------------
+
+
+def test_chain_through_the_issuing_ca(pki: Pki) -> None:
+    assert validate_sign_certificate(pki.chain_sign_cert, pki.chain_trust, NOW) == MEMBER
+    assert validate_auth_certificate(pki.chain_auth_cert, pki.chain_trust, NOW) == SERVER
+
+
+def test_issuing_ca_missing_from_the_trust(pki: Pki) -> None:
+    with pytest.raises(CertificateInvalid, match="unknown issuer 'CN=xweg NRW Issuing CA'") as info:
+        validate_sign_certificate(pki.chain_sign_cert, pki.trust, NOW)
+    assert names_cert(str(info.value), pki.chain_sign_cert)
+
+
+def test_issuing_ca_is_not_a_trust_anchor(pki: Pki) -> None:
+    # Listed as an intermediate but without its root, it vouches for nothing.
+    trust = CertificateTrust(roots=(pki.foreign_ca.certificate,), intermediates=(pki.issuing.certificate,))
+    with pytest.raises(CertificateInvalid, match="which is not an approved root") as info:
+        validate_sign_certificate(pki.chain_sign_cert, trust, NOW)
+    assert names_cert(str(info.value), pki.chain_sign_cert)
+
+
+def test_impostor_issuing_ca_with_the_same_name(pki: Pki) -> None:
+    impostor = CertificateAuthority.create_intermediate(
+        pki.impostor_ca, "xweg NRW Issuing CA", generate_private_key(), now=NOW - dt.timedelta(days=1)
+    )
+    forged = impostor.issue_sign_certificate(make_csr(pki.member_key, "x"), MEMBER, now=NOW)
+    # The impostor's issuing CA is offered as an intermediate, next to the real one.
+    trust = CertificateTrust(
+        roots=(pki.ca.certificate,), intermediates=(pki.issuing.certificate, impostor.certificate)
+    )
+    with pytest.raises(CertificateInvalid, match="does not chain to an approved CA") as info:
+        validate_sign_certificate(forged, trust, NOW)
+    assert names_cert(str(info.value), forged)
+
+
+def test_expired_issuing_ca(pki: Pki) -> None:
+    start = NOW - dt.timedelta(days=10)
+    short = CertificateAuthority.create_intermediate(
+        pki.ca, "Short Issuing CA", generate_private_key(), now=start, validity=dt.timedelta(days=5)
+    )
+    leaf = forge_certificate(
+        short,
+        pki.member_key.public_key(),
+        uris=("xweg:MEMBER:NRW/MUN/05774032",),
+        not_before=start,
+        not_after=NOW + dt.timedelta(days=10),
+    )
+    trust = CertificateTrust(roots=(pki.ca.certificate,), intermediates=(short.certificate,))
+    with pytest.raises(CertificateInvalid, match="issuing CA of .* expired at"):
+        validate_sign_certificate(leaf, trust, NOW)
+
+
+def test_trust_validates_its_contents(pki: Pki) -> None:
+    with pytest.raises(TypeError, match="x509.Certificate"):
+        CertificateTrust(roots=(b"not a certificate",))  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="OcspPolicy"):
+        CertificateTrust(roots=(pki.ca.certificate,), ocsp="yes")  # type: ignore[arg-type]
+    trust = CertificateTrust(roots=[pki.ca.certificate])  # type: ignore[arg-type]
+    assert trust.roots == (pki.ca.certificate,)
+    with pytest.raises(TypeError, match="CertificateTrust"):
+        validate_sign_certificate(pki.sign_cert, pki.roots, NOW)  # type: ignore[arg-type]
+
+
+# -- revocation, when the trust has an OCSP policy -------------------------------------
+
+
+def ocsp_for(pki: Pki, cert: x509.Certificate, status: CertStatus, at: dt.datetime = NOW) -> bytes:
+    return build_ocsp_response(
+        build_ocsp_request(cert, pki.issuing.certificate),
+        lookup=lambda serial: status,
+        issuer=pki.issuing.certificate,
+        responder_certificate=pki.responder_cert,
+        responder_key=pki.responder_key,
+        now=at,
+    )
+
+
+def test_ocsp_required_when_the_trust_has_a_policy(pki: Pki) -> None:
+    with pytest.raises(CertificateInvalid, match="has no OCSP response") as info:
+        validate_auth_certificate(pki.chain_auth_cert, pki.ocsp_trust(), NOW)
+    assert names_cert(str(info.value), pki.chain_auth_cert)
+
+
+def test_good_ocsp_response_is_accepted(pki: Pki) -> None:
+    good = ocsp_for(pki, pki.chain_auth_cert, CertStatus("good"))
+    assert validate_auth_certificate(pki.chain_auth_cert, pki.ocsp_trust(), NOW, ocsp_response=good) == SERVER
+
+
+def test_revoked_auth_certificate_is_refused_even_after_a_cached_success(pki: Pki) -> None:
+    cert = pki.issuing.issue_auth_certificate(make_csr(pki.server_key, "s"), SERVER, now=NOW)
+    trust = pki.ocsp_trust()
+    good = ocsp_for(pki, cert, CertStatus("good"))
+    assert validate_auth_certificate(cert, trust, NOW, ocsp_response=good) == SERVER  # chain now cached
+    revoked = ocsp_for(
+        pki,
+        cert,
+        CertStatus("revoked", revoked_at=NOW, reason=x509.ReasonFlags.key_compromise),
+        NOW + dt.timedelta(seconds=1),
+    )
+    later = NOW + dt.timedelta(seconds=2)
+    with pytest.raises(CertificateInvalid, match=r"was revoked at .* \(reason keyCompromise\)") as info:
+        validate_auth_certificate(cert, trust, later, ocsp_response=revoked)
+    assert names_cert(str(info.value), cert)
+    with pytest.raises(CertificateInvalid, match="has no OCSP response"):
+        validate_auth_certificate(cert, trust, later)
+
+
+def test_ocsp_response_for_another_certificate_is_refused(pki: Pki) -> None:
+    other = ocsp_for(pki, pki.chain_sign_cert, CertStatus("good"))
+    with pytest.raises(CertificateInvalid, match="is not for"):
+        validate_auth_certificate(pki.chain_auth_cert, pki.ocsp_trust(), NOW, ocsp_response=other)
+
+
+def test_no_policy_means_no_revocation_check(pki: Pki) -> None:
+    revoked = ocsp_for(pki, pki.chain_sign_cert, CertStatus("revoked", revoked_at=NOW))
+    # Offline audits of old data: the response is not looked at.
+    assert (
+        validate_sign_certificate(pki.chain_sign_cert, pki.chain_trust, NOW, ocsp_response=revoked) == MEMBER
+    )

@@ -96,7 +96,9 @@ def test_round_trip_is_exact_and_canonical(pki: Pki) -> None:
     assert obj["members"][0]["id"] == "NRW/MUN/05774032"
     assert obj["security_servers"][0]["clients"] == ["NRW/MUN/05774032/gewerbeamt", "NRW/MUN/05774032"]
     assert obj["global_groups"][0]["id"] == "NRW/owl-kommunen"
-    assert obj["approved_cas"][0].startswith("-----BEGIN CERTIFICATE-----")
+    assert obj["approved_cas"][0]["certificate"].startswith("-----BEGIN CERTIFICATE-----")
+    assert obj["approved_cas"][0]["ocsp_url"] is None
+    assert obj["approved_tsas"] == [] and obj["ocsp_freshness_s"] == 3600
 
 
 def test_microseconds_survive_the_round_trip(pki: Pki) -> None:
@@ -200,7 +202,7 @@ def payload_with(pki: Pki, edit: Any) -> bytes:
     ("edit", "match"),
     [
         (lambda o: o.update(serial="7"), "positive integer"),
-        (lambda o: o.update(version=2), "version 2"),
+        (lambda o: o.update(version=1), "version 1"),
         (lambda o: o.update(extra=1), "unexpected keys"),
         (lambda o: o.pop("approved_cas"), "lacks"),
         (lambda o: o.update(members={}), "must be a list"),
@@ -371,6 +373,6 @@ def test_arbitrary_signed_payloads_only_ever_raise_globalconf_errors(payload: by
 
 def test_der_of_the_ca_survives(pki: Pki, document: bytes) -> None:
     conf = verify_global_conf(document, make_anchor(), NOW)
-    assert conf.approved_cas[0].public_bytes(serialization.Encoding.DER) == pki.ca.certificate.public_bytes(
+    assert conf.approved_cas[0].certificate.public_bytes(
         serialization.Encoding.DER
-    )
+    ) == pki.ca.certificate.public_bytes(serialization.Encoding.DER)

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from gateway.messagelog.record import (
     GENESIS_HASH,
+    MAX_OCSP_BYTES,
     RECORD_FORMAT,
     Direction,
     LogRecord,
@@ -24,6 +25,7 @@ from gateway.messagelog.record import (
     parse_time,
 )
 from tests.unit.gateway.messagelog.helpers import NOW, Signers, make_exchange
+from trust.merkle import leaf_hash
 
 
 @pytest.fixture
@@ -47,6 +49,9 @@ def request_record(signers: Signers) -> NewRecord:
         ({"body": "text"}, "body"),
         ({"signature": ""}, "signature"),
         ({"status": 200}, "no HTTP status"),
+        ({"ocsp": b""}, "ocsp"),
+        ({"ocsp": "MIIB"}, "ocsp"),
+        ({"ocsp": b"\x30" * (64 * 1024 + 1)}, "ocsp is larger"),
     ],
 )
 def test_new_record_refuses_malformed_fields(
@@ -89,7 +94,9 @@ def test_encoding_is_canonical_json_of_every_field(request_record: NewRecord) ->
         "status": None,
         "header_sha512": hashlib.sha512(request_record.header).hexdigest(),
         "signature": request_record.signature,
+        "ocsp_sha256": None,
     }
+    assert RECORD_FORMAT == "xweg-messagelog-record/2"
     assert encoded == json.dumps(data, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -103,6 +110,7 @@ def test_encoding_is_canonical_json_of_every_field(request_record: NewRecord) ->
         {"logged_at": NOW + dt.timedelta(microseconds=1)},
         {"header": b'{"changed":1}'},
         {"signature": "EE/GOV/70000001|00"},
+        {"ocsp": b"\x30\x03\x0a\x01\x00"},
     ],
 )
 def test_every_field_but_the_body_changes_the_encoding(
@@ -136,6 +144,28 @@ def test_place_links_records(request_record: NewRecord, signers: Signers) -> Non
     assert first.record_hash == chain_hash(GENESIS_HASH, encode_record(1, request_record))
     assert second.prev_hash == first.record_hash
     assert second.record_hash == chain_hash(first.record_hash, encode_record(2, second.content))
+
+
+def test_ocsp_response_is_bound_by_its_sha256(request_record: NewRecord) -> None:
+    ocsp = b"\x30\x82\x01\x00" + bytes(range(200))
+    with_ocsp = dataclasses.replace(request_record, ocsp=ocsp)
+    data = json.loads(encode_record(3, with_ocsp))
+    assert data["ocsp_sha256"] == hashlib.sha256(ocsp).hexdigest()
+    placed = LogRecord.place(3, GENESIS_HASH, with_ocsp)
+    assert placed.ocsp == ocsp
+    assert placed.content == with_ocsp
+    assert "ocsp=" not in repr(placed)  # evidence bytes stay out of logs
+    assert len(ocsp) < MAX_OCSP_BYTES
+
+
+def test_leaf_hash_is_rfc9162_over_the_encoding(request_record: NewRecord) -> None:
+    placed = LogRecord.place(5, GENESIS_HASH, request_record)
+    assert placed.leaf_hash == hashlib.sha256(b"\x00" + encode_record(5, request_record)).digest()
+    assert placed.leaf_hash == leaf_hash(encode_record(5, request_record))
+    # Recomputed from the content, so a changed field changes it.
+    changed = dataclasses.replace(placed, message_id="another")
+    assert changed.leaf_hash != placed.leaf_hash
+    assert dataclasses.replace(placed, seq=6).leaf_hash != placed.leaf_hash
 
 
 @given(st.datetimes(timezones=st.just(dt.UTC)))

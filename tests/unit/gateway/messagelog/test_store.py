@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import sqlite3
 from pathlib import Path
 
 import pytest
 
+from gateway.messagelog.checkpoint import Checkpoint, encode_path, inclusion_paths
 from gateway.messagelog.record import GENESIS_HASH, LogRecord
 from gateway.messagelog.store import (
     SCHEMA_VERSION,
+    CorruptCheckpoint,
     LogFileMissing,
     LogOpenError,
+    LogReadError,
     LogWriteError,
     MessageLogStore,
 )
@@ -23,9 +27,12 @@ from tests.unit.gateway.messagelog.helpers import (
     add_failing_trigger,
     make_exchange,
     poisoned,
+    read_column,
     tamper,
     write_log,
 )
+from tests.unit.gateway.messagelog.tsa import ORIGIN
+from trust.merkle import inclusion_proof, root, verify_inclusion
 
 
 def test_append_assigns_contiguous_seqs_and_chains(log_path: Path, signers: Signers) -> None:
@@ -206,3 +213,149 @@ def test_times_round_trip_through_the_file(log_path: Path, signers: Signers) -> 
     assert stored is not None
     assert stored.logged_at == at
     assert stored.logged_at.tzinfo is dt.UTC
+
+
+# -- schema 2: leaf hashes, checkpoints, record paths ---------------------------------
+
+
+def _checkpoint(size: int, leaves: list[bytes], token: bytes = b"\x30\x03\x02\x01\x01") -> Checkpoint:
+    return Checkpoint(ORIGIN, size, root(leaves[:size]), NOW, token, "Test TSA", NOW)
+
+
+def _paths(leaves: list[bytes], covered: int, size: int) -> list[tuple[int, bytes]]:
+    paths = inclusion_paths(leaves[:size], covered, size - 1)
+    return [(covered + 1 + i, encode_path(path)) for i, path in enumerate(paths)]
+
+
+def test_schema_2_has_the_new_columns_and_tables(log_path: Path) -> None:
+    MessageLogStore.open(log_path).close()
+    assert SCHEMA_VERSION == 2
+    connection = sqlite3.connect(log_path)
+    try:
+        columns = {row[1]: (row[2], row[3]) for row in connection.execute("PRAGMA table_info(records)")}
+        assert columns["ocsp"] == ("BLOB", 0)
+        assert columns["leaf_hash"] == ("BLOB", 1)
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        assert {"records", "meta", "checkpoints", "record_paths"} <= tables
+    finally:
+        connection.close()
+
+
+def test_a_version_1_file_is_refused(tmp_path: Path) -> None:
+    old = tmp_path / "v1.db"
+    tamper(old, "CREATE TABLE records (seq INTEGER PRIMARY KEY)")
+    tamper(old, "PRAGMA user_version = 1")
+    with pytest.raises(LogOpenError, match="schema version 1; this server knows 2"):
+        MessageLogStore.open(old)
+    with pytest.raises(LogOpenError, match="schema version 2 \\(found 1\\)"):
+        MessageLogStore.open_readonly(old)
+
+
+def test_append_stores_each_records_leaf_hash_and_ocsp(log_path: Path, signers: Signers) -> None:
+    exchange = make_exchange(signers, 1)
+    request = dataclasses.replace(exchange.request, ocsp=b"\x30\x03\x0a\x01\x00")
+    with MessageLogStore.open(log_path) as store:
+        stored = store.append([request, exchange.response])
+        assert store.leaf_hashes(2) == [record.leaf_hash for record in stored]
+        assert store.leaf_hashes(2, start=2) == [stored[1].leaf_hash]
+        assert store.leaf_hashes(0) == []
+        assert store.last_seq() == 2
+        assert store.logged_at(2) == exchange.response.logged_at
+        assert store.logged_at(3) is None
+    with MessageLogStore.open_readonly(log_path) as store:
+        first, second = store.iter_records()
+    assert first.ocsp == b"\x30\x03\x0a\x01\x00"
+    assert second.ocsp is None
+    assert read_column(log_path, "leaf_hash", 1) == first.leaf_hash
+
+
+def test_leaf_hashes_name_a_missing_or_damaged_record(log_path: Path, good_log: list[LogRecord]) -> None:
+    with MessageLogStore.open_readonly(log_path) as store:
+        with pytest.raises(LogReadError, match="record 7 is missing"):
+            store.leaf_hashes(7)
+    tamper(log_path, "DELETE FROM records WHERE seq = 3")
+    with MessageLogStore.open_readonly(log_path) as store:
+        with pytest.raises(LogReadError, match="record 3 is missing"):
+            store.leaf_hashes(6)
+    tamper(log_path, "UPDATE records SET leaf_hash = x'00' WHERE seq = 2")
+    with MessageLogStore.open_readonly(log_path) as store:
+        with pytest.raises(LogReadError, match="record 2's stored leaf hash is damaged"):
+            store.leaf_hashes(2)
+
+
+def test_checkpoints_and_paths_are_stored_and_read_back(log_path: Path, good_log: list[LogRecord]) -> None:
+    leaves = [record.leaf_hash for record in good_log]
+    with MessageLogStore.open(log_path) as store:
+        assert store.last_checkpoint() is None
+        assert store.checkpoints() == []
+        assert store.record_path(1) is None
+        first = _checkpoint(4, leaves)
+        store.add_checkpoint(first, _paths(leaves, 0, 4))
+        second = _checkpoint(6, leaves)
+        store.add_checkpoint(second, _paths(leaves, 4, 6))
+        assert store.checkpoints() == [first, second]
+        assert store.last_checkpoint() == second
+        assert store.checkpoint_count() == 2
+        size, path = store.record_path(3) or (0, [])
+        assert size == 4
+        verify_inclusion(leaves[2], 2, 4, path, first.root)
+        assert store.record_path(5) == (6, inclusion_proof(4, leaves))
+        assert [(seq, size) for seq, size, _ in store.iter_record_paths()] == [
+            (1, 4),
+            (2, 4),
+            (3, 4),
+            (4, 4),
+            (5, 6),
+            (6, 6),
+        ]
+
+
+def test_add_checkpoint_refuses_inconsistent_batches(log_path: Path, good_log: list[LogRecord]) -> None:
+    leaves = [record.leaf_hash for record in good_log]
+    with MessageLogStore.open(log_path) as store:
+        with pytest.raises(LogWriteError, match="paths must be given for exactly records 1 to 4"):
+            store.add_checkpoint(_checkpoint(4, leaves), _paths(leaves, 0, 4)[:-1])
+        with pytest.raises(LogWriteError, match="only 6 records"):
+            store.add_checkpoint(_checkpoint(7, leaves + leaves[:1]), [])
+        store.add_checkpoint(_checkpoint(4, leaves), _paths(leaves, 0, 4))
+        with pytest.raises(LogWriteError, match="already has checkpoint 4"):
+            store.add_checkpoint(_checkpoint(3, leaves), _paths(leaves, 0, 3))
+        with pytest.raises(ValueError, match="whole number"):
+            store.add_checkpoint(_checkpoint(6, leaves), [(5, b"short"), (6, b"")])
+        assert store.checkpoint_count() == 1
+    with MessageLogStore.open_readonly(log_path) as store:
+        with pytest.raises(LogWriteError, match="read-only"):
+            store.add_checkpoint(_checkpoint(6, leaves), _paths(leaves, 4, 6))
+
+
+def test_a_failing_checkpoint_writes_nothing(log_path: Path, good_log: list[LogRecord]) -> None:
+    leaves = [record.leaf_hash for record in good_log]
+    tamper(
+        log_path,
+        "CREATE TRIGGER fail_path BEFORE INSERT ON record_paths WHEN NEW.seq = 5 "
+        "BEGIN SELECT RAISE(ABORT, 'simulated I/O error'); END",
+    )
+    with MessageLogStore.open(log_path) as store:
+        with pytest.raises(LogWriteError, match="simulated I/O error"):
+            store.add_checkpoint(_checkpoint(6, leaves), _paths(leaves, 0, 6))
+        assert store.last_checkpoint() is None
+        assert store.record_path(1) is None
+        assert list(store.iter_record_paths()) == []
+
+
+def test_damaged_checkpoint_rows_are_named(log_path: Path, good_log: list[LogRecord]) -> None:
+    leaves = [record.leaf_hash for record in good_log]
+    with MessageLogStore.open(log_path) as store:
+        store.add_checkpoint(_checkpoint(6, leaves), _paths(leaves, 0, 6))
+    tamper(log_path, "UPDATE checkpoints SET size = 5")
+    with MessageLogStore.open_readonly(log_path) as store:
+        with pytest.raises(CorruptCheckpoint, match="checkpoint 5: its body names size 6"):
+            store.checkpoints()
+    tamper(log_path, "UPDATE checkpoints SET size = 6, body = x'7b7d'")
+    with MessageLogStore.open_readonly(log_path) as store:
+        with pytest.raises(CorruptCheckpoint, match="not a well-formed checkpoint"):
+            store.last_checkpoint()
+    tamper(log_path, "UPDATE record_paths SET path = x'0102' WHERE seq = 2")
+    with MessageLogStore.open_readonly(log_path) as store:
+        with pytest.raises(CorruptCheckpoint, match="stored path of record 2 is damaged"):
+            store.record_path(2)
