@@ -18,8 +18,9 @@ against ``producedAt``.
 
 Clock skew: servers' clocks may differ by up to ``OcspPolicy.skew_s`` (default 300 s).
 A response produced or valid from up to that far in the future is accepted, and one
-that is up to that much older than the freshness limit or past its ``nextUpdate`` is
-still accepted; beyond that it is refused with a message giving both times.
+up to that much past its ``nextUpdate``; beyond that it is refused with a message
+giving both times.  The freshness limit itself is not stretched by the skew: it is
+the promise that a revoked certificate stops being accepted within that limit.
 """
 
 from __future__ import annotations
@@ -436,8 +437,8 @@ def check_ocsp_response(
     if status != ocsp.OCSPCertStatus.GOOD:
         raise CertificateInvalid(f"{name} is unknown to the OCSP responder")
 
-    # (6) the response is fresh: produced within the freshness limit and not in the future,
-    #     its validity period has begun and not ended (each within the tolerated skew)
+    # (6) the response is fresh: produced within the freshness limit (a hard limit) and not
+    #     in the future, its validity period has begun and not ended (within the skew)
     produced_at, this_update, next_update = (
         response.produced_at_utc,
         single.this_update_utc,
@@ -448,7 +449,7 @@ def check_ocsp_response(
             f"the OCSP response for {name} was produced at {produced_at.isoformat()}, in the future "
             f"(now {now.isoformat()}, tolerated clock skew {policy.skew_s:g} s)"
         )
-    if now - produced_at > timedelta(seconds=policy.freshness_s) + skew:
+    if now - produced_at > timedelta(seconds=policy.freshness_s):
         raise CertificateInvalid(
             f"the OCSP response for {name} is too old: produced at {produced_at.isoformat()}, "
             f"more than the freshness limit of {policy.freshness_s:g} s before {now.isoformat()}"

@@ -90,6 +90,9 @@ def verify_command(path: Path, ca_file: Path | None, as_json: bool, tsa_file: Pa
         )
     else:
         problem = report.first_error
-        print(f"{path}: NOT intact. First bad record: {problem.seq} (message {problem.message_id}).")
-        print(f"  {problem.reason}")
+        if problem.seq is None:
+            print(f"{path}: NOT intact. {problem.reason}")
+        else:
+            print(f"{path}: NOT intact. First bad record: {problem.seq} (message {problem.message_id}).")
+            print(f"  {problem.reason}")
     return 0 if report.first_error is None else 1

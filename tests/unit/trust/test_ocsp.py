@@ -194,14 +194,20 @@ def test_clock_skew_within_the_bound_is_tolerated(pki: Pki) -> None:
     # The responder's clock runs 4 minutes ahead of ours: tolerated (skew 300 s).
     ahead = respond(pki, pki.chain_sign_cert, at=NOW + dt.timedelta(minutes=4))
     assert check(pki, ahead, pki.chain_sign_cert).produced_at == NOW + dt.timedelta(minutes=4)
-    # ...and 4 minutes behind: a response just past the freshness limit or nextUpdate still passes.
-    behind = respond(pki, pki.chain_sign_cert, at=NOW - dt.timedelta(minutes=64))
+    # ...and 59 minutes behind: within the freshness limit of 3,600 s, accepted.
+    behind = respond(pki, pki.chain_sign_cert, at=NOW - dt.timedelta(minutes=59))
     check(pki, behind, pki.chain_sign_cert)
-    # A smaller configured skew refuses both.
+    # A smaller configured skew refuses the one from the future.
     with pytest.raises(CertificateInvalid, match="in the future"):
         check(pki, ahead, pki.chain_sign_cert, skew_s=60)
+
+
+def test_freshness_limit_is_not_stretched_by_the_skew(pki: Pki) -> None:
+    # One second past the freshness limit is refused, whatever skew is tolerated: the limit
+    # is what bounds how long a revoked certificate can still be accepted.
+    stale = respond(pki, pki.chain_sign_cert, at=NOW - dt.timedelta(seconds=3601))
     with pytest.raises(CertificateInvalid, match="too old"):
-        check(pki, behind, pki.chain_sign_cert, skew_s=60)
+        check(pki, stale, pki.chain_sign_cert)
 
 
 def test_signed_by_another_responder_of_the_same_ca(pki: Pki) -> None:
