@@ -15,13 +15,12 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
+from tests.integration.conftest import GEWERBEAMT, two_server_plan
+from tests.integration.test_exchange import ANZEIGE, assert_xroad_error, received_by_backend
 from trust.castore import CaStore
 from trust.keys import load_certificate
 from xweg.demo import Exchange, call
 from xweg.federation import GEWERBEANZEIGE, Layout, RunningFederation, prepare, rest_path
-
-from tests.integration.conftest import GEWERBEAMT, two_server_plan
-from tests.integration.test_exchange import ANZEIGE, assert_xroad_error, received_by_backend
 
 pytestmark = pytest.mark.integration
 
