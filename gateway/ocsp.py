@@ -28,6 +28,7 @@ from cryptography import x509
 
 from core.clock import Clock
 from gateway.config import OcspSettings
+from gateway.periodic import run_periodically
 from trust.certificates import CertificateTrust, OcspPolicy, fingerprint
 from trust.errors import TrustError
 from trust.globalconf import GlobalConf
@@ -134,27 +135,19 @@ class OwnOcspResponses:
         self.refreshed.set()
         return ok
 
-    async def _run(self) -> None:
-        backoff_s = 1.0
-        while True:
-            try:
-                ok = await self.refresh_all()
-            except Exception:  # one bad round must not end refreshing for good
-                log.exception("ocsp.refresh_crashed")
-                ok = False
-            if ok:
-                backoff_s = 1.0
-                await asyncio.sleep(self._settings.refresh_interval_s)
-            else:
-                # Soon at start-up (configuration or responder not there yet), then every retry_s.
-                await asyncio.sleep(min(backoff_s, self._settings.retry_s))
-                backoff_s = min(backoff_s * 2, self._settings.retry_s)
-
     async def start(self) -> None:
         self._dir.mkdir(parents=True, exist_ok=True)
         self._session = aiohttp.ClientSession()
         self.load_persisted()
-        self._task = asyncio.create_task(self._run(), name="ocsp-refresher")
+        self._task = asyncio.create_task(
+            run_periodically(
+                self.refresh_all,
+                interval_s=self._settings.refresh_interval_s,
+                retry_s=self._settings.retry_s,
+                name="ocsp",
+            ),
+            name="ocsp-refresher",
+        )
 
     async def close(self) -> None:
         try:

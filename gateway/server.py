@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -29,7 +27,7 @@ from core.errors import ErrorCode, Origin, XwegError
 from gateway.access import AccessRights
 from gateway.confclient.trusted import TrustedGlobalConf
 from gateway.confclient.updater import GlobalConfUpdater
-from gateway.config import GatewayConfig
+from gateway.config import ConfigError, GatewayConfig
 from gateway.messagelog.store import MessageLogStore
 from gateway.messagelog.timestamper import TimestampClient, Timestamper, TsaEndpoint
 from gateway.messagelog.writer import MessageLogWriter
@@ -43,6 +41,7 @@ from gateway.transport.tls import server_context
 from trust.anchor import load_anchor
 from trust.globalconf import GlobalConf
 from trust.keys import load_certificates
+from trust.service.runner import run_until_signalled
 
 __all__ = ["serve", "main", "build_gateway"]
 
@@ -315,15 +314,10 @@ async def serve(config: GatewayConfig, clock: Clock | None = None, stop: asyncio
 
 
 def main(config_path: str) -> int:
-    config = GatewayConfig.load(Path(config_path))
-
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError):
-                loop.add_signal_handler(sig, stop.set)
-        await serve(config, stop=stop)
-
-    asyncio.run(run())
-    return 0
+    """Blocking entry point: run until SIGTERM or SIGINT; 0 on a clean stop, 1 if start-up failed."""
+    try:
+        config = GatewayConfig.load(Path(config_path))
+    except ConfigError as exc:
+        log.error("gateway.config_invalid", path=config_path, error=str(exc))
+        return 1
+    return run_until_signalled(lambda stop: serve(config, stop=stop), name="gateway")

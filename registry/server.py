@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import tomllib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from core.clock import Clock, SystemClock
 from registry.federation import FederationDefinition, FederationError
 from registry.publisher import Publication, Publisher, SerialStore
 from trust.keys import load_private_key, write_atomic
+from trust.service.runner import run_until_signalled, serve_app
 
 __all__ = [
     "RegistrySettings",
@@ -304,16 +304,9 @@ async def serve(
     settings: RegistrySettings, *, clock: Clock | None = None, stop: asyncio.Event | None = None
 ) -> None:
     """Run the registry until cancelled or until ``stop`` is set."""
-    runner = web.AppRunner(make_app(settings, clock or SystemClock()), access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
-        log.info("registry.listening", addresses=[str(a) for a in runner.addresses])
-        await (stop or asyncio.Event()).wait()
-    finally:
-        await runner.cleanup()
-        log.info("registry.stopped")
+    await serve_app(
+        make_app(settings, clock or SystemClock()), settings.host, settings.port, name="registry", stop=stop
+    )
 
 
 def main(config_path: str) -> int:
@@ -327,17 +320,8 @@ def main(config_path: str) -> int:
         log.error("registry.config_invalid", path=config_path, error=str(exc))
         return 1
 
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop=stop)
-
-    try:
-        asyncio.run(run())
-    except (OSError, ValueError, RuntimeError) as exc:
-        # Start-up failures: unreadable key, invalid federation, broken serial state, address in use.
-        log.error("registry.start_failed", error=str(exc))
-        return 1
-    return 0
+    return run_until_signalled(
+        lambda stop: serve(settings, stop=stop),
+        name="registry",
+        startup_errors=(OSError, ValueError, RuntimeError),
+    )

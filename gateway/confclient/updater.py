@@ -23,6 +23,7 @@ from core.clock import Clock
 from gateway.confclient.fetcher import FetchError, fetch_document
 from gateway.confclient.trusted import TrustedGlobalConf
 from gateway.config import GlobalConfClientSettings
+from gateway.periodic import run_periodically
 from trust.errors import GlobalConfError, GlobalConfExpired
 from trust.globalconf import GlobalConf
 
@@ -121,27 +122,14 @@ class GlobalConfUpdater:
             return True
         return False
 
-    async def _run(self) -> None:
-        retry_s = 1.0
-        while True:
-            try:
-                fetched = await self.refresh_once()
-            except Exception:  # one bad round must not end polling for good
-                log.exception("globalconf.refresh_crashed")
-                fetched = False
-            if fetched:
-                retry_s = 1.0
-                await asyncio.sleep(self._settings.poll_interval_s)
-            else:
-                # A registry that is not up yet (or briefly away) is retried soon, backing off
-                # to the normal interval, rather than an interval later.
-                await asyncio.sleep(min(retry_s, self._settings.poll_interval_s))
-                retry_s = min(retry_s * 2, self._settings.poll_interval_s)
-
     async def start(self) -> None:
         self._session = aiohttp.ClientSession()
         self.load_persisted()
-        self._task = asyncio.create_task(self._run(), name="globalconf-updater")
+        interval = self._settings.poll_interval_s
+        self._task = asyncio.create_task(
+            run_periodically(self.refresh_once, interval_s=interval, retry_s=interval, name="globalconf"),
+            name="globalconf-updater",
+        )
 
     async def close(self) -> None:
         try:

@@ -20,7 +20,6 @@ import asyncio
 import base64
 import binascii
 import os
-import signal
 import tomllib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -38,6 +37,7 @@ from trust.castore import CaStore, read_passphrase
 from trust.errors import TrustError
 from trust.ocsp import MAX_OCSP_REQUEST_BYTES, CertStatus, build_ocsp_response
 from trust.ocspclient import OCSP_REQUEST_CONTENT_TYPE, OCSP_RESPONSE_CONTENT_TYPE
+from trust.service.runner import run_until_signalled, serve_app
 
 __all__ = ["OcspResponderSettings", "make_ocsp_app", "serve", "main"]
 
@@ -226,19 +226,15 @@ async def serve(
     settings: OcspResponderSettings, *, clock: Clock | None = None, stop: asyncio.Event | None = None
 ) -> None:
     """Run the responder until cancelled or until ``stop`` is set."""
-    app = make_ocsp_app(
-        settings.ca_dir, settings.passphrase, clock or SystemClock(), validity_s=settings.validity_s
+    await serve_app(
+        make_ocsp_app(
+            settings.ca_dir, settings.passphrase, clock or SystemClock(), validity_s=settings.validity_s
+        ),
+        settings.host,
+        settings.port,
+        name="ocsp_responder",
+        stop=stop,
     )
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
-        log.info("ocsp_responder.listening", addresses=[str(a) for a in runner.addresses])
-        await (stop or asyncio.Event()).wait()
-    finally:
-        await runner.cleanup()
-        log.info("ocsp_responder.stopped")
 
 
 def main(config_path: str | Path) -> int:
@@ -249,17 +245,8 @@ def main(config_path: str | Path) -> int:
         log.error("ocsp_responder.config_invalid", path=str(config_path), error=str(exc))
         return 1
 
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop=stop)
-
-    try:
-        asyncio.run(run())
-    except (OSError, ValueError, RuntimeError, TrustError) as exc:
-        # Start-up failures: missing or locked CA store, wrong passphrase, address in use.
-        log.error("ocsp_responder.start_failed", error=str(exc))
-        return 1
-    return 0
+    return run_until_signalled(
+        lambda stop: serve(settings, stop=stop),
+        name="ocsp_responder",
+        startup_errors=(OSError, ValueError, RuntimeError, TrustError),
+    )

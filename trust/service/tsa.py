@@ -29,7 +29,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import tomllib
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from core.clock import Clock, SystemClock
 from trust.keys import load_certificates, load_private_key, write_atomic
 from trust.profiles import describe
+from trust.service.runner import run_until_signalled, serve_app
 from trust.timestamps import (
     MAX_REQUEST_BYTES,
     TSA_POLICY_OID,
@@ -346,16 +346,9 @@ async def serve(
     settings: TsaSettings, *, clock: Clock | None = None, stop: asyncio.Event | None = None
 ) -> None:
     """Run the TSA until cancelled or until ``stop`` is set."""
-    runner = web.AppRunner(make_tsa_app(settings, clock or SystemClock()), access_log=None)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, settings.host, settings.port)
-        await site.start()
-        log.info("tsa.listening", addresses=[str(a) for a in runner.addresses])
-        await (stop or asyncio.Event()).wait()
-    finally:
-        await runner.cleanup()
-        log.info("tsa.stopped")
+    await serve_app(
+        make_tsa_app(settings, clock or SystemClock()), settings.host, settings.port, name="tsa", stop=stop
+    )
 
 
 def main(config_path: str) -> int:
@@ -369,17 +362,8 @@ def main(config_path: str) -> int:
         log.error("tsa.config_invalid", path=config_path, error=str(exc))
         return 1
 
-    async def run() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await serve(settings, stop=stop)
-
-    try:
-        asyncio.run(run())
-    except (OSError, ValueError, RuntimeError) as exc:
-        # Start-up failures: unreadable key or certificate, broken serial state, address in use.
-        log.error("tsa.start_failed", error=str(exc))
-        return 1
-    return 0
+    return run_until_signalled(
+        lambda stop: serve(settings, stop=stop),
+        name="tsa",
+        startup_errors=(OSError, ValueError, RuntimeError),
+    )
