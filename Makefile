@@ -23,6 +23,9 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
+bench: $(STAMP)
+	$(BIN)/python -m bench verify
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy core trust

@@ -33,6 +33,14 @@ acceptable_s = 14400
 [ocsp]                        # optional
 refresh_interval_s = 1200
 
+[messagelog]                  # optional
+inline_body_limit_bytes = 262144                  # larger bodies: blob store beside the log
+omit_bodies_for = ["NRW/MUN/05774032/sozialamt"]  # data minimisation: digests only
+
+[archive]                     # optional; X-Road's defaults
+interval_s = 21600
+retention_s = 2592000
+
 [[clients]]                   # subsystems of this organisation's information systems
 id = "NRW/MUN/05774032/gewerbeamt"
 
@@ -78,6 +86,8 @@ __all__ = [
     "GlobalConfClientSettings",
     "TimestampingSettings",
     "OcspSettings",
+    "MessageLogSettings",
+    "ArchiveSettings",
     "GatewayConfig",
     "AccessSubject",
 ]
@@ -183,6 +193,38 @@ class OcspSettings:
 
 
 @dataclass(frozen=True)
+class MessageLogSettings:
+    """What the message log keeps of bodies."""
+
+    inline_body_limit_bytes: int = 256 * 1024  # larger bodies go to the blob store beside the log
+    # Client subsystems whose bodies are not kept (data minimisation); their digests still are.
+    omit_bodies_for: tuple[ClientId, ...] = ()
+
+    def __post_init__(self) -> None:
+        if isinstance(self.inline_body_limit_bytes, bool) or not isinstance(
+            self.inline_body_limit_bytes, int
+        ):
+            raise ConfigError("inline_body_limit_bytes must be an integer")
+        if self.inline_body_limit_bytes < 0:
+            raise ConfigError("inline_body_limit_bytes must not be negative")
+
+
+@dataclass(frozen=True)
+class ArchiveSettings:
+    """Archiving timestamped records, and removing old ones from the live log."""
+
+    dir: str = "archive"  # relative to data_dir
+    interval_s: float = 6 * 3600.0  # X-Road's default
+    retention_s: float = 30 * 24 * 3600.0  # records older than this leave the live log, once archived
+
+    def __post_init__(self) -> None:
+        for name in ("interval_s", "retention_s"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigError(f"{name} must be a positive number, not {value!r}")
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     server_id: SecurityServerId
     anchor_path: Path
@@ -200,6 +242,12 @@ class GatewayConfig:
     globalconf: GlobalConfClientSettings = field(default_factory=GlobalConfClientSettings)
     timestamping: TimestampingSettings = field(default_factory=TimestampingSettings)
     ocsp: OcspSettings = field(default_factory=OcspSettings)
+    messagelog: MessageLogSettings = field(default_factory=MessageLogSettings)
+    archive: ArchiveSettings = field(default_factory=ArchiveSettings)
+
+    @property
+    def archive_dir(self) -> Path:
+        return self.data_dir / self.archive.dir
 
     @property
     def message_log_path(self) -> Path:
@@ -300,4 +348,12 @@ def _build(raw: dict[str, Any], base: Path, environ: Mapping[str, str]) -> Gatew
         globalconf=GlobalConfClientSettings(**gc),
         timestamping=TimestampingSettings(**raw.get("timestamping", {})),
         ocsp=OcspSettings(**raw.get("ocsp", {})),
+        messagelog=_messagelog_settings(raw.get("messagelog", {})),
+        archive=ArchiveSettings(**raw.get("archive", {})),
     )
+
+
+def _messagelog_settings(raw: dict[str, Any]) -> MessageLogSettings:
+    omit = tuple(parse_client_slash(c) for c in raw.get("omit_bodies_for", []))
+    rest = {k: v for k, v in raw.items() if k != "omit_bodies_for"}
+    return MessageLogSettings(omit_bodies_for=omit, **rest)

@@ -18,8 +18,10 @@ from core.clock import Clock
 from core.errors import ErrorCode, Origin, XwegError
 from core.identifiers import MemberId
 from gateway.access import AccessRights
+from gateway.auditapi import AuditQueryLog
 from gateway.confclient.updater import GlobalConfUpdater
 from gateway.config import GatewayConfig
+from gateway.messagelog.archive import Archiver
 from gateway.messagelog.timestamper import Timestamper, TimestampingOverdue
 from gateway.messagelog.writer import MessageLogWriter
 from gateway.ocsp import OwnOcspResponses
@@ -79,6 +81,9 @@ class Gateway:
     auth_certificate: x509.Certificate
     own_ocsp: OwnOcspResponses
     timestamper: Timestamper
+    auditor_token_key: ec.EllipticCurvePrivateKey
+    auditor_queries: AuditQueryLog
+    archiver: Archiver
 
     def check_timestamping(self, now: dt.datetime, origin: Origin) -> None:
         """Refuse new traffic once records have waited for a timestamp past the acceptable period."""

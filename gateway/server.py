@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -25,9 +26,13 @@ from adapters.rest.outbound import render_rest_error
 from core.clock import Clock, SystemClock
 from core.errors import ErrorCode, Origin, XwegError
 from gateway.access import AccessRights
+from gateway.auditapi import AuditQueryLog, make_auditor_app
 from gateway.confclient.trusted import TrustedGlobalConf
 from gateway.confclient.updater import GlobalConfUpdater
 from gateway.config import ConfigError, GatewayConfig
+from gateway.messagelog.archive import Archiver
+from gateway.messagelog.evidence import build_evidence
+from gateway.messagelog.record import BodyPolicy
 from gateway.messagelog.store import MessageLogStore
 from gateway.messagelog.timestamper import TimestampClient, Timestamper, TsaEndpoint
 from gateway.messagelog.writer import MessageLogWriter
@@ -35,6 +40,7 @@ from gateway.ocsp import OwnOcspResponses
 from gateway.pipeline.consumer import PassThroughError, handle_rest_request
 from gateway.pipeline.provider import handle_exchange
 from gateway.runtime import BackendPool, Gateway, load_signers
+from gateway.tokens import auditor_token_key_path, load_or_create_token_key
 from gateway.transport.client import EXCHANGE_PATH, OCSP_PATH, PeerClient
 from gateway.transport.frame import CONTENT_TYPE, MAX_METADATA_BYTES
 from gateway.transport.tls import server_context
@@ -42,6 +48,7 @@ from trust.anchor import load_anchor
 from trust.globalconf import GlobalConf
 from trust.keys import load_certificates
 from trust.service.runner import run_until_signalled
+from trust.signatures import sign_digest
 
 __all__ = ["serve", "main", "build_gateway"]
 
@@ -125,6 +132,7 @@ async def _healthz(request: web.Request) -> web.StreamResponse:
         "untimestamped_records": stamping.pending,
         "last_timestamp_at": stamping.last_success_at.isoformat() if stamping.last_success_at else None,
         "last_timestamp_error": stamping.last_error,
+        "last_archive_error": gateway.archiver.last_error,
     }
     return web.json_response(body, status=200 if conf is not None else 503)
 
@@ -158,7 +166,29 @@ def build_client_app(gateway: Gateway) -> web.Application:
     app[GATEWAY_KEY] = gateway
     app.router.add_get("/healthz", _healthz)
     app.router.add_route("*", "/r1/{tail:.*}", _rest)
+    app.add_subapp("/audit/v1/", _auditor_app(gateway))
     return app
+
+
+def _auditor_app(gateway: Gateway) -> web.Application:
+    """The read-only auditor API: JWT bearer tokens with role auditor, every query logged."""
+    config = gateway.config
+
+    async def evidence(message_id: str) -> bytes:
+        def build() -> bytes:
+            with MessageLogStore.open_readonly(config.message_log_path) as store:
+                return build_evidence(store, message_id, now=gateway.clock.now())
+
+        return await asyncio.to_thread(build)
+
+    return make_auditor_app(
+        log_path=config.message_log_path,
+        token_public_key=gateway.auditor_token_key.public_key(),
+        issuer=config.server_id.slash(),
+        clock=gateway.clock,
+        audit_log=gateway.auditor_queries,
+        evidence=evidence,
+    )
 
 
 def build_peer_app(gateway: Gateway) -> web.Application:
@@ -175,12 +205,19 @@ def build_peer_app(gateway: Gateway) -> web.Application:
 _background: set[asyncio.Task[None]] = set()
 
 
-def _record_meta(path: Path, values: dict[str, str]) -> None:
+def _finished_in_background(task: asyncio.Task[None]) -> None:
+    _background.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        log.error("messagelog.trust_record_failed", error=str(task.exception()))
+
+
+def _record_trust(path: Path, values: dict[str, str], conf: GlobalConf, document: bytes) -> None:
     # A connection of its own: the writer's belongs to the writer's thread.
     store = MessageLogStore.open(path)
     try:
         for key, value in values.items():
             store.set_meta(key, value)
+        store.record_globalconf(conf.serial, document, conf.generated_at, conf.expires_at)
     finally:
         store.close()
 
@@ -188,7 +225,15 @@ def _record_meta(path: Path, values: dict[str, str]) -> None:
 async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     anchor = load_anchor(config.anchor_path)
-    store = MessageLogStore.open(config.message_log_path)
+    policy = config.messagelog
+    store = MessageLogStore.open(
+        config.message_log_path,
+        # Only the writer's connection appends, so this is the one place the body policy goes.
+        body_policy=BodyPolicy(
+            inline_limit_bytes=policy.inline_body_limit_bytes,
+            omit_for=frozenset(client.slash() for client in policy.omit_bodies_for),
+        ),
+    )
     store.set_meta("server_id", config.server_id.slash())
     writer = MessageLogWriter(store)
     await writer.start()
@@ -199,11 +244,15 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
         intermediates = "".join(c.public_bytes(Encoding.PEM).decode() for c in conf.intermediate_certificates)
         tsas = "".join(c.public_bytes(Encoding.PEM).decode() for c in conf.tsa_certificates)
         meta = {"approved_cas": cas, "intermediate_cas": intermediates, "approved_tsas": tsas}
+        # The signed document itself too: evidence containers carry it, so that an auditor
+        # needs nothing but the configuration anchor.
+        document = updater.trusted.document
+        assert document is not None  # called right after a document was adopted
         task = asyncio.get_running_loop().create_task(
-            asyncio.to_thread(_record_meta, config.message_log_path, meta)
+            asyncio.to_thread(_record_trust, config.message_log_path, meta, conf, document)
         )
         _background.add(task)
-        task.add_done_callback(_background.discard)
+        task.add_done_callback(_finished_in_background)
 
     updater = GlobalConfUpdater(
         TrustedGlobalConf(anchor), config.globalconf_path, config.globalconf, clock, on_update=remember_trust
@@ -234,12 +283,24 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
         conf = updater.current()
         return (conf.ca_certificates, conf.intermediate_certificates) if conf else ((), ())
 
+    owner = signers.get(config.server_id.owner)
+    if owner is None:
+        raise ConfigError(
+            f"no sign key for {config.server_id.owner.slash()}, the owner of this security server: "
+            "it signs the message log's checkpoints"
+        )
+
+    def sign_checkpoint(body: bytes) -> tuple[str, bytes | None]:
+        jws = sign_digest(hashlib.sha512(body).digest(), owner.key, owner.certificate)
+        return jws, own_ocsp.response_for(owner.certificate)
+
     stamping = config.timestamping
     timestamper = Timestamper(
         config.message_log_path,
         config.server_id.slash(),
         tsas=approved_tsas,
         trust=trust_roots,
+        sign=sign_checkpoint,
         clock=clock,
         client=TimestampClient(),
         interval_s=stamping.interval_s,
@@ -260,6 +321,17 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
         auth_certificate=auth_certificate,
         own_ocsp=own_ocsp,
         timestamper=timestamper,
+        auditor_token_key=load_or_create_token_key(
+            auditor_token_key_path(config.data_dir), config.key_passphrase
+        ),
+        auditor_queries=AuditQueryLog.open(config.data_dir / "auditor-queries.db"),
+        archiver=Archiver(
+            config.message_log_path,
+            config.archive_dir,
+            clock=clock,
+            interval_s=config.archive.interval_s,
+            retention_s=config.archive.retention_s,
+        ),
     )
 
 
@@ -270,6 +342,7 @@ async def serve(config: GatewayConfig, clock: Clock | None = None, stop: asyncio
     await gateway.globalconf.start()
     await gateway.own_ocsp.start()
     await gateway.timestamper.start()
+    await gateway.archiver.start()
     runners: list[web.AppRunner] = []
     try:
         client_runner = web.AppRunner(build_client_app(gateway), access_log=None)
@@ -305,12 +378,14 @@ async def serve(config: GatewayConfig, clock: Clock | None = None, stop: asyncio
     finally:
         for runner in reversed(runners):
             await runner.cleanup()
+        await gateway.archiver.close()
         await gateway.timestamper.close()
         await gateway.own_ocsp.close()
         await gateway.globalconf.close()
         await gateway.peers.close()
         await gateway.backends.close()
         await gateway.log.close()
+        gateway.auditor_queries.close()
 
 
 def main(config_path: str) -> int:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 __all__ = ["main"]
@@ -31,17 +30,7 @@ def _parser() -> argparse.ArgumentParser:
     rserve = registry_sub.add_parser("serve", help="publish signed global configuration")
     rserve.add_argument("--config", type=Path, required=True)
 
-    audit = sub.add_parser("audit", help="verify message logs")
-    audit_sub = audit.add_subparsers(dest="action", required=True)
-    verify = audit_sub.add_parser("verify", help="verify a security server's message log")
-    verify.add_argument("path", type=Path)
-    verify.add_argument("--json", action="store_true", help="print a JSON summary")
-    verify.add_argument(
-        "--ca", type=Path, help="root CA certificate(s) to trust (PEM); default: those recorded in the log"
-    )
-    verify.add_argument(
-        "--tsa", type=Path, help="TSA certificate(s) to accept (PEM); default: those recorded in the log"
-    )
+    _add_audit_commands(sub)
 
     from xweg.trustcmd import add_trust_commands
 
@@ -51,10 +40,108 @@ def _parser() -> argparse.ArgumentParser:
     tsa_serve = tsa_sub.add_parser("serve", help="issue timestamp tokens over HTTP")
     tsa_serve.add_argument("--config", type=Path, required=True)
 
+    from xweg.tokencmd import add_token_commands
+
+    add_token_commands(sub)
+
     backend = sub.add_parser("demo-backend", help="a demo information-system backend (used by xweg demo)")
     backend.add_argument("kind")
     backend.add_argument("--port", type=int, required=True)
     return parser
+
+
+def _add_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    audit = sub.add_parser("audit", help="verify message logs and evidence of exchanges")
+    audit_sub = audit.add_subparsers(dest="action", required=True)
+    ca_help = "root CA certificate(s) to trust (PEM); default: those recorded in the log"
+    tsa_help = "TSA certificate(s) to accept (PEM); default: those recorded in the log"
+
+    verify = audit_sub.add_parser(
+        "verify", help="verify a message log, or an evidence container (ZIP) offline with --anchor"
+    )
+    verify.add_argument("path", type=Path, help="a message log, or an evidence container")
+    verify.add_argument("--json", action="store_true", help="print a JSON summary")
+    verify.add_argument("--anchor", type=Path, help="configuration anchor (for an evidence container)")
+    verify.add_argument("--ca", type=Path, help=ca_help)
+    verify.add_argument("--tsa", type=Path, help=tsa_help)
+    verify.add_argument(
+        "--checkpoint",
+        type=Path,
+        action="append",
+        default=[],
+        help="a checkpoint file kept earlier: the log must be consistent with it (repeatable)",
+    )
+
+    listing = audit_sub.add_parser("list", help="list a message log's records, one line each")
+    listing.add_argument("path", type=Path)
+    listing.add_argument("--json", action="store_true", help="print a JSON list")
+
+    export = audit_sub.add_parser("export", help="write the evidence container of one exchange")
+    export.add_argument("--message-id", required=True)
+    source = export.add_mutually_exclusive_group(required=True)
+    source.add_argument("--log", type=Path, help="the message log file")
+    source.add_argument("--server", help="a security server's base URL (auditor API)")
+    export.add_argument("--token-file", type=Path, help="auditor bearer token (with --server)")
+    export.add_argument("--out", type=Path, required=True, help="the ZIP file to write")
+
+    checkpoint = audit_sub.add_parser("checkpoint", help="write a checkpoint file to keep")
+    checkpoint.add_argument("path", type=Path, help="the message log file")
+    checkpoint.add_argument(
+        "--size", type=int, help="the checkpoint of this many records (default: the latest)"
+    )
+    checkpoint.add_argument("--out", type=Path, required=True)
+
+    consistency = audit_sub.add_parser(
+        "consistency", help="prove that a log only grew from one checkpoint file to another"
+    )
+    consistency.add_argument("old", type=Path, help="the older checkpoint file")
+    consistency.add_argument("new", type=Path, help="the newer checkpoint file")
+    proof = consistency.add_mutually_exclusive_group(required=True)
+    proof.add_argument("--log", type=Path, help="the message log, to compute the proof from")
+    proof.add_argument("--proof", type=Path, help="a consistency proof (JSON list of hex hashes)")
+    consistency.add_argument("--ca", type=Path, help=ca_help)
+    consistency.add_argument("--tsa", type=Path, help=tsa_help)
+    consistency.add_argument("--json", action="store_true")
+
+
+def _run_audit(args: argparse.Namespace) -> int:
+    from xweg import audit
+
+    if args.action == "verify":
+        return audit.verify_path_command(
+            args.path,
+            anchor_file=args.anchor,
+            ca_file=args.ca,
+            tsa_file=args.tsa,
+            as_json=args.json,
+            kept_files=args.checkpoint,
+        )
+    if args.action == "list":
+        return audit.list_command(args.path, args.json)
+    if args.action == "export":
+        from core.clock import SystemClock
+
+        return audit.export_command(
+            args.message_id,
+            args.out,
+            now=SystemClock().now(),
+            log=args.log,
+            server=args.server,
+            token_file=args.token_file,
+        )
+    if args.action == "checkpoint":
+        return audit.checkpoint_command(args.path, args.out, args.size)
+    if args.action == "consistency":
+        return audit.consistency_command(
+            args.old,
+            args.new,
+            log=args.log,
+            proof_file=args.proof,
+            ca_file=args.ca,
+            tsa_file=args.tsa,
+            as_json=args.json,
+        )
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +163,10 @@ def main(argv: list[str] | None = None) -> int:
         from registry.server import main as registry_main
 
         return int(registry_main(str(args.config)))
+    if args.command == "token":
+        from xweg.tokencmd import run_token_command
+
+        return run_token_command(args)
     if args.command == "trust":
         if args.trust_group == "tsa":
             from trust.service.tsa import main as tsa_main
@@ -85,12 +176,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_trust_command(args)
     if args.command == "audit":
-        from xweg.audit import verify_command
-
-        if not args.path.exists():
-            print(f"xweg audit verify: {args.path}: no such file", file=sys.stderr)
-            return 2
-        return verify_command(args.path, args.ca, args.json, args.tsa)
+        return _run_audit(args)
     if args.command == "demo-backend":
         from xweg.backends import main as backend_main
 

@@ -9,8 +9,10 @@ a service it was never granted.  Every message log is verified at the end.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import signal
+import textwrap
 import time
 import urllib.error
 import urllib.request
@@ -187,8 +189,10 @@ def _exchanges(layout: Layout) -> list[tuple[str, ClientId, ServicePlan, str, An
     ]
 
 
-def _run_exchanges(layout: Layout) -> bool:
+def _run_exchanges(layout: Layout) -> tuple[bool, str | None]:
+    """Send the demo's exchanges; True when each ended as expected, and the first message id."""
     ok = True
+    first: str | None = None
     for number, (label, client, service, tail, body, expected_error) in enumerate(_exchanges(layout), 1):
         consumer = layout.server_for_client(client)
         provider = next(s for s in layout.plan.servers if service in s.services)
@@ -204,12 +208,37 @@ def _run_exchanges(layout: Layout) -> bool:
             ok = ok and error == expected_error
         else:
             receipt = result.json()
+            first = first or result.headers.get("X-Road-Id")
             print(
                 f"    HTTP {result.status}, message {result.headers.get('X-Road-Id')}, "
                 f"receipt {receipt.get('eingangsnummer')}"
             )
             ok = ok and expected_error is None and 200 <= result.status < 300
-    return ok
+    return ok, first
+
+
+def _export_evidence(layout: Layout, message_id: str) -> bool:
+    """What an auditor does: take one exchange's evidence and verify it with only the anchor."""
+    from gateway.messagelog.evidence import build_evidence
+    from gateway.messagelog.store import MessageLogStore
+    from trust.anchor import load_anchor
+    from trust.evidence import EvidenceInvalid, verify_evidence
+
+    provider = layout.server_for_client(GEWERBEANZEIGE.provider)
+    with MessageLogStore.open_readonly(layout.message_log(provider.slug)) as store:
+        container = build_evidence(store, message_id, now=dt.datetime.now(dt.UTC))
+    target = layout.root / "evidence" / f"{message_id}.zip"
+    target.parent.mkdir(exist_ok=True)
+    target.write_bytes(container)
+    print(f"\nEvidence of message {message_id} from {provider.name}'s log: {target}")
+    try:
+        report = verify_evidence(target.read_bytes(), load_anchor(layout.anchor))
+    except EvidenceInvalid as exc:
+        print(f"  NOT VERIFIED: {exc}")
+        return False
+    print("  verified offline with nothing but the configuration anchor:")
+    print(textwrap.fill(report.describe(), width=100, initial_indent="  ", subsequent_indent="  "))
+    return True
 
 
 def _wait_for_timestamps(layout: Layout, timeout_s: float = 60.0) -> bool:
@@ -271,12 +300,14 @@ def run_demo(data: Path, *, once: bool) -> int:
             json.dumps(federation.describe(), indent=2, ensure_ascii=False)
         )
         print(f"All ready. Registry {layout.registry_url}; described in {layout.root / 'federation.json'}\n")
-        exchanged = _run_exchanges(layout)
+        exchanged, first_message = _run_exchanges(layout)
         interval = layout.plan.timestamp_interval_s
         tsa = layout.tsa_url
         print(f"\nWaiting for the next timestamp batch (every {interval:.0f} s here; TSA {tsa}) ...")
         stamped = _wait_for_timestamps(layout)
         verified = _verify_logs(layout) and stamped
+        if first_message is not None and stamped:
+            verified = _export_evidence(layout, first_message) and verified
         if once:
             print("\nDemo " + ("succeeded." if exchanged and verified else "FAILED."))
             return 0 if exchanged and verified else 1
@@ -285,6 +316,8 @@ def run_demo(data: Path, *, once: bool) -> int:
         print("the Bezirksregierung's receiver for what it has received so far:\n")
         print(f"  curl -i -H 'X-Road-Client: NRW/MUN/05774032/gewerbeamt' {example}\n")
         print("Audit a log:  xweg audit verify " + str(layout.message_log("paderborn")))
+        evidence = layout.root / "evidence"
+        print(f"Verify evidence offline:  xweg audit verify {evidence}/<id>.zip --anchor {layout.anchor}")
         print("Press Ctrl-C to stop.")
         try:
             while all(p.alive() for p in federation.processes.values()):

@@ -7,13 +7,24 @@ a :class:`LogRecord` is a stored one, with its place (``seq``) and its chain has
 
     {"client": "...", "direction": "request", "format": "xweg-messagelog-record/2",
      "header_sha512": "<hex>", "logged_at": "2025-01-02T03:04:05.000000Z", "message_id": "...",
-     "ocsp_sha256": "<hex>" or null, "seq": 17, "service": "...", "signature": "<compact JWS>",
-     "status": null}
+     "body_storage": "inline", "ocsp_sha256": "<hex>" or null, "seq": 17, "service": "...",
+     "signature": "<compact JWS>", "status": null}
 
 The body is bound through the signed header, which carries the body's SHA-512 and size;
 the verifier checks body against header as its own step, so a changed body is reported
 as exactly that instead of as a broken hash.  The OCSP response that travelled with the
 signature (evidence that the signer's certificate was good) is bound by its SHA-256.
+
+Where the body is kept (``body_storage``) is part of the encoding, so it cannot be
+changed after logging without breaking the chain and the Merkle leaf:
+
+* ``inline``: in the log's records table;
+* ``blob``: in the content-addressed blob store beside the log
+  (:mod:`gateway.messagelog.blobs`), under its SHA-512;
+* ``omitted``: not kept at all (data minimisation); the signed header still carries
+  the body's SHA-512 and size, so a body kept elsewhere can still be proven.
+
+:class:`BodyPolicy` decides, per record, which of the three the store uses.
 
 Two structures are built on these bytes:
 
@@ -31,8 +42,8 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import hashlib
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, get_args
 
 from core.canonical import canonical_json
 from core.clock import require_utc
@@ -40,6 +51,11 @@ from core.identifiers import IdentifierError, ServiceId, parse_client_slash
 from trust.merkle import leaf_hash
 
 __all__ = [
+    "BodyStorage",
+    "BODY_STORAGES",
+    "BodyPolicy",
+    "DEFAULT_INLINE_LIMIT_BYTES",
+    "MAX_INLINE_LIMIT_BYTES",
     "Direction",
     "NewRecord",
     "LogRecord",
@@ -66,6 +82,15 @@ MAX_MESSAGE_ID_LENGTH = 255  # characters
 MAX_HEADER_BYTES = 2 * 1024 * 1024  # 100 headers of 8 KiB each, plus identifiers
 MAX_SIGNATURE_LENGTH = 256 * 1024  # characters; a compact JWS with its certificate chain
 MAX_OCSP_BYTES = 64 * 1024  # a DER OCSP response, with its responder's certificate
+
+#: Where a record's body is kept; see the module docstring.
+BodyStorage = Literal["inline", "blob", "omitted"]
+#: The storages from keeping most of the body in the log to keeping least of it.
+BODY_STORAGES: tuple[BodyStorage, ...] = get_args(BodyStorage)
+#: Bodies larger than this go to the blob store.
+DEFAULT_INLINE_LIMIT_BYTES = 256 * 1024
+#: Upper bound of a configured inline limit: keeps rows and archive lines small.
+MAX_INLINE_LIMIT_BYTES = 4 * 1024 * 1024
 
 
 class Direction(enum.Enum):
@@ -110,6 +135,7 @@ def _check_content(
     signature: object,
     status: object,
     ocsp: object,
+    body_storage: object,
 ) -> None:
     """Shared constructor checks of :class:`NewRecord` and :class:`LogRecord`.
 
@@ -146,6 +172,8 @@ def _check_content(
             raise ValueError("ocsp must be None or non-empty bytes (a DER OCSP response)")
         if len(ocsp) > MAX_OCSP_BYTES:
             raise ValueError(f"ocsp is larger than {MAX_OCSP_BYTES} bytes")
+    if body_storage not in BODY_STORAGES:
+        raise ValueError(f"body_storage must be one of {', '.join(BODY_STORAGES)}, not {body_storage!r}")
 
 
 @dataclass(frozen=True)
@@ -163,6 +191,9 @@ class NewRecord:
     status: int | None = None  # HTTP status, responses only
     #: DER OCSP response for the signer's certificate that travelled with the signature.
     ocsp: bytes | None = field(default=None, repr=False)
+    #: Where the store keeps the body; a :class:`BodyPolicy` may move it further out.
+    #: For ``omitted`` the body given here is dropped when the record is stored.
+    body_storage: BodyStorage = "inline"
 
     def __post_init__(self) -> None:
         _check_content(
@@ -176,6 +207,7 @@ class NewRecord:
             self.signature,
             self.status,
             self.ocsp,
+            self.body_storage,
         )
 
 
@@ -196,6 +228,8 @@ class LogRecord:
     signature: str = field(repr=False)
     status: int | None = None
     ocsp: bytes | None = field(default=None, repr=False)
+    #: For ``omitted``, ``body`` is empty: the log never had it.
+    body_storage: BodyStorage = "inline"
 
     def __post_init__(self) -> None:
         if isinstance(self.seq, bool) or not isinstance(self.seq, int) or self.seq < 1:
@@ -204,6 +238,8 @@ class LogRecord:
             value = getattr(self, name)
             if not isinstance(value, bytes) or len(value) != HASH_SIZE:
                 raise ValueError(f"{name} must be {HASH_SIZE} bytes")
+        if self.body_storage == "omitted" and self.body:
+            raise ValueError("a record whose body was omitted holds no body")
         _check_content(
             self.direction,
             self.message_id,
@@ -215,6 +251,7 @@ class LogRecord:
             self.signature,
             self.status,
             self.ocsp,
+            self.body_storage,
         )
 
     @property
@@ -231,7 +268,13 @@ class LogRecord:
             signature=self.signature,
             status=self.status,
             ocsp=self.ocsp,
+            body_storage=self.body_storage,
         )
+
+    @property
+    def body_kept(self) -> bool:
+        """Whether the log kept this record's body (inline or as a blob)."""
+        return self.body_storage != "omitted"
 
     @property
     def leaf_hash(self) -> bytes:
@@ -251,10 +294,11 @@ class LogRecord:
             service=new.service,
             logged_at=new.logged_at,
             header=new.header,
-            body=new.body,
+            body=b"" if new.body_storage == "omitted" else new.body,
             signature=new.signature,
             status=new.status,
             ocsp=new.ocsp,
+            body_storage=new.body_storage,
         )
 
 
@@ -274,6 +318,7 @@ def encode_record(seq: int, new: NewRecord) -> bytes:
         "header_sha512": hashlib.sha512(new.header).hexdigest(),
         "signature": new.signature,
         "ocsp_sha256": None if new.ocsp is None else hashlib.sha256(new.ocsp).hexdigest(),
+        "body_storage": new.body_storage,
     }
     return canonical_json(fields)
 
@@ -287,3 +332,55 @@ def chain_hash(prev_hash: bytes, encoded: bytes) -> bytes:
     if len(prev_hash) != HASH_SIZE:
         raise ValueError(f"prev_hash must be {HASH_SIZE} bytes")
     return hashlib.sha256(prev_hash + hashlib.sha256(encoded).digest()).digest()
+
+
+@dataclass(frozen=True)
+class BodyPolicy:
+    """Which storage the log uses for a record's body; the store applies it at append.
+
+    * A record whose client, or whose service's provider subsystem, is in ``omit_for``
+      (client ids in slash form: this server's subsystems where law requires data
+      minimisation) is logged metadata-only: ``omitted``.
+    * Otherwise a body larger than ``inline_limit_bytes`` goes to the blob store:
+      ``blob``; a smaller one stays ``inline``.
+
+    A policy never keeps more of a body than the caller asked for: a record that asks for
+    ``blob`` or ``omitted`` keeps that (see :meth:`apply`).
+    """
+
+    inline_limit_bytes: int = DEFAULT_INLINE_LIMIT_BYTES
+    omit_for: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        limit = self.inline_limit_bytes
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 0 <= limit <= MAX_INLINE_LIMIT_BYTES:
+            raise ValueError(f"inline_limit_bytes must be an integer from 0 to {MAX_INLINE_LIMIT_BYTES}")
+        if not isinstance(self.omit_for, frozenset):
+            raise ValueError("omit_for must be a frozenset of client ids in slash form")
+        for client in self.omit_for:
+            if not isinstance(client, str):
+                raise ValueError("omit_for must hold client ids in slash form")
+            try:
+                canonical = parse_client_slash(client).slash()
+            except IdentifierError as exc:
+                raise ValueError(f"omit_for: {exc}") from exc
+            if canonical != client:
+                raise ValueError(f"omit_for: {client!r} is not in canonical slash form")
+
+    def decide(self, client: str, size: int, *, provider: str | None = None) -> BodyStorage:
+        """The storage for a body of ``size`` bytes exchanged by ``client`` (with ``provider``,
+        the service's provider subsystem, when known)."""
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise ValueError("size must be a non-negative integer")
+        if client in self.omit_for or (provider is not None and provider in self.omit_for):
+            return "omitted"
+        return "blob" if size > self.inline_limit_bytes else "inline"
+
+    def apply(self, record: NewRecord) -> NewRecord:
+        """``record`` with the storage this policy chooses, or the caller's if that keeps less."""
+        provider = ServiceId.parse_slash(record.service).provider.slash()
+        decided = self.decide(record.client, len(record.body), provider=provider)
+        chosen = max(decided, record.body_storage, key=BODY_STORAGES.index)
+        if chosen == record.body_storage:
+            return record
+        return replace(record, body_storage=chosen)

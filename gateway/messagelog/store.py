@@ -8,8 +8,31 @@ fsync per batch, and either every record of the batch is durable or none is.
 
 Besides the records (each with its Merkle leaf hash, computed at append time), the file
 holds the timestamped checkpoints and every record's inclusion path to the checkpoint
-that first covered it; :meth:`MessageLogStore.add_checkpoint` writes a checkpoint and
-the paths of its batch in one transaction.
+that first covered it; :meth:`MessageLogStore.add_checkpoint` writes a checkpoint (with
+its owner's signature and that signer's OCSP response) and the paths of its batch in
+one transaction.  Inclusion and consistency proofs for any tree size are computed from
+the stored leaf hashes (:meth:`~MessageLogStore.inclusion_proof`,
+:meth:`~MessageLogStore.consistency_proof`).  The ``globalconf`` table keeps every
+signed global configuration the server adopted
+(:meth:`~MessageLogStore.record_globalconf`), so that an evidence container can carry
+the one in force at any moment (:meth:`~MessageLogStore.globalconf_at`).
+
+Bodies are kept as the store's :class:`~gateway.messagelog.record.BodyPolicy` decides
+at append time: ``inline`` in the ``body`` column; ``blob`` in the content-addressed
+blob store beside the log (``<log folder>/blobs``, one log per folder), written and
+fsynced inside the append's transaction, before its COMMIT, with the row holding the
+digest (``body_blob``); ``omitted`` not at all.  Readers return a blob record with its
+body read back and hash-checked; a missing or changed blob makes that record a
+:class:`CorruptRecord`.
+
+Records leave the file only after they are archived (:mod:`gateway.messagelog.archive`):
+:meth:`MessageLogStore.prune_records` deletes the oldest ones but keeps each one's leaf
+hash (table ``pruned_leaves``), so checkpoints, inclusion and consistency proofs over
+the whole tree still work, and the hash of the last one removed (``prune_horizon``),
+from which the chain of the remaining records continues.  Blobs that only removed
+records used are queued (``blob_gc``) and deleted by :meth:`MessageLogStore.collect_blobs`
+once no remaining record refers to them.  The table ``archives`` lists the archive
+files written.
 
 ``sqlite3`` errors do not leave this module: writes fail with :class:`LogWriteError`,
 reads with :class:`LogReadError`, opening with :class:`LogOpenError`.  Auditors open a
@@ -23,9 +46,12 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from core.clock import require_utc
+from gateway.messagelog.blobs import BlobError, BlobStore, body_digest, check_digest
 from gateway.messagelog.checkpoint import Checkpoint, decode_path, encode_path
 from gateway.messagelog.errors import (
     CorruptCheckpoint,
@@ -39,15 +65,21 @@ from gateway.messagelog.errors import (
 from gateway.messagelog.record import (
     GENESIS_HASH,
     HASH_SIZE,
+    BodyPolicy,
     Direction,
     LogRecord,
     NewRecord,
     format_time,
     parse_time,
 )
+from trust import merkle
+from trust.globalconf import MAX_GLOBALCONF_BYTES
 
 __all__ = [
     "MessageLogStore",
+    "ArchiveEntry",
+    "BLOB_DIR_NAME",
+    "default_blob_root",
     "SCHEMA_VERSION",
     "BUSY_TIMEOUT_SECONDS",
     "MAX_META_KEY_LENGTH",
@@ -71,6 +103,15 @@ MAX_META_VALUE_LENGTH = 4 * 1024 * 1024  # characters
 _PAGE_ROWS = 256
 #: Leaf hashes (32 bytes each) fetched per query.
 _LEAF_PAGE_ROWS = 16384
+#: The blob store's folder, beside the log file.
+BLOB_DIR_NAME = "blobs"
+#: Archived tables and the column that orders them, for :meth:`MessageLogStore.export_rows`.
+_EXPORT_QUERIES = {
+    "records": "SELECT * FROM records WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?",
+    "record_paths": "SELECT * FROM record_paths WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?",
+    "checkpoints": "SELECT * FROM checkpoints WHERE size >= ? AND size <= ? ORDER BY size LIMIT ?",
+}
+_EXPORT_KEYS = {"records": "seq", "record_paths": "seq", "checkpoints": "size"}
 
 # Separate statements, not executescript(): that would commit the surrounding transaction.
 _SCHEMA = (
@@ -88,9 +129,15 @@ _SCHEMA = (
         prev_hash BLOB NOT NULL,
         record_hash BLOB NOT NULL,
         ocsp BLOB,
-        leaf_hash BLOB NOT NULL
+        leaf_hash BLOB NOT NULL,
+        body_storage TEXT NOT NULL DEFAULT 'inline',
+        body_blob TEXT
     )""",
     "CREATE INDEX records_message_id ON records (message_id)",
+    # For the auditor API's searches by time, client and service.
+    "CREATE INDEX records_logged_at ON records (logged_at)",
+    "CREATE INDEX records_client ON records (client)",
+    "CREATE INDEX records_service ON records (service)",
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
     """CREATE TABLE checkpoints (
         size INTEGER PRIMARY KEY,
@@ -98,12 +145,40 @@ _SCHEMA = (
         body BLOB NOT NULL,
         token BLOB NOT NULL,
         tsa TEXT NOT NULL,
-        gen_time TEXT NOT NULL
+        gen_time TEXT NOT NULL,
+        signature TEXT NOT NULL,
+        signer_ocsp BLOB
     )""",
     """CREATE TABLE record_paths (
         seq INTEGER PRIMARY KEY,
         checkpoint_size INTEGER NOT NULL,
         path BLOB NOT NULL
+    )""",
+    # Every signed global configuration the server adopted: an auditor verifies a record
+    # against the document in force when it was logged, with only the configuration anchor.
+    """CREATE TABLE globalconf (
+        serial INTEGER PRIMARY KEY,
+        document BLOB NOT NULL,
+        generated_at TEXT,
+        expires_at TEXT
+    )""",
+    "CREATE INDEX records_body_blob ON records (body_blob) WHERE body_blob IS NOT NULL",
+    # Records archived and removed from this file: their leaf hashes (the tree stays whole)
+    # and, in one row, the last one removed and its record_hash (the chain goes on from it).
+    "CREATE TABLE pruned_leaves (seq INTEGER PRIMARY KEY, leaf_hash BLOB NOT NULL)",
+    """CREATE TABLE prune_horizon (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        through_seq INTEGER NOT NULL,
+        record_hash BLOB NOT NULL
+    )""",
+    "CREATE TABLE blob_gc (digest TEXT PRIMARY KEY)",
+    """CREATE TABLE archives (
+        first_seq INTEGER PRIMARY KEY,
+        last_seq INTEGER NOT NULL,
+        file_name TEXT NOT NULL UNIQUE,
+        sha256 TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        frontier BLOB NOT NULL
     )""",
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
@@ -111,23 +186,31 @@ _SCHEMA = (
 # Queries spelled out in full (no string building), columns in _record_from_row's order.
 _INSERT = (
     "INSERT INTO records (seq, direction, message_id, client, service, logged_at, status, header, body,"
-    " signature, prev_hash, record_hash, ocsp, leaf_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " signature, prev_hash, record_hash, ocsp, leaf_hash, body_storage, body_blob)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SELECT_LAST = (
     "SELECT seq, direction, message_id, client, service, logged_at, status, header, body, signature,"
-    " prev_hash, record_hash, ocsp FROM records ORDER BY seq DESC LIMIT 1"
+    " prev_hash, record_hash, ocsp, body_storage, body_blob FROM records ORDER BY seq DESC LIMIT 1"
 )
 _SELECT_MESSAGE = (
     "SELECT seq, direction, message_id, client, service, logged_at, status, header, body, signature,"
-    " prev_hash, record_hash, ocsp FROM records WHERE message_id = ? ORDER BY seq"
+    " prev_hash, record_hash, ocsp, body_storage, body_blob FROM records WHERE message_id = ? ORDER BY seq"
 )
-_SELECT_CHECKPOINTS = "SELECT size, root, body, token, tsa, gen_time FROM checkpoints ORDER BY size"
+_SELECT_CHECKPOINTS = (
+    "SELECT size, root, body, token, tsa, gen_time, signature, signer_ocsp FROM checkpoints ORDER BY size"
+)
 _SELECT_LAST_CHECKPOINT = (
-    "SELECT size, root, body, token, tsa, gen_time FROM checkpoints ORDER BY size DESC LIMIT 1"
+    "SELECT size, root, body, token, tsa, gen_time, signature, signer_ocsp FROM checkpoints"
+    " ORDER BY size DESC LIMIT 1"
+)
+_SELECT_CHECKPOINT_COVERING = (
+    "SELECT size, root, body, token, tsa, gen_time, signature, signer_ocsp FROM checkpoints"
+    " WHERE size >= ? ORDER BY size LIMIT 1"
 )
 _SELECT_PAGE = (
     "SELECT seq, direction, message_id, client, service, logged_at, status, header, body, signature,"
-    " prev_hash, record_hash, ocsp FROM records WHERE seq >= ? ORDER BY seq LIMIT ?"
+    " prev_hash, record_hash, ocsp, body_storage, body_blob FROM records WHERE seq >= ? ORDER BY seq LIMIT ?"
 )
 
 
@@ -142,9 +225,11 @@ def _mapped(error: type[MessageLogError], what: str) -> Iterator[None]:
         raise error(f"{what}: {exc}") from exc
 
 
-def _record_from_row(row: tuple[Any, ...]) -> LogRecord:
+def _record_from_row(row: tuple[Any, ...], blobs: BlobStore) -> LogRecord:
     seq, direction, message_id, client, service, logged_at, status, header, body, signature = row[:10]
-    prev_hash, record_hash, ocsp = row[10:]
+    prev_hash, record_hash, ocsp, body_storage, body_blob = row[10:]
+    if body_storage == "blob":
+        body = _blob_body(seq, message_id, body_blob, blobs)
     try:
         return LogRecord(
             seq=seq,
@@ -160,17 +245,82 @@ def _record_from_row(row: tuple[Any, ...]) -> LogRecord:
             signature=signature,
             status=status,
             ocsp=ocsp,
+            body_storage=body_storage,
         )
     except (ValueError, TypeError) as exc:
         shown = message_id if isinstance(message_id, str) else "unknown"
         raise CorruptRecord(seq, shown, f"the stored row is not a well-formed record ({exc})") from exc
 
 
+def _blob_body(seq: int, message_id: object, digest: object, blobs: BlobStore) -> bytes:
+    """The body of blob record ``seq``, read back and hash-checked; :class:`CorruptRecord` if not."""
+    shown = message_id if isinstance(message_id, str) else "unknown"
+    try:
+        return blobs.get(check_digest(digest))
+    except ValueError as exc:
+        raise CorruptRecord(seq, shown, f"its body blob reference is damaged ({exc})") from exc
+    except BlobError as exc:
+        raise CorruptRecord(seq, shown, str(exc)) from exc
+
+
+_HEX = "0123456789abcdef"
+
+
+def default_blob_root(log_path: Path) -> Path:
+    """Where the blobs of the log at ``log_path`` live: ``blobs`` in the same folder."""
+    return Path(log_path).parent / BLOB_DIR_NAME
+
+
+@dataclass(frozen=True)
+class ArchiveEntry:
+    """An archive file written for records ``first_seq..last_seq`` (a row of ``archives``)."""
+
+    first_seq: int
+    last_seq: int
+    file_name: str  # inside the archive folder; no path
+    sha256: str  # of the whole file, lowercase hex
+    created_at: dt.datetime  # UTC
+    #: ``trust.merkle.CompactRange.to_bytes()`` over the leaves of records 1..last_seq.
+    frontier: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        for name in ("first_seq", "last_seq"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer")
+        if self.last_seq < self.first_seq:
+            raise ValueError("an archive's last_seq must not be before its first_seq")
+        name = self.file_name
+        if (
+            not isinstance(name, str)
+            or not 1 <= len(name) <= 255
+            or "/" in name
+            or "\\" in name
+            or name.startswith(".")
+            or any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in name)
+        ):
+            raise ValueError(f"an archive file name must be a plain file name, not {name!r}")
+        if not isinstance(self.sha256, str) or len(self.sha256) != 64 or self.sha256.strip(_HEX):
+            raise ValueError("sha256 must be 64 lowercase hex characters")
+        if not isinstance(self.created_at, dt.datetime):
+            raise ValueError("created_at must be a datetime")
+        require_utc(self.created_at, "created_at")
+        if not isinstance(self.frontier, bytes) or not self.frontier:
+            raise ValueError("frontier must be non-empty bytes")
+
+
 def _checkpoint_from_row(row: tuple[Any, ...]) -> Checkpoint:
-    size, root, body, token, tsa, gen_time = row
+    size, root, body, token, tsa, gen_time, signature, signer_ocsp = row
     shown = size if isinstance(size, int) and not isinstance(size, bool) else None
     try:
-        checkpoint = Checkpoint.from_stored(body, token=token, tsa=tsa, gen_time=parse_time(gen_time))
+        checkpoint = Checkpoint.from_stored(
+            body,
+            token=token,
+            tsa=tsa,
+            gen_time=parse_time(gen_time),
+            signature=signature,
+            signer_ocsp=signer_ocsp,
+        )
     except (ValueError, TypeError) as exc:
         raise CorruptCheckpoint(shown, f"the stored row is not a well-formed checkpoint ({exc})") from exc
     if checkpoint.size != size:
@@ -183,21 +333,40 @@ def _checkpoint_from_row(row: tuple[Any, ...]) -> Checkpoint:
 class MessageLogStore:
     """A message-log file.  Build it with :meth:`open` or :meth:`open_readonly`."""
 
-    def __init__(self, connection: sqlite3.Connection, path: Path, *, readonly: bool) -> None:
+    def __init__(
+        self,
+        connection: sqlite3.Connection,
+        path: Path,
+        *,
+        readonly: bool,
+        blobs: BlobStore | None = None,
+        body_policy: BodyPolicy | None = None,
+    ) -> None:
         self._connection = connection
         self._path = path
         self._readonly = readonly
+        self._blobs = blobs if blobs is not None else BlobStore(default_blob_root(path))
+        self._body_policy = body_policy if body_policy is not None else BodyPolicy()
         self._lock = threading.Lock()
         self._closed = False
 
     # -- opening ---------------------------------------------------------------------
 
     @classmethod
-    def open(cls, path: Path, *, busy_timeout_seconds: float = BUSY_TIMEOUT_SECONDS) -> MessageLogStore:
+    def open(
+        cls,
+        path: Path,
+        *,
+        busy_timeout_seconds: float = BUSY_TIMEOUT_SECONDS,
+        body_policy: BodyPolicy | None = None,
+        blob_root: Path | None = None,
+    ) -> MessageLogStore:
         """Open ``path`` for writing, creating the file and schema if it does not exist.
 
         ``busy_timeout_seconds`` bounds how long a write waits for a lock held by another
-        connection before it fails with :class:`LogWriteError`.
+        connection before it fails with :class:`LogWriteError`.  ``body_policy`` decides
+        how each appended record's body is kept (default: :class:`BodyPolicy`'s defaults);
+        ``blob_root`` is the blob store's folder (default: :func:`default_blob_root`).
         """
         path = Path(path)
         if busy_timeout_seconds < 0:
@@ -217,11 +386,12 @@ class MessageLogStore:
         except BaseException:
             connection.close()
             raise
-        return cls(connection, path, readonly=False)
+        blobs = BlobStore(blob_root if blob_root is not None else default_blob_root(path))
+        return cls(connection, path, readonly=False, blobs=blobs, body_policy=body_policy)
 
     @classmethod
-    def open_readonly(cls, path: Path) -> MessageLogStore:
-        """Open an existing log for reading only; never creates or changes the file."""
+    def open_readonly(cls, path: Path, *, blob_root: Path | None = None) -> MessageLogStore:
+        """Open an existing log for reading only; never creates or changes the file (nor its blobs)."""
         path = Path(path)
         if not path.is_file():
             raise LogFileMissing(f"message log {path} does not exist")
@@ -238,7 +408,8 @@ class MessageLogStore:
         except BaseException:
             connection.close()
             raise
-        return cls(connection, path, readonly=True)
+        blobs = BlobStore(blob_root if blob_root is not None else default_blob_root(path))
+        return cls(connection, path, readonly=True, blobs=blobs)
 
     @staticmethod
     def _ensure_schema(connection: sqlite3.Connection, path: Path) -> None:
@@ -280,6 +451,10 @@ class MessageLogStore:
 
         Sequence numbers and the chain continue from what the file holds at the time of
         the write (read inside the transaction), not from a cached value.
+
+        Each record's body is kept as the store's body policy decides; blobs are written
+        and fsynced inside the transaction, before it commits (so a concurrent
+        :meth:`collect_blobs` cannot delete a blob a committing record relies on).
         """
         for record in records:
             if not isinstance(record, NewRecord):
@@ -287,12 +462,13 @@ class MessageLogStore:
         if not records:
             return []
         self._refuse_readonly()
+        records = [self._body_policy.apply(record) for record in records]
         what = f"cannot write {len(records)} record(s) to the message log"
         with self._use(LogWriteError, what) as connection, _transaction(connection):
             row = connection.execute(
                 "SELECT seq, record_hash FROM records ORDER BY seq DESC LIMIT 1"
             ).fetchone()
-            seq, prev_hash = (0, GENESIS_HASH) if row is None else row
+            seq, prev_hash = _horizon(connection) if row is None else row
             if not isinstance(prev_hash, bytes) or len(prev_hash) != HASH_SIZE:
                 raise LogWriteError(f"the log's last record ({seq}) is damaged; refusing to extend it")
             stored: list[LogRecord] = []
@@ -301,7 +477,12 @@ class MessageLogStore:
                 placed = LogRecord.place(seq, prev_hash, record)
                 prev_hash = placed.record_hash
                 stored.append(placed)
-            connection.executemany(_INSERT, [_row_of(placed) for placed in stored])
+            digests: list[str | None] = []
+            for placed in stored:
+                digests.append(self._put_blob(placed.body, what) if placed.body_storage == "blob" else None)
+            connection.executemany(
+                _INSERT, [_row_of(placed, digest) for placed, digest in zip(stored, digests, strict=True)]
+            )
         return stored
 
     def set_meta(self, key: str, value: str) -> None:
@@ -339,7 +520,9 @@ class MessageLogStore:
         what = f"cannot store checkpoint {checkpoint.size} in the message log"
         with self._use(LogWriteError, what) as connection, _transaction(connection):
             previous = connection.execute("SELECT max(size) FROM checkpoints").fetchone()[0] or 0
-            last_seq = connection.execute("SELECT max(seq) FROM records").fetchone()[0] or 0
+            last_seq = (
+                connection.execute("SELECT max(seq) FROM records").fetchone()[0] or _horizon(connection)[0]
+            )
             if checkpoint.size <= previous:
                 raise LogWriteError(f"{what}: the log already has checkpoint {previous}")
             if checkpoint.size > last_seq:
@@ -349,7 +532,8 @@ class MessageLogStore:
                     f"{what}: paths must be given for exactly records {previous + 1} to {checkpoint.size}"
                 )
             connection.execute(
-                "INSERT INTO checkpoints (size, root, body, token, tsa, gen_time) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO checkpoints (size, root, body, token, tsa, gen_time, signature, signer_ocsp)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     checkpoint.size,
                     checkpoint.root,
@@ -357,10 +541,34 @@ class MessageLogStore:
                     checkpoint.token,
                     checkpoint.tsa,
                     format_time(checkpoint.gen_time),
+                    checkpoint.signature,
+                    checkpoint.signer_ocsp,
                 ),
             )
             connection.executemany(
                 "INSERT INTO record_paths (seq, checkpoint_size, path) VALUES (?, ?, ?)", rows
+            )
+
+    def record_globalconf(
+        self, serial: int, document: bytes, generated_at: dt.datetime, expires_at: dt.datetime
+    ) -> None:
+        """Keep the signed global configuration ``document`` (serial ``serial``), durably.
+
+        Called for every document the server adopts; a serial already kept stays as it
+        is (a restart adopts the persisted document again).
+        """
+        if isinstance(serial, bool) or not isinstance(serial, int) or serial < 1:
+            raise ValueError("a global configuration serial is a positive integer")
+        if not isinstance(document, bytes) or not document or len(document) > MAX_GLOBALCONF_BYTES:
+            raise ValueError(f"a global configuration document is 1 to {MAX_GLOBALCONF_BYTES} bytes")
+        self._refuse_readonly()
+        generated, expires = format_time(generated_at), format_time(expires_at)
+        what = f"cannot keep global configuration {serial} in the message log"
+        with self._use(LogWriteError, what) as connection, _transaction(connection):
+            connection.execute(
+                "INSERT INTO globalconf (serial, document, generated_at, expires_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (serial) DO NOTHING",
+                (serial, document, generated, expires),
             )
 
     # -- reading ---------------------------------------------------------------------
@@ -377,13 +585,13 @@ class MessageLogStore:
     def last(self) -> LogRecord | None:
         with self._use(LogReadError, "cannot read the message log's last record") as connection:
             row = connection.execute(_SELECT_LAST).fetchone()
-        return None if row is None else _record_from_row(row)
+        return None if row is None else _record_from_row(row, self._blobs)
 
     def find(self, message_id: str) -> list[LogRecord]:
         """Every record of one message id (request and response), in log order."""
         with self._use(LogReadError, f"cannot search the message log for {message_id!r}") as connection:
             rows = connection.execute(_SELECT_MESSAGE, (message_id,)).fetchall()
-        return [_record_from_row(row) for row in rows]
+        return [_record_from_row(row, self._blobs) for row in rows]
 
     def iter_records(self, start_seq: int = 1) -> Iterator[LogRecord]:
         """Records from ``start_seq`` on, in ``seq`` order, read a page at a time.
@@ -396,16 +604,16 @@ class MessageLogStore:
             with self._use(LogReadError, "cannot read the message log") as connection:
                 rows = connection.execute(_SELECT_PAGE, (next_seq, _PAGE_ROWS)).fetchall()
             for row in rows:
-                yield _record_from_row(row)
+                yield _record_from_row(row, self._blobs)
             if len(rows) < _PAGE_ROWS:
                 return
             next_seq = int(rows[-1][0]) + 1
 
     def last_seq(self) -> int:
-        """The highest ``seq`` in the log; 0 when it is empty."""
+        """The highest ``seq`` in the log (archived and removed ones count); 0 when it is empty."""
         with self._use(LogReadError, "cannot read the message log's last record") as connection:
             value = connection.execute("SELECT max(seq) FROM records").fetchone()[0]
-        return 0 if value is None else int(value)
+            return _horizon(connection)[0] if value is None else int(value)
 
     def logged_at(self, seq: int) -> dt.datetime | None:
         """When record ``seq`` was logged; None if there is no such record."""
@@ -421,6 +629,7 @@ class MessageLogStore:
     def leaf_hashes(self, upto: int, *, start: int = 1) -> list[bytes]:
         """The stored leaf hashes of records ``start..upto``, in order.
 
+        Records archived and removed from the file count: their leaf hashes were kept.
         Raises :class:`LogReadError` if one of those records is missing or its stored
         leaf hash is not 32 bytes.  Read a page at a time.
         """
@@ -430,13 +639,21 @@ class MessageLogStore:
             raise ValueError("start must be at least 1")
         hashes: list[bytes] = []
         next_seq = start
+        with self._use(LogReadError, "cannot read the message log's leaf hashes") as connection:
+            pruned = _horizon(connection)[0]
         while next_seq <= upto:
-            limit = min(_LEAF_PAGE_ROWS, upto - next_seq + 1)
+            if next_seq <= pruned:
+                query = (
+                    "SELECT seq, leaf_hash FROM pruned_leaves"
+                    " WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?"
+                )
+                last = min(upto, pruned)
+            else:
+                query = "SELECT seq, leaf_hash FROM records WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?"
+                last = upto
+            limit = min(_LEAF_PAGE_ROWS, last - next_seq + 1)
             with self._use(LogReadError, "cannot read the message log's leaf hashes") as connection:
-                rows = connection.execute(
-                    "SELECT seq, leaf_hash FROM records WHERE seq >= ? AND seq <= ? ORDER BY seq LIMIT ?",
-                    (next_seq, upto, limit),
-                ).fetchall()
+                rows = connection.execute(query, (next_seq, last, limit)).fetchall()
             for seq, value in rows:
                 if seq != next_seq:
                     raise LogReadError(f"record {next_seq} is missing from the message log")
@@ -472,6 +689,57 @@ class MessageLogStore:
             ).fetchone()
         return None if row is None else _path_from_row(row)[1:]
 
+    def checkpoint_covering(self, seq: int) -> Checkpoint | None:
+        """The first (smallest) checkpoint that covers record ``seq``; None if none does yet."""
+        with self._use(LogReadError, f"cannot read the checkpoint of record {seq}") as connection:
+            row = connection.execute(_SELECT_CHECKPOINT_COVERING, (seq,)).fetchone()
+        return None if row is None else _checkpoint_from_row(row)
+
+    def inclusion_proof(self, seq: int, tree_size: int) -> list[bytes]:
+        """RFC 9162 inclusion proof of record ``seq`` in the tree of records 1..``tree_size``.
+
+        Computed from the stored leaf hashes (O(tree_size)); a verifier recomputes the
+        leaf from the record, so a damaged stored hash only makes the proof fail.
+        """
+        for name, value in (("seq", seq), ("tree_size", tree_size)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer")
+        if not 1 <= seq <= tree_size:
+            raise ValueError(f"record {seq} is not inside a tree of {tree_size} records")
+        return merkle.inclusion_proof(seq - 1, self.leaf_hashes(tree_size))
+
+    def consistency_proof(self, old_size: int, new_size: int) -> list[bytes]:
+        """RFC 9162 consistency proof from the tree of ``old_size`` records to that of ``new_size``.
+
+        Computed from the stored leaf hashes (O(new_size)).
+        """
+        for name, value in (("old_size", old_size), ("new_size", new_size)):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{name} must be an integer")
+        if not 0 <= old_size <= new_size:
+            raise ValueError(f"no consistency proof from {old_size} to {new_size} records")
+        return merkle.consistency_proof(old_size, self.leaf_hashes(new_size))
+
+    def globalconf_at(self, when: dt.datetime) -> bytes | None:
+        """The signed global configuration in force at ``when``: the highest serial generated by then."""
+        entry = self.globalconf_entry_at(when)
+        return None if entry is None else entry[1]
+
+    def globalconf_entry_at(self, when: dt.datetime) -> tuple[int, bytes] | None:
+        """``(serial, document)`` of :meth:`globalconf_at`; None when no document was kept by then."""
+        with self._use(LogReadError, "cannot read the message log's global configurations") as connection:
+            row = connection.execute(
+                "SELECT serial, document FROM globalconf WHERE generated_at <= ?"
+                " ORDER BY serial DESC LIMIT 1",
+                (format_time(when),),
+            ).fetchone()
+        if row is None:
+            return None
+        serial, document = row
+        if isinstance(serial, bool) or not isinstance(serial, int) or not isinstance(document, bytes):
+            raise LogReadError(f"the kept global configuration {serial!r} is damaged")
+        return serial, document
+
     def iter_record_paths(self) -> Iterator[tuple[int, int, list[bytes]]]:
         """Every stored ``(seq, checkpoint size, path)``, in ``seq`` order, a page at a time.
 
@@ -489,6 +757,181 @@ class MessageLogStore:
             if len(rows) < _PAGE_ROWS:
                 return
             next_seq = int(rows[-1][0]) + 1
+
+    # -- bodies, archives and retention ----------------------------------------------
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The blob store holding this log's ``blob`` bodies."""
+        return self._blobs
+
+    @property
+    def body_policy(self) -> BodyPolicy:
+        return self._body_policy
+
+    def prune_horizon(self) -> tuple[int, bytes]:
+        """``(seq, record_hash)`` of the last record archived and removed from this file;
+        ``(0, GENESIS_HASH)`` when none was.  The remaining records' chain continues from it."""
+        with self._use(
+            LogReadError, "cannot read which records were removed from the message log"
+        ) as connection:
+            return _horizon(connection)
+
+    def archives(self) -> list[ArchiveEntry]:
+        """Every archive file written for this log, oldest first."""
+        with self._use(LogReadError, "cannot read the message log's archives") as connection:
+            rows = connection.execute(
+                "SELECT first_seq, last_seq, file_name, sha256, created_at, frontier FROM archives"
+                " ORDER BY first_seq"
+            ).fetchall()
+        entries: list[ArchiveEntry] = []
+        for first_seq, last_seq, file_name, sha256, created_at, frontier in rows:
+            try:
+                entries.append(
+                    ArchiveEntry(first_seq, last_seq, file_name, sha256, parse_time(created_at), frontier)
+                )
+            except (ValueError, TypeError) as exc:
+                raise LogReadError(f"the log's entry of archive {file_name!r} is damaged ({exc})") from exc
+        return entries
+
+    def add_archive(self, entry: ArchiveEntry) -> None:
+        """Note that ``entry``'s file was written.  It must start right after the last
+        archive (at record 1 for the first) and end at a checkpoint."""
+        if not isinstance(entry, ArchiveEntry):
+            raise TypeError(f"add_archive takes an ArchiveEntry, not {type(entry).__name__}")
+        self._refuse_readonly()
+        what = f"cannot note archive {entry.file_name} in the message log"
+        with self._use(LogWriteError, what) as connection, _transaction(connection):
+            archived = connection.execute("SELECT max(last_seq) FROM archives").fetchone()[0] or 0
+            if entry.first_seq != archived + 1:
+                raise LogWriteError(f"{what}: it starts at record {entry.first_seq}, not {archived + 1}")
+            ends = connection.execute(
+                "SELECT 1 FROM checkpoints WHERE size = ?", (entry.last_seq,)
+            ).fetchone()
+            if ends is None:
+                raise LogWriteError(f"{what}: no checkpoint ends at record {entry.last_seq}")
+            connection.execute(
+                "INSERT INTO archives (first_seq, last_seq, file_name, sha256, created_at, frontier)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    entry.first_seq,
+                    entry.last_seq,
+                    entry.file_name,
+                    entry.sha256,
+                    format_time(entry.created_at),
+                    entry.frontier,
+                ),
+            )
+
+    def export_rows(
+        self, table: Literal["records", "record_paths", "checkpoints"], first: int, last: int
+    ) -> Iterator[dict[str, Any]]:
+        """Every column of the rows of ``table`` keyed ``first..last`` (``seq``, or ``size`` for
+        checkpoints), in order, a page at a time: what an archive keeps, whatever columns
+        the schema has.  A ``blob`` record's ``body`` column is empty: its body is in
+        :attr:`blobs` under ``body_blob``."""
+        query, key = _EXPORT_QUERIES[table], _EXPORT_KEYS[table]
+        next_key = first
+        while next_key <= last:
+            with self._use(LogReadError, f"cannot read the message log's {table}") as connection:
+                cursor = connection.execute(query, (next_key, last, _PAGE_ROWS))
+                names = [column[0] for column in cursor.description]
+                rows = cursor.fetchall()
+            for row in rows:
+                yield dict(zip(names, row, strict=True))
+            if len(rows) < _PAGE_ROWS:
+                return
+            next_key = int(rows[-1][names.index(key)]) + 1
+
+    def first_logged_since(self, when: dt.datetime, *, after_seq: int = 0) -> int | None:
+        """The first record after ``after_seq`` logged at ``when`` or later; None if none is."""
+        with self._use(LogReadError, "cannot read the message log's times") as connection:
+            value = connection.execute(
+                "SELECT min(seq) FROM records WHERE seq > ? AND logged_at >= ?",
+                (after_seq, format_time(when)),
+            ).fetchone()[0]
+        return None if value is None else int(value)
+
+    def prune_records(self, through_seq: int) -> int:
+        """Remove the records up to ``through_seq`` from this file, in one transaction;
+        return how many were removed.
+
+        Only archived records may go (``through_seq`` must not pass the last archive).
+        Their leaf hashes stay (``pruned_leaves``), the last one's record hash becomes the
+        horizon the chain continues from, their paths go with them, and the blobs they
+        used are queued for :meth:`collect_blobs`.
+        """
+        if isinstance(through_seq, bool) or not isinstance(through_seq, int):
+            raise ValueError("through_seq must be an integer")
+        self._refuse_readonly()
+        what = f"cannot remove records up to {through_seq} from the message log"
+        with self._use(LogWriteError, what) as connection, _transaction(connection):
+            horizon, _ = _horizon(connection)
+            if through_seq <= horizon:
+                return 0
+            archived = connection.execute("SELECT max(last_seq) FROM archives").fetchone()[0] or 0
+            if through_seq > archived:
+                raise LogWriteError(f"{what}: records after {archived} are not archived")
+            rows = connection.execute(
+                "SELECT seq, leaf_hash, record_hash, body_blob FROM records"
+                " WHERE seq > ? AND seq <= ? ORDER BY seq",
+                (horizon, through_seq),
+            ).fetchall()
+            if [row[0] for row in rows] != list(range(horizon + 1, through_seq + 1)):
+                raise LogWriteError(f"{what}: records {horizon + 1} to {through_seq} are not all in the log")
+            last_hash = rows[-1][2]
+            if not isinstance(last_hash, bytes) or len(last_hash) != HASH_SIZE:
+                raise LogWriteError(f"{what}: record {through_seq}'s hash is damaged")
+            connection.executemany(
+                "INSERT INTO pruned_leaves (seq, leaf_hash) VALUES (?, ?)", [(row[0], row[1]) for row in rows]
+            )
+            connection.executemany(
+                "INSERT OR IGNORE INTO blob_gc (digest) VALUES (?)",
+                [(row[3],) for row in rows if row[3] is not None],
+            )
+            connection.execute(
+                "INSERT INTO prune_horizon (id, through_seq, record_hash) VALUES (1, ?, ?) ON CONFLICT (id)"
+                " DO UPDATE SET through_seq = excluded.through_seq, record_hash = excluded.record_hash",
+                (through_seq, last_hash),
+            )
+            connection.execute("DELETE FROM record_paths WHERE seq <= ?", (through_seq,))
+            connection.execute("DELETE FROM records WHERE seq <= ?", (through_seq,))
+        return len(rows)
+
+    def collect_blobs(self, limit: int = _PAGE_ROWS) -> tuple[int, int]:
+        """Take up to ``limit`` blobs off the queue, deleting those no record in this file
+        uses any more; return how many were taken and how many files were deleted.
+
+        Runs inside a write transaction, so no append (which writes its blobs inside its
+        own) can come to rely on a blob between the check and the deletion.
+        """
+        self._refuse_readonly()
+        deleted = 0
+        with (
+            self._use(LogWriteError, "cannot delete unused body blobs") as connection,
+            _transaction(connection),
+        ):
+            digests = [row[0] for row in connection.execute("SELECT digest FROM blob_gc LIMIT ?", (limit,))]
+            for digest in digests:
+                query = "SELECT 1 FROM records WHERE body_blob = ? LIMIT 1"
+                if connection.execute(query, (digest,)).fetchone() is None:
+                    try:
+                        deleted += self._blobs.delete(check_digest(digest))
+                    except ValueError:
+                        pass  # not a digest: never a file of the blob store
+                    except BlobError as exc:
+                        raise LogWriteError(str(exc)) from exc
+                connection.execute("DELETE FROM blob_gc WHERE digest = ?", (digest,))
+        return len(digests), deleted
+
+    def _put_blob(self, body: bytes, what: str) -> str:
+        try:
+            digest = self._blobs.put(body)
+        except (BlobError, ValueError) as exc:
+            raise LogWriteError(f"{what}: {exc}") from exc
+        if digest != body_digest(body):  # put() hashes what it writes; a cheap guard all the same
+            raise LogWriteError(f"{what}: the blob store returned another digest")
+        return digest
 
     # -- closing ---------------------------------------------------------------------
 
@@ -554,7 +997,20 @@ def _path_from_row(row: tuple[Any, ...]) -> tuple[int, int, list[bytes]]:
         raise CorruptCheckpoint(size, f"the stored path of record {seq} is damaged ({exc})") from exc
 
 
-def _row_of(record: LogRecord) -> tuple[object, ...]:
+def _horizon(connection: sqlite3.Connection) -> tuple[int, bytes]:
+    """``(seq, record_hash)`` of the last record archived and removed; ``(0, genesis)`` if none."""
+    row = connection.execute("SELECT through_seq, record_hash FROM prune_horizon WHERE id = 1").fetchone()
+    if row is None:
+        return 0, GENESIS_HASH
+    through, record_hash = row
+    if isinstance(through, bool) or not isinstance(through, int) or through < 1:
+        raise LogReadError(f"the log's record of removed records is damaged (through {through!r})")
+    if not isinstance(record_hash, bytes) or len(record_hash) != HASH_SIZE:
+        raise LogReadError(f"the log's record of removed records is damaged (hash of record {through})")
+    return through, record_hash
+
+
+def _row_of(record: LogRecord, body_blob: str | None) -> tuple[object, ...]:
     return (
         record.seq,
         record.direction.value,
@@ -564,10 +1020,12 @@ def _row_of(record: LogRecord) -> tuple[object, ...]:
         format_time(record.logged_at),
         record.status,
         record.header,
-        record.body,
+        b"" if record.body_storage == "blob" else record.body,  # a blob's row holds its digest
         record.signature,
         record.prev_hash,
         record.record_hash,
         record.ocsp,
         record.leaf_hash,
+        record.body_storage,
+        body_blob,
     )

@@ -5,9 +5,12 @@ Every ``interval_s`` (default 60 s), or at once when ``max_batch`` records (defa
 
 1. it reads how far the log goes (``N``) and, if records follow the last checkpoint,
    computes the RFC 9162 root over the leaf hashes of records 1..N;
-2. it builds the checkpoint body (origin, ``N``, root, ``clock.now()``) and asks the
-   approved TSAs in order for an RFC 3161 token over the body's SHA-256, each request
-   with a fresh random 64-bit nonce, each call bounded by ``timeout_s``;
+2. it builds the checkpoint body (origin, ``N``, root, ``clock.now()``), has it signed
+   by the ``sign`` callable (the sign key of the member that owns this server: a
+   detached JWS over the body's SHA-512, with that certificate's current OCSP
+   response), and asks the approved TSAs in order for an RFC 3161 token over the
+   body's SHA-256, each request with a fresh random 64-bit nonce, each call bounded
+   by ``timeout_s``;
 3. it verifies the first answer that comes (status, nonce, imprint, a signer among the
    approved TSAs, chain to an approved CA, clock) and, when one TSA fails, tries the
    next;
@@ -45,6 +48,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import structlog
 from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from core.clock import Clock, require_utc
 from core.identifiers import IdentifierError, SecurityServerId
@@ -52,7 +56,9 @@ from gateway.messagelog.checkpoint import Checkpoint, encode_path, inclusion_pat
 from gateway.messagelog.errors import MessageLogError, TimestampingOverdue, TsaUnavailable
 from gateway.messagelog.record import HASH_SIZE, LogRecord
 from gateway.messagelog.store import MessageLogStore
+from trust.evidence import checkpoint_digest
 from trust.merkle import CompactRange
+from trust.signatures import sign_digest
 from trust.timestamps import (
     MAX_RESPONSE_BYTES,
     TimestampError,
@@ -69,6 +75,8 @@ __all__ = [
     "TsaUnavailable",
     "TimestampingOverdue",
     "TrustSource",
+    "CheckpointSign",
+    "checkpoint_signer",
     "DEFAULT_INTERVAL_S",
     "DEFAULT_MAX_BATCH",
     "DEFAULT_RETRY_S",
@@ -92,6 +100,26 @@ _CHUNK_BYTES = 64 * 1024
 
 #: ``() -> (roots, intermediates)``: the approved CAs of the current global configuration.
 TrustSource = Callable[[], tuple[Sequence[x509.Certificate], Sequence[x509.Certificate]]]
+#: ``checkpoint body -> (compact JWS over SHA-512 of it, signer's DER OCSP response or None)``.
+CheckpointSign = Callable[[bytes], tuple[str, bytes | None]]
+
+
+def checkpoint_signer(
+    key: ec.EllipticCurvePrivateKey,
+    certificate: x509.Certificate,
+    ocsp: Callable[[], bytes | None],
+) -> CheckpointSign:
+    """A :data:`CheckpointSign` with the owner member's sign ``key`` and ``certificate``.
+
+    ``ocsp`` gives the certificate's current OCSP response (the one the server sends
+    with its message signatures), asked at every signing.
+    """
+
+    def sign(body: bytes) -> tuple[str, bytes | None]:
+        return sign_digest(checkpoint_digest(body), key, certificate), ocsp()
+
+    return sign
+
 
 _T = TypeVar("_T")
 
@@ -274,6 +302,7 @@ class Timestamper:
         *,
         tsas: Callable[[], Sequence[TsaEndpoint]],
         trust: TrustSource,
+        sign: CheckpointSign,
         clock: Clock,
         client: TimestampClient,
         interval_s: float = DEFAULT_INTERVAL_S,
@@ -301,6 +330,7 @@ class Timestamper:
         self._origin = origin
         self._tsas = tsas
         self._trust = trust
+        self._sign = sign
         self._clock = clock
         self._client = client
         self._interval_s = float(interval_s)
@@ -448,8 +478,12 @@ class Timestamper:
             return True
         self._round_size = snapshot.size
         self._beyond_round = None
-        # (2) the checkpoint body and its imprint; the TSAs and CAs of this moment
+        # (2) the checkpoint body, signed by the owner member; its imprint; the TSAs and CAs
         body = Checkpoint.unsigned_body(self._origin, snapshot.size, snapshot.root, now)
+        try:
+            signature, signer_ocsp = self._sign(body)
+        except Exception as exc:  # a key or OCSP problem is this round's failure, not the loop's
+            return self._failed([f"cannot sign checkpoint {snapshot.size}: {exc}"])
         imprint = hashlib.sha256(body).digest()
         try:
             endpoints = list(self._tsas())
@@ -479,6 +513,8 @@ class Timestamper:
                 token=info.token,
                 tsa=endpoint.name,
                 gen_time=info.gen_time,
+                signature=signature,
+                signer_ocsp=signer_ocsp,
             )
             # (4) every record's path, stored with the checkpoint in one transaction
             try:

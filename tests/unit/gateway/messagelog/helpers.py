@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from core.identifiers import MemberId, ServiceId, SubsystemId
 from core.messages import Protocol, RequestHeader, ResponseHeader, sha512
 from gateway.messagelog.record import Direction, LogRecord, NewRecord
 from gateway.messagelog.store import MessageLogStore
+from trust.evidence import checkpoint_digest
 
 __all__ = [
     "CLIENT",
@@ -28,6 +30,7 @@ __all__ = [
     "OTHER_MEMBER",
     "NOW",
     "Signers",
+    "CHECKPOINT_SIGNERS",
     "Exchange",
     "make_exchange",
     "write_log",
@@ -59,6 +62,18 @@ class Signers:
 
     def sign(self, member: str, digest: bytes) -> str:
         return f"{member}|{self.key(member).sign(digest, ec.ECDSA(hashes.SHA256())).hex()}"
+
+    def sign_checkpoint(self, member: str) -> Callable[[bytes], tuple[str, bytes | None]]:
+        """A timestamper's ``sign`` callable: ``member`` signs SHA-512 of the checkpoint body."""
+
+        def sign(body: bytes) -> tuple[str, bytes | None]:
+            return self.sign(member, checkpoint_digest(body)), None
+
+        return sign
+
+    def check_checkpoint(self, jws: str, digest: bytes, ocsp: bytes | None, at_time: dt.datetime) -> str:
+        """A CheckpointSignatureCheck over these keys (no OCSP here)."""
+        return self.check(jws, digest, at_time)
 
     def check(self, jws: str, digest: bytes, at_time: dt.datetime) -> str:
         self.calls.append((jws, digest, at_time))
@@ -201,3 +216,7 @@ def add_failing_trigger(path: Path) -> None:
 
 def poisoned(record: NewRecord) -> NewRecord:
     return dataclasses.replace(record, message_id=POISON)
+
+
+#: The keys that sign the checkpoints of the test logs (the origin's owner is CLIENT's member).
+CHECKPOINT_SIGNERS = Signers()

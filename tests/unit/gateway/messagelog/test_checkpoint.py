@@ -35,6 +35,8 @@ def checkpoint() -> Checkpoint:
         token=b"\x30\x03\x02\x01\x01",
         tsa="Land NRW TSA",
         gen_time=TIME.replace(microsecond=0),
+        signature="eyJhbGciOiJFUzI1NiJ9..c2lnbmF0dXJl",
+        signer_ocsp=b"\x30\x03\x0a\x01\x00",
     )
 
 
@@ -50,31 +52,73 @@ def test_body_is_canonical_json_and_imprint_its_sha256(checkpoint: Checkpoint) -
     assert body == json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
     assert checkpoint.imprint() == hashlib.sha256(body).digest()
     assert Checkpoint.unsigned_body(checkpoint.origin, 12, ROOT, TIME) == body
-    # The token, TSA and its time are not part of what the token covers.
-    assert dataclasses.replace(checkpoint, tsa="other", token=b"\x30\x00").body() == body
+    assert checkpoint.digest() == hashlib.sha512(body).digest()
+    assert checkpoint.owner == "EE/GOV/70000001"
+    # The token, TSA, its time and the signature are not part of what they cover.
+    changed = dataclasses.replace(
+        checkpoint, tsa="other", token=b"\x30\x00", signature="x..y", signer_ocsp=None
+    )
+    assert changed.body() == body
 
 
 def test_stored_body_round_trips(checkpoint: Checkpoint) -> None:
     again = Checkpoint.from_stored(
-        checkpoint.body(), token=checkpoint.token, tsa=checkpoint.tsa, gen_time=checkpoint.gen_time
+        checkpoint.body(),
+        token=checkpoint.token,
+        tsa=checkpoint.tsa,
+        gen_time=checkpoint.gen_time,
+        signature=checkpoint.signature,
+        signer_ocsp=checkpoint.signer_ocsp,
     )
     assert again == checkpoint
+
+
+def test_checkpoint_file_round_trips(checkpoint: Checkpoint) -> None:
+    data = checkpoint.to_file_json()
+    stated = json.loads(data)
+    assert stated["format"] == "xweg-checkpoint-file/1"
+    assert stated["body"].encode() == checkpoint.body()
+    assert stated["signature"] == checkpoint.signature
+    assert Checkpoint.from_file_json(data) == checkpoint
+    without = dataclasses.replace(checkpoint, signer_ocsp=None)
+    assert json.loads(without.to_file_json())["signer_ocsp"] is None
+    assert Checkpoint.from_file_json(without.to_file_json()) == without
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"format": "xweg-checkpoint-file/2"}, "format"),
+        ({"token": "not base64!"}, "base64"),
+        ({"signer_ocsp": ""}, "signer_ocsp"),
+        ({"signature": ""}, "signature"),
+        ({"gen_time": "2025-03-04T10:00:00Z"}, "log time"),
+        ({"body": "{}"}, "checkpoint body lacks"),
+        ({"extra": 1}, "unexpected keys"),
+    ],
+)
+def test_malformed_checkpoint_files_are_refused(
+    checkpoint: Checkpoint, change: dict[str, Any], message: str
+) -> None:
+    data = json.dumps({**json.loads(checkpoint.to_file_json()), **change}).encode()
+    with pytest.raises(ValueError, match=message):
+        Checkpoint.from_file_json(data)
 
 
 @pytest.mark.parametrize(
     "body, message",
     [
-        (b"not json", "not JSON"),
-        (b"[]", "exactly format"),
+        (b"not json", "not valid JSON"),
+        (b"[]", "must be a JSON object"),
         (None, "canonical form"),
         ({"format": "xweg-checkpoint/2"}, "format"),
-        ({"root": "zz"}, "not hex"),
-        ({"root": "00" * 31}, "root must be 32 bytes"),
+        ({"root": "zz"}, "hex digits"),
+        ({"root": "00" * 31}, "hex digits"),
         ({"size": 0}, "size"),
         ({"size": "12"}, "size"),
         ({"origin": "EE/GOV/70000001"}, "security server id"),
         ({"time": "2025-03-04T10:00:00Z"}, "log time"),
-        ({"extra": 1}, "exactly format"),
+        ({"extra": 1}, "unexpected keys"),
     ],
 )
 def test_malformed_stored_bodies_are_refused(
@@ -87,7 +131,7 @@ def test_malformed_stored_bodies_are_refused(
     else:
         raw = body
     with pytest.raises(ValueError, match=message):
-        Checkpoint.from_stored(raw, token=b"\x30\x00", tsa="t", gen_time=TIME)
+        Checkpoint.from_stored(raw, token=b"\x30\x00", tsa="t", gen_time=TIME, signature="a..b")
 
 
 @pytest.mark.parametrize(
@@ -104,6 +148,10 @@ def test_malformed_stored_bodies_are_refused(
         ({"token": b"\x30" * (256 * 1024 + 1)}, "larger"),
         ({"tsa": ""}, "tsa"),
         ({"tsa": "a\nb"}, "control"),
+        ({"signature": ""}, "signature"),
+        ({"signature": "x" * (256 * 1024 + 1)}, "signature"),
+        ({"signer_ocsp": b""}, "signer_ocsp"),
+        ({"signer_ocsp": b"\x30" * (64 * 1024 + 1)}, "signer_ocsp"),
     ],
 )
 def test_checkpoint_validates_its_fields(

@@ -95,6 +95,7 @@ def test_encoding_is_canonical_json_of_every_field(request_record: NewRecord) ->
         "header_sha512": hashlib.sha512(request_record.header).hexdigest(),
         "signature": request_record.signature,
         "ocsp_sha256": None,
+        "body_storage": "inline",
     }
     assert RECORD_FORMAT == "xweg-messagelog-record/2"
     assert encoded == json.dumps(data, sort_keys=True, separators=(",", ":")).encode()

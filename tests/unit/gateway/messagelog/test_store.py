@@ -219,7 +219,7 @@ def test_times_round_trip_through_the_file(log_path: Path, signers: Signers) -> 
 
 
 def _checkpoint(size: int, leaves: list[bytes], token: bytes = b"\x30\x03\x02\x01\x01") -> Checkpoint:
-    return Checkpoint(ORIGIN, size, root(leaves[:size]), NOW, token, "Test TSA", NOW)
+    return Checkpoint(ORIGIN, size, root(leaves[:size]), NOW, token, "Test TSA", NOW, "e30..c2ln")
 
 
 def _paths(leaves: list[bytes], covered: int, size: int) -> list[tuple[int, bytes]]:

@@ -28,9 +28,10 @@ from gateway.messagelog.timestamper import (
 )
 from gateway.messagelog.verify import CheckpointReport, verify_checkpoints, verify_log_file
 from gateway.messagelog.writer import MessageLogWriter
-from tests.unit.gateway.messagelog.helpers import NOW, Signers, make_exchange
+from tests.unit.gateway.messagelog.helpers import CHECKPOINT_SIGNERS, NOW, Signers, make_exchange
 from tests.unit.gateway.messagelog.tsa import (
     ORIGIN,
+    ORIGIN_OWNER,
     Behaviour,
     Pki,
     TsaIdentity,
@@ -38,6 +39,9 @@ from tests.unit.gateway.messagelog.tsa import (
     closed_port_url,
 )
 from trust.merkle import inclusion_proof, verify_inclusion
+
+#: Counters of body storage and pruning, not what these tests are about.
+_EXTRAS = {"bodies_omitted": 0, "pruned_records": 0}
 
 
 @pytest.fixture
@@ -89,6 +93,7 @@ async def make(log_path: Path, clock: FixedClock) -> AsyncIterator[Make]:
             ORIGIN,
             tsas=config.tsas,
             trust=config.trust,
+            sign=CHECKPOINT_SIGNERS.sign_checkpoint(ORIGIN_OWNER),
             clock=clock,
             client=TimestampClient(),
             **settings,  # type: ignore[arg-type]
@@ -103,7 +108,12 @@ async def make(log_path: Path, clock: FixedClock) -> AsyncIterator[Make]:
 
 def verify(path: Path, pki: Pki, *tsas: TsaIdentity) -> CheckpointReport:
     with MessageLogStore.open_readonly(path) as store:
-        return verify_checkpoints(store, tsa_certificates=[t.certificate for t in tsas], roots=[pki.root])
+        return verify_checkpoints(
+            store,
+            tsa_certificates=[t.certificate for t in tsas],
+            roots=[pki.root],
+            check_signature=CHECKPOINT_SIGNERS.check_checkpoint,
+        )
 
 
 def stored_checkpoints(path: Path) -> int:
@@ -153,7 +163,10 @@ async def test_a_round_timestamps_every_record_with_a_verified_path(
             assert size == 6
             assert path == inclusion_proof(seq - 1, leaves)
             verify_inclusion(leaves[seq - 1], seq - 1, 6, path, checkpoint.root)
-    assert verify(log_path, pki, tsa_identity) == CheckpointReport(1, 6, None)
+    assert (
+        verify(log_path, pki, tsa_identity).to_dict() | {"root": None}
+        == CheckpointReport(1, 6, None, None, 6).to_dict()
+    )
 
     # The next batch: only its records get paths, to the new checkpoint.
     more = append(log_path, signers, range(10, 12), at=clock.now())
@@ -165,14 +178,27 @@ async def test_a_round_timestamps_every_record_with_a_verified_path(
         assert [c.size for c in store.checkpoints()] == [6, 10]
         assert [(store.record_path(seq) or (0, []))[0] for seq in (6, 7)] == [6, 10]
     report = verify_log_file(
-        log_path, signers.check, tsa_certificates=[tsa_identity.certificate], roots=[pki.root]
+        log_path,
+        signers.check,
+        tsa_certificates=[tsa_identity.certificate],
+        roots=[pki.root],
+        check_checkpoint_signature=CHECKPOINT_SIGNERS.check_checkpoint,
     )
-    assert report.to_dict() == {
-        "records": 10,
-        "timestamped_records": 10,
-        "checkpoints": 2,
-        "first_error": None,
-    }
+    with MessageLogStore.open_readonly(log_path) as store:
+        latest = store.last_checkpoint()
+    assert latest is not None
+    assert (
+        report.to_dict() | _EXTRAS
+        == {
+            "records": 10,
+            "timestamped_records": 10,
+            "checkpoints": 2,
+            "tree_size": 10,
+            "root": latest.root.hex(),
+            "first_error": None,
+        }
+        | _EXTRAS
+    )
     # Nothing new: a round is a no-op, not another checkpoint.
     assert await stamper.timestamp_now()
     assert stored_checkpoints(log_path) == 2
@@ -394,7 +420,10 @@ async def test_tsa_down_records_keep_being_logged_then_retry_succeeds(
         assert stamper.status().last_error is None
     finally:
         await writer.close()
-    assert verify(log_path, pki, tsa_identity) == CheckpointReport(1, 4, None)
+    assert (
+        verify(log_path, pki, tsa_identity).to_dict() | {"root": None}
+        == CheckpointReport(1, 4, None, None, 4).to_dict()
+    )
 
 
 async def test_timestamping_overdue_past_the_acceptable_period_then_recovery(
@@ -462,6 +491,7 @@ def test_timestamper_options_are_validated(log_path: Path, pki: Pki, clock: Fixe
             origin,
             tsas=config.tsas,
             trust=config.trust,
+            sign=CHECKPOINT_SIGNERS.sign_checkpoint(ORIGIN_OWNER),
             clock=clock,
             client=TimestampClient(),
             **options,  # type: ignore[arg-type]

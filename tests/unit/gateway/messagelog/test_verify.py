@@ -41,7 +41,16 @@ def test_good_log_verifies(log_path: Path, good_log: list[LogRecord], signers: S
     report = verify_log_file(log_path, signers.check)
     assert report.ok
     assert report == LogReport(records=6, first_error=None)
-    assert report.to_dict() == {"records": 6, "timestamped_records": 0, "checkpoints": 0, "first_error": None}
+    assert report.to_dict() == {
+        "records": 6,
+        "timestamped_records": 0,
+        "checkpoints": 0,
+        "tree_size": 0,
+        "root": None,
+        "bodies_omitted": 0,
+        "pruned_records": 0,
+        "first_error": None,
+    }
 
 
 def test_signature_check_gets_the_digest_and_the_logging_time() -> None:
@@ -300,5 +309,9 @@ def test_report_objects_validate() -> None:
         "records": 1,
         "timestamped_records": 0,
         "checkpoints": 0,
+        "tree_size": 0,
+        "root": None,
+        "bodies_omitted": 0,
+        "pruned_records": 0,
         "first_error": {"seq": 2, "message_id": "m", "reason": "record 2 (message m): broken"},
     }

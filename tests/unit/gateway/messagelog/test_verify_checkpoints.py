@@ -24,8 +24,19 @@ from gateway.messagelog.verify import (
     verify_checkpoints,
     verify_log_file,
 )
-from tests.unit.gateway.messagelog.helpers import NOW, Signers, make_exchange, read_column, rechain, tamper
+from tests.unit.gateway.messagelog.helpers import (
+    CHECKPOINT_SIGNERS,
+    NOW,
+    Signers,
+    make_exchange,
+    read_column,
+    rechain,
+    tamper,
+)
 from tests.unit.gateway.messagelog.tsa import Pki, TsaIdentity, timestamp_log
+
+#: Counters of body storage and pruning, not what these tests are about.
+_EXTRAS = {"bodies_omitted": 0, "pruned_records": 0}
 
 
 @pytest.fixture(scope="session")
@@ -57,7 +68,12 @@ def stamped(log_path: Path, stamped_file: tuple[Path, list[Checkpoint]]) -> list
 
 def check(path: Path, pki: Pki, tsa: TsaIdentity) -> CheckpointReport:
     with MessageLogStore.open_readonly(path) as store:
-        return verify_checkpoints(store, tsa_certificates=[tsa.certificate], roots=[pki.root])
+        return verify_checkpoints(
+            store,
+            tsa_certificates=[tsa.certificate],
+            roots=[pki.root],
+            check_signature=CHECKPOINT_SIGNERS.check_checkpoint,
+        )
 
 
 def failure(path: Path, pki: Pki, tsa: TsaIdentity) -> str:
@@ -74,12 +90,34 @@ def flip(data: object, at: int) -> bytes:
 def test_timestamped_log_verifies(
     log_path: Path, stamped: list[Checkpoint], pki: Pki, tsa_identity: TsaIdentity, signers: Signers
 ) -> None:
-    assert check(log_path, pki, tsa_identity) == CheckpointReport(2, 6, None)
+    assert check(log_path, pki, tsa_identity) == CheckpointReport(2, 6, None, None, 6, stamped[1].root)
     report = verify_log_file(
-        log_path, signers.check, tsa_certificates=[tsa_identity.certificate], roots=[pki.root]
+        log_path,
+        signers.check,
+        tsa_certificates=[tsa_identity.certificate],
+        roots=[pki.root],
+        check_checkpoint_signature=CHECKPOINT_SIGNERS.check_checkpoint,
     )
-    assert report == LogReport(records=6, first_error=None, checkpoints=2, timestamped_records=6)
-    assert report.to_dict() == {"records": 6, "timestamped_records": 6, "checkpoints": 2, "first_error": None}
+    assert report == LogReport(
+        records=6,
+        first_error=None,
+        checkpoints=2,
+        timestamped_records=6,
+        tree_size=6,
+        root=stamped[1].root,
+    )
+    assert (
+        report.to_dict() | _EXTRAS
+        == {
+            "records": 6,
+            "timestamped_records": 6,
+            "checkpoints": 2,
+            "tree_size": 6,
+            "root": stamped[1].root.hex(),
+            "first_error": None,
+        }
+        | _EXTRAS
+    )
     # Without TSA certificates, checkpoints are not checked.
     assert verify_log_file(log_path, signers.check).to_dict()["checkpoints"] == 0
 
@@ -90,7 +128,7 @@ def test_records_after_the_last_checkpoint_are_untimestamped_not_wrong(
     with MessageLogStore.open(log_path) as store:
         exchange = make_exchange(signers, 4, at=NOW + dt.timedelta(seconds=90))
         store.append([exchange.request])
-    assert check(log_path, pki, tsa_identity) == CheckpointReport(2, 6, None)
+    assert check(log_path, pki, tsa_identity) == CheckpointReport(2, 6, None, None, 6, stamped[1].root)
 
 
 def test_a_log_without_checkpoints_has_nothing_timestamped(
@@ -132,13 +170,21 @@ def test_token_of_an_untrusted_tsa_is_refused(
 ) -> None:
     stranger = Pki("Stranger Root").issue_tsa("Test TSA")
     with MessageLogStore.open_readonly(log_path) as store:
-        report = verify_checkpoints(store, tsa_certificates=[stranger.certificate], roots=[pki.root])
+        report = verify_checkpoints(
+            store,
+            tsa_certificates=[stranger.certificate],
+            roots=[pki.root],
+            check_signature=CHECKPOINT_SIGNERS.check_checkpoint,
+        )
     assert report.first_error is not None
     assert report.first_error.startswith("checkpoint 4: its timestamp does not verify")
     # The right TSA certificate, but not chaining to the roots given.
     with MessageLogStore.open_readonly(log_path) as store:
         report = verify_checkpoints(
-            store, tsa_certificates=[tsa_identity.certificate], roots=[Pki("Other Root").root]
+            store,
+            tsa_certificates=[tsa_identity.certificate],
+            roots=[Pki("Other Root").root],
+            check_signature=CHECKPOINT_SIGNERS.check_checkpoint,
         )
     assert report.first_error is not None
     assert "does not chain to an approved CA" in report.first_error
@@ -222,7 +268,11 @@ def test_record_changed_after_it_was_timestamped_is_named(
     reason = failure(log_path, pki, tsa_identity)
     assert reason.startswith("checkpoint 4: the Merkle root over records 1 to 4 is not the checkpoint's root")
     report = verify_log_file(
-        log_path, signers.check, tsa_certificates=[tsa_identity.certificate], roots=[pki.root]
+        log_path,
+        signers.check,
+        tsa_certificates=[tsa_identity.certificate],
+        roots=[pki.root],
+        check_checkpoint_signature=CHECKPOINT_SIGNERS.check_checkpoint,
     )
     assert report.records == 6
     assert isinstance(report.first_error, CheckpointProblem)
@@ -241,7 +291,11 @@ def test_truncated_tail_is_detected(
     tamper(log_path, "DELETE FROM records WHERE seq >= 5")
     assert verify_log_file(log_path, signers.check).ok  # the chain alone cannot tell
     report = verify_log_file(
-        log_path, signers.check, tsa_certificates=[tsa_identity.certificate], roots=[pki.root]
+        log_path,
+        signers.check,
+        tsa_certificates=[tsa_identity.certificate],
+        roots=[pki.root],
+        check_checkpoint_signature=CHECKPOINT_SIGNERS.check_checkpoint,
     )
     assert report.first_error is not None
     assert report.first_error.reason == (

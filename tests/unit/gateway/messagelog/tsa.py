@@ -29,6 +29,7 @@ from core.clock import Clock
 from gateway.messagelog.checkpoint import Checkpoint, encode_path, inclusion_paths
 from gateway.messagelog.store import MessageLogStore
 from gateway.messagelog.timestamper import TsaEndpoint
+from tests.unit.gateway.messagelog.helpers import CHECKPOINT_SIGNERS
 from trust.merkle import root
 from trust.timestamps import (
     build_timestamp_request,
@@ -37,9 +38,19 @@ from trust.timestamps import (
     verify_timestamp_response,
 )
 
-__all__ = ["Pki", "TsaIdentity", "Behaviour", "TsaServer", "closed_port_url", "timestamp_log", "ORIGIN"]
+__all__ = [
+    "Pki",
+    "TsaIdentity",
+    "Behaviour",
+    "TsaServer",
+    "closed_port_url",
+    "timestamp_log",
+    "ORIGIN",
+    "ORIGIN_OWNER",
+]
 
 ORIGIN = "EE/GOV/70000001/ss1"
+ORIGIN_OWNER = "EE/GOV/70000001"
 _VALID_FROM = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
 _VALID_TO = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
 _serials = itertools.count(1)
@@ -223,10 +234,12 @@ def timestamp_log(
     now: dt.datetime,
     *,
     gen_time: dt.datetime | None = None,
+    signer: str = ORIGIN_OWNER,
 ) -> Checkpoint:
     """Store a checkpoint over every record of ``path``, as a timestamper's round does.
 
-    ``gen_time`` lets the TSA's clock differ from ``now`` (the checkpoint's time).
+    ``gen_time`` lets the TSA's clock differ from ``now`` (the checkpoint's time);
+    ``signer`` is the member whose key (in ``CHECKPOINT_SIGNERS``) signs it.
     """
     with MessageLogStore.open(path) as store:
         last = store.last_checkpoint()
@@ -253,7 +266,10 @@ def timestamp_log(
             roots=roots,
             now=gen_time or now,
         )
-        checkpoint = Checkpoint(ORIGIN, size, tree_root, now, info.token, identity.name, info.gen_time)
+        signature, ocsp = CHECKPOINT_SIGNERS.sign_checkpoint(signer)(body)
+        checkpoint = Checkpoint(
+            ORIGIN, size, tree_root, now, info.token, identity.name, info.gen_time, signature, ocsp
+        )
         paths = inclusion_paths(leaves, covered, size - 1)
         store.add_checkpoint(checkpoint, [(covered + 1 + i, encode_path(p)) for i, p in enumerate(paths)])
         return checkpoint

@@ -1,0 +1,658 @@
+"""The auditor API: read-only HTTP access to this security server's message log.
+
+An aiohttp sub-application (:func:`make_auditor_app`), mounted by the server under
+``/audit/v1/``.  Routes, all ``GET`` (and ``HEAD``)::
+
+    records?since=&until=&client=&service=&message_id=&limit=&after_seq=   search (JSON list)
+    records/{seq}[?body=true]                                               one record
+    records/by-message/{message_id}/evidence                                evidence container (ZIP)
+    checkpoints/latest, checkpoints/{size}                                  checkpoints
+    proofs/inclusion?seq=&tree_size=, proofs/consistency?old=&new=          Merkle proofs (hex)
+
+Every request, in this order:
+
+1. is authenticated: ``Authorization: Bearer <jwt>``, verified with
+   :func:`trust.tokens.verify_auditor_token` at the clock's ``now`` (401 with
+   ``WWW-Authenticate: Bearer`` when missing or invalid, 403 for another role);
+2. has its parameters checked (unknown or repeated ones are refused, numbers and times
+   bounded) and is answered from :mod:`gateway.messagelog.query` in a worker thread,
+   at most :data:`MAX_CONCURRENT_QUERIES` at a time;
+3. bodies (a record's ``?body=true`` and evidence containers, which hold bodies) are
+   only given to tokens with the body right (403 otherwise);
+4. is written to the audit log (the ``audit_log`` callable) with its final status,
+   refused requests included, *before* the answer leaves; if that write fails, the
+   answer is replaced by ``LoggingFailed`` and nothing is disclosed.
+
+Errors are X-Road REST error bodies (``{"type", "message", "detail": <correlation id>}``)
+and never a traceback.  Durable storage of the audit entries is the caller's;
+:class:`AuditQueryLog` is one (an SQLite table).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import datetime as dt
+import json
+import re
+import sqlite3
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from adapters.rest.outbound import render_rest_error
+from core.clock import Clock, require_utc
+from core.errors import ErrorCode, Origin, XwegError
+from core.identifiers import IdentifierError, ServiceId, parse_client_slash
+from gateway.messagelog import query
+from gateway.messagelog.errors import LogOpenError, LogReadError, MessageLogError
+from gateway.messagelog.record import MAX_MESSAGE_ID_LENGTH, format_time, parse_time
+from trust.merkle import MerkleError
+from trust.tokens import AuditorIdentity, TokenForbidden, TokenInvalid, verify_auditor_token
+
+__all__ = [
+    "AuditQuery",
+    "AuditLog",
+    "EvidenceSource",
+    "AuditQueryLog",
+    "AUDIT_QUERY_SCHEMA",
+    "MAX_CONCURRENT_QUERIES",
+    "make_auditor_app",
+]
+
+log = structlog.get_logger("xweg.auditapi")
+
+#: Proofs over a large log hash every leaf; a few at a time keep the server responsive.
+MAX_CONCURRENT_QUERIES = 4
+_REALM = "xweg-auditor-api"
+_MAX_PARAM_LENGTH = 256  # characters of one query parameter value
+_MAX_TIME_LENGTH = 64  # characters of an ISO 8601 time
+_DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII digits only; int() would take "+1", " 1" and "١"
+_METHODS = frozenset({"GET", "HEAD"})
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    """One call to the auditor API, as the audit log keeps it."""
+
+    subject: str | None  # the token's subject; None when no valid token was shown
+    token_id: str | None  # the token's jti
+    method: str
+    path: str
+    query: str  # the raw query string
+    status: int  # the HTTP status answered
+    at: dt.datetime  # when the request arrived, UTC
+    remote: str | None = None  # the caller's address
+    correlation_id: str | None = None  # of the error answered, if any
+
+    def __post_init__(self) -> None:
+        require_utc(self.at, "at")
+        if isinstance(self.status, bool) or not isinstance(self.status, int) or not 100 <= self.status <= 599:
+            raise ValueError(f"status must be an HTTP status, not {self.status!r}")
+
+
+AuditLog = Callable[[AuditQuery], Awaitable[None]]
+EvidenceSource = Callable[[str], Awaitable[bytes]]
+
+
+@dataclass(frozen=True)
+class _Settings:
+    log_path: Path
+    token_public_key: ec.EllipticCurvePublicKey
+    issuer: str
+    clock: Clock
+    audit_log: AuditLog
+    evidence: EvidenceSource | None
+    slots: asyncio.Semaphore
+
+
+_SETTINGS = web.AppKey("auditor_api", _Settings)
+
+
+class _ApiError(XwegError):
+    """An :class:`XwegError` answered with an HTTP status of the auditor API's choosing."""
+
+    def __init__(
+        self,
+        code: ErrorCode,
+        message: str,
+        origin: Origin,
+        status: int,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(code, message, origin)
+        self._status = status
+        self.headers = dict(headers or {})
+
+    @property
+    def http_status(self) -> int:
+        return self._status
+
+
+def _unauthorized(message: str, *, invalid: bool) -> _ApiError:
+    challenge = f'Bearer realm="{_REALM}"' + (', error="invalid_token"' if invalid else "")
+    return _ApiError(
+        ErrorCode.ACCESS_DENIED, message, Origin.SERVER_PROXY, 401, {"WWW-Authenticate": challenge}
+    )
+
+
+def _forbidden(message: str) -> _ApiError:
+    challenge = f'Bearer realm="{_REALM}", error="insufficient_scope"'
+    return _ApiError(
+        ErrorCode.ACCESS_DENIED, message, Origin.SERVER_PROXY, 403, {"WWW-Authenticate": challenge}
+    )
+
+
+def _bad_request(message: str) -> _ApiError:
+    return _ApiError(ErrorCode.INVALID_REQUEST, message, Origin.CLIENT, 400)
+
+
+def _not_found(message: str) -> _ApiError:
+    return _ApiError(ErrorCode.INVALID_REQUEST, message, Origin.CLIENT, 404)
+
+
+def _server_error(code: ErrorCode, message: str, status: int = 500) -> _ApiError:
+    return _ApiError(code, message, Origin.SERVER_PROXY, status)
+
+
+def _error_response(error: XwegError) -> web.Response:
+    status, headers, body = render_rest_error(error)
+    response = web.Response(status=status, body=body, headers=dict(headers))
+    if isinstance(error, _ApiError):
+        response.headers.update(error.headers)
+    return response
+
+
+@contextlib.contextmanager
+def _query_errors() -> Iterator[None]:
+    """The message log's read errors as the auditor API answers them."""
+    try:
+        yield
+    except query.InvalidQuery as exc:
+        raise _bad_request(str(exc)) from exc
+    except query.NotFound as exc:
+        raise _not_found(str(exc)) from exc
+    except LogOpenError as exc:
+        raise _server_error(
+            ErrorCode.INTERNAL_ERROR, f"the message log cannot be opened: {exc}", 503
+        ) from exc
+    except LogReadError as exc:
+        raise _server_error(ErrorCode.INTERNAL_ERROR, f"the message log cannot be read: {exc}") from exc
+    except (MerkleError, ValueError) as exc:
+        raise _server_error(ErrorCode.INTERNAL_ERROR, f"the proof cannot be computed: {exc}") from exc
+
+
+# -- step 1: authentication ----------------------------------------------------------
+
+
+def _authenticate(request: web.Request, settings: _Settings, now: dt.datetime) -> AuditorIdentity:
+    values = request.headers.getall("Authorization", [])
+    if not values:
+        raise _unauthorized(
+            "an auditor bearer token is required (Authorization: Bearer <token>)", invalid=False
+        )
+    if len(values) > 1:
+        raise _unauthorized("more than one Authorization header", invalid=True)
+    scheme, _, token = values[0].strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("the Authorization header must be 'Bearer <token>'", invalid=True)
+    try:
+        return verify_auditor_token(token.strip(), settings.token_public_key, issuer=settings.issuer, now=now)
+    except TokenForbidden as exc:
+        raise _forbidden(str(exc)) from exc
+    except TokenInvalid as exc:
+        raise _unauthorized(str(exc), invalid=True) from exc
+
+
+# -- step 2: parameters --------------------------------------------------------------
+
+
+def _params(request: web.Request, allowed: frozenset[str]) -> dict[str, str]:
+    """The query parameters, each at most once, none unknown, none overlong."""
+    found: dict[str, str] = {}
+    for name, value in request.query.items():
+        if name not in allowed:
+            known = ", ".join(sorted(allowed)) or "none"
+            raise _bad_request(f"unknown parameter {name[:64]!r} (this route takes: {known})")
+        if name in found:
+            raise _bad_request(f"parameter {name!r} is given more than once")
+        if len(value) > _MAX_PARAM_LENGTH:
+            raise _bad_request(f"parameter {name!r} is longer than {_MAX_PARAM_LENGTH} characters")
+        found[name] = value
+    return found
+
+
+def _integer(text: str, what: str, *, minimum: int, maximum: int = 2**63 - 1) -> int:
+    if not _DIGITS.fullmatch(text):
+        raise _bad_request(f"{what} must be a whole number")
+    value = int(text)
+    if not minimum <= value <= maximum:
+        raise _bad_request(f"{what} must lie in {minimum}..{maximum}")
+    return value
+
+
+def _required(params: Mapping[str, str], name: str) -> str:
+    if name not in params:
+        raise _bad_request(f"parameter {name!r} is required")
+    return params[name]
+
+
+def _instant(text: str, what: str) -> dt.datetime:
+    """An ISO 8601 time with an offset (``2025-03-04T10:00:00Z``), as UTC."""
+    if len(text) > _MAX_TIME_LENGTH:
+        raise _bad_request(f"{what} is too long for a time")
+    try:
+        value = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise _bad_request(f"{what} must be an ISO 8601 time such as 2025-03-04T10:00:00Z") from None
+    if value.tzinfo is None:
+        raise _bad_request(f"{what} must name its time zone (e.g. end in Z)")
+    return value.astimezone(dt.UTC)
+
+
+def _message_id(text: str) -> str:
+    if not text or len(text) > MAX_MESSAGE_ID_LENGTH or any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        raise _bad_request(f"a message id is 1 to {MAX_MESSAGE_ID_LENGTH} printable characters")
+    return text
+
+
+def _flag(text: str, what: str) -> bool:
+    if text not in ("true", "false"):
+        raise _bad_request(f"{what} must be true or false")
+    return text == "true"
+
+
+# -- answers -------------------------------------------------------------------------
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def _summary_json(summary: query.RecordSummary) -> dict[str, Any]:
+    return {
+        "seq": summary.seq,
+        "message_id": summary.message_id,
+        "logged_at": format_time(summary.logged_at),
+        "direction": summary.direction.value,
+        "client": summary.client,
+        "service": summary.service,
+        "status": summary.status,
+        "body_size": summary.body_size,
+    }
+
+
+def _record_json(view: query.RecordView) -> dict[str, Any]:
+    try:
+        header: Any = json.loads(view.header)
+    except ValueError:
+        header = None
+    data = _summary_json(view.summary)
+    data.update(
+        {
+            "header": header,
+            "header_base64": _b64(view.header),  # the exact bytes the leaf hash covers
+            "signature": view.signature,
+            "ocsp": None if view.ocsp is None else _b64(view.ocsp),
+            "prev_hash": view.prev_hash.hex(),
+            "record_hash": view.record_hash.hex(),
+            "leaf_hash": view.leaf_hash.hex(),
+            "body_storage": view.body_storage,
+            "checkpoint_size": view.checkpoint_size,
+            "inclusion_path": None if view.inclusion_path is None else [h.hex() for h in view.inclusion_path],
+        }
+    )
+    if view.body is not None:
+        data["body"] = _b64(view.body)
+    return data
+
+
+async def _run(settings: _Settings, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A blocking query in a worker thread, a bounded number at a time, its errors mapped."""
+    async with settings.slots:
+        with _query_errors():
+            return await asyncio.to_thread(function, *args, **kwargs)
+
+
+# -- routes --------------------------------------------------------------------------
+
+Route = Callable[[web.Request, _Settings, AuditorIdentity], Awaitable[web.StreamResponse]]
+
+
+async def _search(request: web.Request, settings: _Settings, identity: AuditorIdentity) -> web.StreamResponse:
+    params = _params(
+        request, frozenset({"since", "until", "client", "service", "message_id", "limit", "after_seq"})
+    )
+    filters: dict[str, Any] = {}
+    for name in ("since", "until"):
+        if name in params:
+            filters[name] = _instant(params[name], name)
+    if "client" in params:
+        try:
+            filters["client"] = parse_client_slash(params["client"]).slash()
+        except IdentifierError as exc:
+            raise _bad_request(f"client: {exc}") from exc
+    if "service" in params:
+        try:
+            filters["service"] = ServiceId.parse_slash(params["service"]).slash()
+        except IdentifierError as exc:
+            raise _bad_request(f"service: {exc}") from exc
+    if "message_id" in params:
+        filters["message_id"] = _message_id(params["message_id"])
+    limit = query.DEFAULT_LIMIT
+    if "limit" in params:
+        limit = _integer(params["limit"], "limit", minimum=1, maximum=query.MAX_LIMIT)
+    if "after_seq" in params:
+        filters["after_seq"] = _integer(params["after_seq"], "after_seq", minimum=0)
+    found = await _run(settings, query.search, settings.log_path, limit=limit, **filters)
+    response = web.json_response([_summary_json(s) for s in found])
+    if len(found) == limit:  # there may be more: where the next page starts
+        response.headers["X-Next-After-Seq"] = str(found[-1].seq)
+    return response
+
+
+async def _record(request: web.Request, settings: _Settings, identity: AuditorIdentity) -> web.StreamResponse:
+    params = _params(request, frozenset({"body"}))
+    seq = _integer(request.match_info["seq"], "seq", minimum=1)
+    with_body = _flag(params.get("body", "false"), "body")
+    # (3) bodies only for tokens that carry the right
+    if with_body and not identity.may_read_bodies:
+        raise _forbidden("this token does not carry the right to read message bodies")
+    view = await _run(settings, query.get_record, settings.log_path, seq, with_body=with_body)
+    if view is None:
+        raise _not_found(f"the message log holds no record {seq}")
+    return web.json_response(_record_json(view))
+
+
+async def _evidence(
+    request: web.Request, settings: _Settings, identity: AuditorIdentity
+) -> web.StreamResponse:
+    _params(request, frozenset())
+    message_id = _message_id(request.match_info["message_id"])
+    # (3) an evidence container holds the bodies of the exchange
+    if not identity.may_read_bodies:
+        raise _forbidden("an evidence container holds message bodies; this token does not carry that right")
+    if settings.evidence is None:
+        raise _server_error(ErrorCode.UNKNOWN_SERVICE, "evidence export is not available on this server", 501)
+    found = await _run(settings, query.search, settings.log_path, message_id=message_id, limit=1)
+    if not found:
+        raise _not_found("the message log holds no record of that message id")
+    async with settings.slots:  # building a container computes proofs over the log
+        try:
+            container = await settings.evidence(message_id)
+        except LogReadError as exc:
+            raise _server_error(ErrorCode.INTERNAL_ERROR, f"the message log cannot be read: {exc}") from exc
+        except MessageLogError as exc:  # e.g. its records are not covered by a checkpoint yet
+            raise _server_error(
+                ErrorCode.INTERNAL_ERROR, f"the evidence container cannot be built now: {exc}", 409
+            ) from exc
+    return web.Response(
+        body=container,
+        content_type="application/zip",
+        headers={"Content-Disposition": f'attachment; filename="evidence-{found[0].seq}.zip"'},
+    )
+
+
+async def _checkpoint(
+    request: web.Request, settings: _Settings, identity: AuditorIdentity
+) -> web.StreamResponse:
+    _params(request, frozenset())
+    which = request.match_info["size"]
+    size = None if which == "latest" else _integer(which, "checkpoint size", minimum=1)
+    found = await _run(settings, query.checkpoint, settings.log_path, size)
+    if found is None:
+        what = "no checkpoint yet" if size is None else f"no checkpoint of size {size}"
+        raise _not_found(f"the message log has {what}")
+    # The checkpoint file an auditor keeps, byte for byte (canonical JSON).
+    return web.Response(body=found.to_file_json(), content_type="application/json")
+
+
+async def _inclusion(
+    request: web.Request, settings: _Settings, identity: AuditorIdentity
+) -> web.StreamResponse:
+    params = _params(request, frozenset({"seq", "tree_size"}))
+    seq = _integer(_required(params, "seq"), "seq", minimum=1)
+    tree_size = _integer(_required(params, "tree_size"), "tree_size", minimum=1)
+    proof = await _run(settings, query.inclusion_proof, settings.log_path, seq, tree_size)
+    body = {"seq": seq, "leaf_index": seq - 1, "tree_size": tree_size, "proof": [h.hex() for h in proof]}
+    return web.json_response(body)
+
+
+async def _consistency(
+    request: web.Request, settings: _Settings, identity: AuditorIdentity
+) -> web.StreamResponse:
+    params = _params(request, frozenset({"old", "new"}))
+    old = _integer(_required(params, "old"), "old", minimum=1)
+    new = _integer(_required(params, "new"), "new", minimum=1)
+    proof = await _run(settings, query.consistency_proof, settings.log_path, old, new)
+    return web.json_response({"old_size": old, "new_size": new, "proof": [h.hex() for h in proof]})
+
+
+async def _elsewhere(
+    request: web.Request, settings: _Settings, identity: AuditorIdentity
+) -> web.StreamResponse:
+    if request.method not in _METHODS:
+        error = _ApiError(
+            ErrorCode.INVALID_REQUEST, "the auditor API is read-only: GET only", Origin.CLIENT, 405
+        )
+        error.headers["Allow"] = "GET, HEAD"
+        raise error
+    raise _not_found(f"no such auditor API resource: {request.path[:200]}")
+
+
+def _handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """``route`` behind the numbered steps of the module docstring."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        settings = request.app[_SETTINGS]
+        at = settings.clock.now()
+        identity: AuditorIdentity | None = None
+        correlation_id: str | None = None
+        try:
+            # (1) authentication, before anything else is looked at
+            identity = _authenticate(request, settings, at)
+            # (2) and (3): the route checks its parameters and the body right
+            response = await route(request, settings, identity)
+        except XwegError as error:
+            correlation_id = error.correlation_id
+            log.info(
+                "auditor_api.refused",
+                fault_code=error.fault_code,
+                status=error.http_status,
+                message=error.message,
+                correlation_id=error.correlation_id,
+                path=request.path,
+            )
+            response = _error_response(error)
+        except Exception as exc:  # never a traceback to a client
+            internal = XwegError(
+                ErrorCode.INTERNAL_ERROR, "internal error; see the server log", Origin.SERVER_PROXY
+            )
+            correlation_id = internal.correlation_id
+            log.exception("auditor_api.internal_error", correlation_id=correlation_id, error=repr(exc))
+            response = _error_response(internal)
+        # (4) the audit log, before the answer leaves
+        entry = AuditQuery(
+            subject=identity.subject if identity else None,
+            token_id=identity.token_id if identity else None,
+            method=request.method,
+            path=request.path,
+            query=request.query_string,
+            status=response.status,
+            at=at,
+            remote=request.remote,
+            correlation_id=correlation_id,
+        )
+        try:
+            await settings.audit_log(entry)
+        except Exception as exc:
+            failed = XwegError(
+                ErrorCode.LOGGING_FAILED,
+                "the auditor query could not be logged; nothing is answered",
+                Origin.SERVER_PROXY,
+            )
+            log.exception(
+                "auditor_api.audit_log_failed", correlation_id=failed.correlation_id, error=repr(exc)
+            )
+            return _error_response(failed)
+        return response
+
+    return handle
+
+
+def make_auditor_app(
+    *,
+    log_path: Path,
+    token_public_key: ec.EllipticCurvePublicKey,
+    issuer: str,
+    clock: Clock,
+    audit_log: AuditLog,
+    evidence: EvidenceSource | None,
+    max_concurrent_queries: int = MAX_CONCURRENT_QUERIES,
+) -> web.Application:
+    """The auditor API as a sub-application, to be mounted with ``app.add_subapp("/audit/v1/", ...)``.
+
+    ``issuer`` is this security server's id (slash form), the ``iss`` its tokens carry;
+    ``audit_log`` receives every request's :class:`AuditQuery` and must make it durable
+    (an exception refuses the answer); ``evidence`` builds the evidence container of a
+    message id (None: the route answers 501).
+    """
+    if not isinstance(token_public_key, ec.EllipticCurvePublicKey):
+        raise TypeError("token_public_key must be an EC public key")
+    if isinstance(max_concurrent_queries, bool) or not isinstance(max_concurrent_queries, int):
+        raise TypeError("max_concurrent_queries must be an integer")
+    if max_concurrent_queries < 1:
+        raise ValueError("max_concurrent_queries must be at least 1")
+    app = web.Application()
+    app[_SETTINGS] = _Settings(
+        log_path=Path(log_path),
+        token_public_key=token_public_key,
+        issuer=issuer,
+        clock=clock,
+        audit_log=audit_log,
+        evidence=evidence,
+        slots=asyncio.Semaphore(max_concurrent_queries),
+    )
+    app.router.add_get("/records", _handler(_search))
+    app.router.add_get("/records/by-message/{message_id}/evidence", _handler(_evidence))
+    app.router.add_get("/records/{seq}", _handler(_record))
+    app.router.add_get("/checkpoints/{size}", _handler(_checkpoint))
+    app.router.add_get("/proofs/inclusion", _handler(_inclusion))
+    app.router.add_get("/proofs/consistency", _handler(_consistency))
+    # Everything else under the prefix, and every other method: authenticated, logged, refused.
+    app.router.add_route("*", "/{tail:.*}", _handler(_elsewhere))
+    return app
+
+
+# -- a durable audit log ---------------------------------------------------------------
+
+#: The table :class:`AuditQueryLog` keeps; times in the message log's text form.
+AUDIT_QUERY_SCHEMA: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS auditor_queries (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        subject TEXT,
+        token_id TEXT,
+        method TEXT NOT NULL,
+        path TEXT NOT NULL,
+        query TEXT NOT NULL,
+        status INTEGER NOT NULL,
+        remote TEXT,
+        correlation_id TEXT
+    )""",
+    "CREATE INDEX IF NOT EXISTS auditor_queries_at ON auditor_queries (at)",
+    "CREATE INDEX IF NOT EXISTS auditor_queries_subject ON auditor_queries (subject, at)",
+)
+_INSERT_QUERY = (
+    "INSERT INTO auditor_queries (at, subject, token_id, method, path, query, status, remote, correlation_id)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_SELECT_QUERIES = (
+    "SELECT at, subject, token_id, method, path, query, status, remote, correlation_id"
+    " FROM auditor_queries ORDER BY id"
+)
+
+
+class AuditQueryLog:
+    """Auditor queries in an SQLite file (WAL, ``synchronous=FULL``): one durable row per call.
+
+    Pass the instance itself as ``audit_log``; a failed write raises, and the API then
+    answers ``LoggingFailed`` instead of the data.  Close it at shutdown.
+    """
+
+    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
+        self._connection = connection
+        self._path = path
+        self._lock = threading.Lock()
+
+    @classmethod
+    def open(cls, path: Path) -> AuditQueryLog:
+        path = Path(path)
+        try:
+            connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise OSError(f"cannot open the auditor query log {path}: {exc}") from exc
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA synchronous=FULL")
+            for statement in AUDIT_QUERY_SCHEMA:
+                connection.execute(statement)
+        except sqlite3.Error as exc:
+            connection.close()
+            raise OSError(f"cannot prepare the auditor query log {path}: {exc}") from exc
+        return cls(connection, path)
+
+    def append(self, entry: AuditQuery) -> None:
+        """Store ``entry`` durably (blocking)."""
+        row = (
+            format_time(entry.at),
+            entry.subject,
+            entry.token_id,
+            entry.method,
+            entry.path,
+            entry.query,
+            entry.status,
+            entry.remote,
+            entry.correlation_id,
+        )
+        with self._lock:
+            try:
+                self._connection.execute(_INSERT_QUERY, row)
+            except sqlite3.Error as exc:
+                raise OSError(f"cannot write to the auditor query log {self._path}: {exc}") from exc
+
+    async def __call__(self, entry: AuditQuery) -> None:
+        await asyncio.to_thread(self.append, entry)
+
+    def entries(self) -> list[AuditQuery]:
+        """Every stored entry, oldest first."""
+        with self._lock:
+            try:
+                rows = self._connection.execute(_SELECT_QUERIES).fetchall()
+            except sqlite3.Error as exc:
+                raise OSError(f"cannot read the auditor query log {self._path}: {exc}") from exc
+        return [
+            AuditQuery(
+                at=parse_time(at),
+                subject=subject,
+                token_id=token_id,
+                method=method,
+                path=path,
+                query=text,
+                status=status,
+                remote=remote,
+                correlation_id=correlation_id,
+            )
+            for at, subject, token_id, method, path, text, status, remote, correlation_id in rows
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()

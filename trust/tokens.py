@@ -1,0 +1,280 @@
+"""Auditor bearer tokens: ES256 JWTs that a security server issues to its auditors.
+
+Pure: no I/O.  A security server signs tokens with its own auditor-token key (where
+that key lives is the gateway's business, :mod:`gateway.tokens`) and its auditor API
+checks them with :func:`verify_auditor_token`, a function of the token, the public key,
+the expected issuer and ``now``.  The claims::
+
+    {"iss": "<security server id>", "aud": "xweg-auditor-api", "sub": "<auditor name>",
+     "role": "auditor", "bodies": true | false, "iat": <s>, "exp": <s>, "jti": "<uuid>"}
+
+and the protected header ``{"alg": "ES256", "typ": "JWT", "kid": <RFC 7638 thumbprint>}``.
+
+Verification, in this order (the step numbers are those in the code):
+
+1. the token is a compact JWS of bounded size whose header names ES256 (``none``, HMAC
+   and every other algorithm are refused before any key is used) and, when it names a
+   key, names this one;
+2. the signature verifies with the public key (pyjwt, ``algorithms=["ES256"]``);
+3. ``aud`` is exactly the auditor API's, ``iss`` exactly the expected server;
+4. ``iat`` and ``exp`` are present, numeric, ``iat`` not in the future and ``exp`` not
+   past (each with a leeway of at most 60 s), and the lifetime is at most
+   :data:`MAX_TTL_S`; an ``nbf``, if present, is honoured;
+5. ``sub``, ``jti``, ``role`` and ``bodies`` are well-formed;
+6. the role is ``auditor``.
+
+A failure of steps 1-5 raises :class:`TokenInvalid` (the caller answers 401); a valid
+token for another role raises :class:`TokenForbidden` (403).  pyjwt checks times
+against the system clock, so its own time checks are turned off and step 4 uses ``now``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from core.clock import require_utc
+from trust.errors import TrustError
+
+__all__ = [
+    "AUDIENCE",
+    "ALGORITHM",
+    "ROLE_AUDITOR",
+    "DEFAULT_TTL_S",
+    "MAX_TTL_S",
+    "MAX_LEEWAY_S",
+    "MAX_TOKEN_LENGTH",
+    "MAX_SUBJECT_LENGTH",
+    "TokenError",
+    "TokenInvalid",
+    "TokenForbidden",
+    "AuditorIdentity",
+    "key_id",
+    "issue_auditor_token",
+    "verify_auditor_token",
+]
+
+AUDIENCE = "xweg-auditor-api"
+ALGORITHM = "ES256"
+ROLE_AUDITOR = "auditor"
+DEFAULT_TTL_S = 8 * 3600  # one working day
+MAX_TTL_S = 30 * 24 * 3600  # a leaked token is useless after a month at most
+MAX_LEEWAY_S = 60.0
+#: A token of ours is about 600 characters; anything far larger is not one.
+MAX_TOKEN_LENGTH = 8 * 1024  # characters
+MAX_SUBJECT_LENGTH = 128  # characters
+_MAX_TOKEN_ID_LENGTH = 128  # characters
+_REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "exp", "jti"]
+
+
+class TokenError(TrustError):
+    """An auditor token was refused."""
+
+
+class TokenInvalid(TokenError):
+    """Not a valid token of this server: malformed, forged, expired, or for someone else."""
+
+
+class TokenForbidden(TokenError):
+    """A valid token that does not carry the role the auditor API requires."""
+
+
+@dataclass(frozen=True)
+class AuditorIdentity:
+    """Who a verified token speaks for, and what it allows."""
+
+    subject: str
+    may_read_bodies: bool
+    token_id: str
+    expires_at: dt.datetime  # UTC
+
+    def __post_init__(self) -> None:
+        _check_name(self.subject, "subject", MAX_SUBJECT_LENGTH, ValueError)
+        _check_name(self.token_id, "token id", _MAX_TOKEN_ID_LENGTH, ValueError)
+        if not isinstance(self.may_read_bodies, bool):
+            raise ValueError("may_read_bodies must be a bool")
+        require_utc(self.expires_at, "expires_at")
+
+
+def _check_name(value: object, what: str, limit: int, error: type[Exception]) -> str:
+    if not isinstance(value, str) or not value or len(value) > limit:
+        raise error(f"{what} must be a string of 1 to {limit} characters")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise error(f"{what} contains control characters")
+    return value
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _check_key(key: object) -> None:
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ValueError("an auditor-token key must be an EC P-256 key")
+
+
+def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
+    """The RFC 7638 JWK thumbprint (SHA-256, base64url) of a P-256 public key: the ``kid``."""
+    _check_key(public_key)
+    numbers = public_key.public_numbers()
+    jwk = {
+        "crv": "P-256",
+        "kty": "EC",
+        "x": _b64url(numbers.x.to_bytes(32, "big")),
+        "y": _b64url(numbers.y.to_bytes(32, "big")),
+    }
+    canonical = json.dumps(jwk, separators=(",", ":"), sort_keys=True).encode("ascii")
+    return _b64url(hashlib.sha256(canonical).digest())
+
+
+def issue_auditor_token(
+    private_key: ec.EllipticCurvePrivateKey,
+    *,
+    issuer: str,
+    subject: str,
+    may_read_bodies: bool,
+    now: dt.datetime,
+    ttl_s: int = DEFAULT_TTL_S,
+    token_id: str | None = None,
+) -> str:
+    """A signed auditor token for ``subject``, valid from ``now`` for ``ttl_s`` seconds.
+
+    ``token_id`` (the ``jti``) defaults to a random UUID; every audit-log entry names it.
+    """
+    if not isinstance(private_key, ec.EllipticCurvePrivateKey):
+        raise ValueError("an auditor token is signed with an EC P-256 private key")
+    public_key = private_key.public_key()
+    _check_key(public_key)
+    _check_name(issuer, "issuer", 255, ValueError)
+    _check_name(subject, "subject", MAX_SUBJECT_LENGTH, ValueError)
+    if not isinstance(may_read_bodies, bool):
+        raise ValueError("may_read_bodies must be a bool")
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not 1 <= ttl_s <= MAX_TTL_S:
+        raise ValueError(f"a token's lifetime must be 1 to {MAX_TTL_S} seconds")
+    issued = int(require_utc(now, "now").timestamp())
+    claims: dict[str, Any] = {
+        "iss": issuer,
+        "aud": AUDIENCE,
+        "sub": subject,
+        "role": ROLE_AUDITOR,
+        "bodies": may_read_bodies,
+        "iat": issued,
+        "exp": issued + ttl_s,
+        "jti": _check_name(token_id or str(uuid.uuid4()), "token id", _MAX_TOKEN_ID_LENGTH, ValueError),
+    }
+    headers = {"typ": "JWT", "kid": key_id(public_key)}
+    return jwt.encode(claims, private_key, algorithm=ALGORITHM, headers=headers)
+
+
+def _numeric_date(claims: dict[str, Any], name: str) -> float:
+    value = claims.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise TokenInvalid(f"the token's {name!r} claim is not a NumericDate")
+    return float(value)
+
+
+def verify_auditor_token(
+    token: str,
+    public_key: ec.EllipticCurvePublicKey,
+    *,
+    issuer: str,
+    now: dt.datetime,
+    leeway_s: float = MAX_LEEWAY_S,
+) -> AuditorIdentity:
+    """Verify an auditor bearer token (see the module docstring) and say who it speaks for.
+
+    Raises :class:`TokenInvalid` or :class:`TokenForbidden`; ``ValueError`` for a
+    caller's mistake (a key that is not P-256, a leeway over :data:`MAX_LEEWAY_S`).
+    """
+    _check_key(public_key)
+    require_utc(now, "now")
+    if (
+        isinstance(leeway_s, bool)
+        or not isinstance(leeway_s, int | float)
+        or not 0 <= leeway_s <= MAX_LEEWAY_S
+    ):
+        raise ValueError(f"leeway must be 0 to {MAX_LEEWAY_S:g} seconds")
+    # (1) shape and algorithm, before any key is used
+    if not isinstance(token, str) or not token:
+        raise TokenInvalid("no token")
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise TokenInvalid(f"the token is longer than {MAX_TOKEN_LENGTH} characters")
+    if token.count(".") != 2:
+        raise TokenInvalid("the token is not a compact JWS (three dot-separated parts)")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError as exc:
+        raise TokenInvalid(f"the token's header cannot be read ({exc})") from exc
+    algorithm = header.get("alg")
+    if algorithm != ALGORITHM:
+        raise TokenInvalid(f"the token's algorithm is {algorithm!r}; only {ALGORITHM} is accepted")
+    if "kid" in header and header["kid"] != key_id(public_key):
+        raise TokenInvalid("the token was signed by another key than this server's auditor-token key")
+    # (2) signature and (3) audience and issuer; times are step 4's, against ``now``
+    try:
+        claims = jwt.decode(
+            token,
+            public_key,
+            algorithms=[ALGORITHM],
+            audience=AUDIENCE,
+            issuer=issuer,
+            options={
+                "require": _REQUIRED_CLAIMS,
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+                "strict_aud": True,
+            },
+        )
+    except jwt.InvalidSignatureError as exc:
+        raise TokenInvalid("the token's signature does not verify with this server's key") from exc
+    except jwt.MissingRequiredClaimError as exc:
+        raise TokenInvalid(f"the token lacks the {exc.claim!r} claim") from exc
+    except jwt.InvalidAudienceError as exc:
+        raise TokenInvalid(f"the token is not for the auditor API ({exc})") from exc
+    except jwt.InvalidIssuerError as exc:
+        raise TokenInvalid(f"the token was not issued by this security server ({exc})") from exc
+    except jwt.InvalidTokenError as exc:
+        raise TokenInvalid(f"the token is not valid ({exc})") from exc
+    # (4) times
+    moment = now.timestamp()
+    issued_at = _numeric_date(claims, "iat")
+    expires_at = _numeric_date(claims, "exp")
+    if issued_at > moment + leeway_s:
+        raise TokenInvalid("the token was issued in the future")
+    if expires_at <= moment - leeway_s:
+        raise TokenInvalid("the token has expired")
+    if expires_at <= issued_at:
+        raise TokenInvalid("the token expires before it was issued")
+    if expires_at - issued_at > MAX_TTL_S:
+        raise TokenInvalid(f"the token's lifetime exceeds {MAX_TTL_S} seconds")
+    if "nbf" in claims and _numeric_date(claims, "nbf") > moment + leeway_s:
+        raise TokenInvalid("the token is not valid yet")
+    # (5) identity and rights
+    subject = _check_name(claims["sub"], "the token's subject", MAX_SUBJECT_LENGTH, TokenInvalid)
+    token_id = _check_name(claims["jti"], "the token's id", _MAX_TOKEN_ID_LENGTH, TokenInvalid)
+    role = claims.get("role")
+    bodies = claims.get("bodies", False)
+    if not isinstance(bodies, bool):
+        raise TokenInvalid("the token's 'bodies' claim must be true or false")
+    # (6) the role: a token of this server without it is genuine but grants nothing here
+    if role is None:
+        raise TokenForbidden("the token carries no role")
+    if role != ROLE_AUDITOR:
+        shown = repr(role) if isinstance(role, str) and len(role) <= 64 else "another"
+        raise TokenForbidden(f"the token's role is {shown}, not {ROLE_AUDITOR!r}")
+    return AuditorIdentity(
+        subject=subject,
+        may_read_bodies=bodies,
+        token_id=token_id,
+        expires_at=dt.datetime.fromtimestamp(expires_at, dt.UTC),
+    )

@@ -1,0 +1,90 @@
+"""``xweg token issue``: bearer tokens for the auditor API of one security server.
+
+::
+
+    xweg token issue --role auditor --subject NAME [--bodies] [--ttl 8h] --config server.toml
+
+Prints the token (an ES256 JWT) alone on standard output, so that scripts can capture
+it; what it grants goes to standard error.  The token is signed with the security
+server's auditor-token key (``auditor-token.key`` in its data folder, created on first
+use, encrypted with the server's key passphrase) and only that server accepts it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Any
+
+from core.clock import Clock, SystemClock
+from gateway.config import ConfigError, GatewayConfig
+from gateway.tokens import TokenKeyError, auditor_token_key_path, load_or_create_token_key
+from trust.tokens import DEFAULT_TTL_S, MAX_TTL_S, ROLE_AUDITOR, issue_auditor_token, verify_auditor_token
+
+__all__ = ["add_token_commands", "run_token_command", "parse_ttl"]
+
+_TTL = re.compile(r"([0-9]{1,9})([smhd]?)")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_ttl(text: str) -> int:
+    """``90``, ``90s``, ``30m``, ``8h`` or ``7d`` as seconds, at most :data:`MAX_TTL_S`."""
+    match = _TTL.fullmatch(text.strip())
+    if match is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a lifetime such as 30m, 8h or 7d")
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if not 1 <= seconds <= MAX_TTL_S:
+        raise argparse.ArgumentTypeError(f"a token lives 1 s to {MAX_TTL_S // 86400} days, not {text!r}")
+    return seconds
+
+
+def add_token_commands(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``token`` (with ``issue``) on the top-level ``subparsers``."""
+    token = subparsers.add_parser("token", help="bearer tokens for the auditor API")
+    actions = token.add_subparsers(dest="action", required=True)
+    issue = actions.add_parser("issue", help="issue an auditor token signed by this security server")
+    issue.add_argument("--role", choices=(ROLE_AUDITOR,), required=True, help="the token's role")
+    issue.add_argument("--subject", required=True, help="who the token is for (name or id of the auditor)")
+    issue.add_argument("--bodies", action="store_true", help="allow reading message bodies and evidence")
+    issue.add_argument(
+        "--ttl", type=parse_ttl, default=DEFAULT_TTL_S, help="lifetime, e.g. 30m, 8h, 7d (default 8h)"
+    )
+    issue.add_argument("--config", type=Path, required=True, help="the security server's configuration")
+    return token  # type: ignore[no-any-return]
+
+
+def _issue(args: argparse.Namespace, clock: Clock) -> int:
+    config = GatewayConfig.load(args.config)
+    key = load_or_create_token_key(auditor_token_key_path(config.data_dir), config.key_passphrase)
+    now = clock.now()
+    issuer = config.server_id.slash()
+    token = issue_auditor_token(
+        key, issuer=issuer, subject=args.subject, may_read_bodies=args.bodies, now=now, ttl_s=args.ttl
+    )
+    identity = verify_auditor_token(token, key.public_key(), issuer=issuer, now=now)
+    print(token)
+    print(
+        f"issued an {ROLE_AUDITOR} token for {identity.subject} by {issuer}: "
+        f"{'with' if identity.may_read_bodies else 'without'} the right to read bodies, "
+        f"valid until {identity.expires_at.isoformat()}, id {identity.token_id}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def run_token_command(args: argparse.Namespace, clock: Clock | None = None) -> int:
+    """Run a parsed ``xweg token ...`` command; print one line and return non-zero on failure."""
+    name = f"xweg token {args.action}"
+    if args.action != "issue":
+        print(f"{name}: unknown command", file=sys.stderr)
+        return 2
+    try:
+        return _issue(args, clock or SystemClock())
+    except (ConfigError, TokenKeyError, ValueError) as exc:
+        print(f"{name}: {exc}", file=sys.stderr)
+    except OSError as exc:
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"{name}: {where}{exc.strerror or exc}", file=sys.stderr)
+    return 1
