@@ -43,11 +43,11 @@ import datetime as dt
 import enum
 import hashlib
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, get_args
+from typing import Literal, get_args
 
-from core.canonical import canonical_json
 from core.clock import require_utc
 from core.identifiers import IdentifierError, ServiceId, parse_client_slash
+from trust.evidence import RECORD_FORMAT, encode_log_record
 from trust.merkle import leaf_hash
 
 __all__ = [
@@ -75,7 +75,7 @@ __all__ = [
 #: Size in bytes of ``prev_hash`` and ``record_hash`` (SHA-256).
 HASH_SIZE = 32
 GENESIS_HASH = bytes(HASH_SIZE)
-RECORD_FORMAT = "xweg-messagelog-record/2"
+
 
 #: Bounds; the core message model already keeps real values far below them.
 MAX_MESSAGE_ID_LENGTH = 255  # characters
@@ -303,24 +303,23 @@ class LogRecord:
 
 
 def encode_record(seq: int, new: NewRecord) -> bytes:
-    """The canonical bytes of record ``seq`` (see the module docstring): its chain input and Merkle leaf."""
-    if isinstance(seq, bool) or not isinstance(seq, int) or seq < 1:
-        raise ValueError("seq must be a positive integer")
-    fields: dict[str, Any] = {
-        "format": RECORD_FORMAT,
-        "seq": seq,
-        "direction": new.direction.value,
-        "message_id": new.message_id,
-        "client": new.client,
-        "service": new.service,
-        "logged_at": format_time(new.logged_at),
-        "status": new.status,
-        "header_sha512": hashlib.sha512(new.header).hexdigest(),
-        "signature": new.signature,
-        "ocsp_sha256": None if new.ocsp is None else hashlib.sha256(new.ocsp).hexdigest(),
-        "body_storage": new.body_storage,
-    }
-    return canonical_json(fields)
+    """The canonical bytes of record ``seq`` (see the module docstring): its chain input and Merkle leaf.
+
+    One definition serves the log and the offline evidence verifier in ``trust``.
+    """
+    return encode_log_record(
+        seq=seq,
+        direction=new.direction.value,
+        message_id=new.message_id,
+        client=new.client,
+        service=new.service,
+        logged_at=new.logged_at,
+        status=new.status,
+        header=new.header,
+        signature=new.signature,
+        ocsp=new.ocsp,
+        body_storage=new.body_storage,
+    )
 
 
 def chain_hash(prev_hash: bytes, encoded: bytes) -> bytes:
