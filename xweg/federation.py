@@ -87,6 +87,9 @@ class ServerPlan:
     id: SecurityServerId
     clients: tuple[ClientId, ...]
     services: tuple[ServicePlan, ...] = ()
+    # Client subsystems (slash form) whose bodies this server's message log does not keep:
+    # ``[messagelog] omit_bodies_for`` (data minimisation; digests are still logged).
+    omit_bodies_for: tuple[str, ...] = ()
 
     @property
     def members(self) -> tuple[MemberId, ...]:
@@ -445,6 +448,10 @@ def _write_server_config(layout: Layout, server: ServerPlan) -> None:
         f"refresh_interval_s = {layout.plan.ocsp_refresh_s}",
         f"retry_s = {min(60.0, layout.plan.ocsp_refresh_s)}",
         "",
+    ]
+    if server.omit_bodies_for:
+        lines += ["[messagelog]", f"omit_bodies_for = {_toml_list(server.omit_bodies_for)}", ""]
+    lines += [
         "[keys]",
         f"passphrase_file = {_toml_str(str(layout.passphrase_file))}",
         'auth_key = "keys/auth.key"',
