@@ -76,7 +76,6 @@ import os
 import re
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, Literal, TypeVar
@@ -88,7 +87,7 @@ from core.canonical import canonical_json
 from core.clock import Clock, require_utc
 from core.identifiers import IdentifierError, SecurityServerId
 from gateway.messagelog.blobs import MAX_BLOB_BYTES, BlobError, body_digest, check_digest
-from gateway.messagelog.checkpoint import MAX_CLOCK_SKEW_S, Checkpoint, decode_path
+from gateway.messagelog.checkpoint import Checkpoint, decode_path
 from gateway.messagelog.errors import CorruptRecord, MessageLogError
 from gateway.messagelog.record import (
     GENESIS_HASH,
@@ -99,9 +98,15 @@ from gateway.messagelog.record import (
     parse_time,
 )
 from gateway.messagelog.store import ArchiveEntry, MessageLogStore
-from gateway.messagelog.verify import CheckpointSignatureCheck, SignatureCheck, verify_records
+from gateway.messagelog.storethread import StoreThread
+from gateway.messagelog.verify import (
+    CheckpointFailure,
+    CheckpointSignatureCheck,
+    SignatureCheck,
+    check_signed_checkpoint,
+    verify_records,
+)
 from trust.merkle import CompactRange, MerkleError, verify_inclusion
-from trust.timestamps import TimestampError, verify_timestamp_token
 
 __all__ = [
     "ARCHIVE_FORMAT",
@@ -955,7 +960,12 @@ def _verify_one(
             if state.last_time is not None and checkpoint.time < state.last_time:
                 raise _Unsound(f"{name} is dated before the checkpoint before it")
             state.last_time = checkpoint.time
-            _check_signed(checkpoint, checkpoint_check, tsa_certificates, roots, intermediates, name)
+            try:
+                check_signed_checkpoint(
+                    checkpoint, checkpoint_check, tsa_certificates, roots, intermediates, name
+                )
+            except CheckpointFailure as exc:
+                raise _Unsound(str(exc), exc.seq) from exc
             checkpoints[checkpoint.size] = checkpoint
         if manifest.last_seq not in checkpoints:
             raise _Unsound(f"no checkpoint ends at its last record {manifest.last_seq}")
@@ -1047,41 +1057,6 @@ def _paths(bundle: zipfile.ZipFile) -> Iterator[tuple[int, int, list[bytes]]]:
             yield seq, size, decode_path(path)
         except ValueError as exc:
             raise _Unsound(f"the path of record {seq} is damaged ({exc})", seq) from exc
-
-
-def _check_signed(
-    checkpoint: Checkpoint,
-    check_signature: CheckpointSignatureCheck,
-    tsa_certificates: Sequence[x509.Certificate],
-    roots: Sequence[x509.Certificate],
-    intermediates: Sequence[x509.Certificate],
-    name: str,
-) -> None:
-    """The owner's signature and the timestamp of one checkpoint, as the live log's."""
-    try:
-        signer = check_signature(
-            checkpoint.signature, checkpoint.digest(), checkpoint.signer_ocsp, checkpoint.time
-        )
-    except Exception as exc:
-        raise _Unsound(f"{name}: its signature does not verify: {exc}") from exc
-    if signer != checkpoint.owner:
-        raise _Unsound(f"{name} is signed by {signer}, not by the origin server's owner {checkpoint.owner}")
-    try:
-        info = verify_timestamp_token(
-            checkpoint.token,
-            imprint=checkpoint.imprint(),
-            tsa_certificates=tsa_certificates,
-            roots=roots,
-            intermediates=intermediates,
-        )
-    except TimestampError as exc:
-        raise _Unsound(f"{name}: its timestamp does not verify: {exc}") from exc
-    if info.gen_time != checkpoint.gen_time:
-        raise _Unsound(f"{name}: its token's time is not the stored {checkpoint.gen_time.isoformat()}")
-    if info.gen_time < checkpoint.time - dt.timedelta(seconds=MAX_CLOCK_SKEW_S):
-        raise _Unsound(
-            f"{name}: its token's time is more than {MAX_CLOCK_SKEW_S:g} s before the checkpoint's"
-        )
 
 
 # -- retention -----------------------------------------------------------------------
@@ -1212,8 +1187,7 @@ class Archiver:
         self._blob_root = blob_root
         self._max_records = max_records
         self._prune_batch = prune_batch
-        self._store: MessageLogStore | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._thread = StoreThread("archiver", error=ArchiveError)
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._closed = False
@@ -1224,8 +1198,7 @@ class Archiver:
         """Open the store and start the rounds (the first one at once)."""
         if self._task is not None or self._closed:
             raise RuntimeError("an archiver starts once")
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xweg-archiver")
-        self._store = await self._in_thread(MessageLogStore.open, self._store_path, blob_root=self._blob_root)
+        await self._thread.open(lambda: MessageLogStore.open(self._store_path, blob_root=self._blob_root))
         self._task = asyncio.get_running_loop().create_task(self._run(), name="xweg-archiver")
 
     async def close(self) -> None:
@@ -1240,22 +1213,17 @@ class Archiver:
                 await task
             except asyncio.CancelledError:
                 pass
-        executor, self._executor = self._executor, None
-        store, self._store = self._store, None
-        if executor is not None:
-            if store is not None:
-                await asyncio.get_running_loop().run_in_executor(executor, store.close)
-            executor.shutdown(wait=True)
+        await self._thread.close()
 
     async def archive_now(self) -> ArchiveResult | None:
         """Write the next archive now (see :func:`write_archive`); None if nothing is due."""
         async with self._lock:
-            return await self._in_thread(self._archive, self._clock.now())
+            return await self._thread.run(self._archive, self._clock.now())
 
     async def prune_now(self) -> PruneResult:
         """Apply retention now (see :func:`prune_archived`)."""
         async with self._lock:
-            return await self._in_thread(self._prune, self._clock.now())
+            return await self._thread.run(self._prune, self._clock.now())
 
     async def run_round(self) -> list[ArchiveResult]:
         """Archive everything due, then apply retention; the archives written."""
@@ -1278,24 +1246,13 @@ class Archiver:
             await asyncio.sleep(self._interval_s)
 
     def _archive(self, now: dt.datetime) -> ArchiveResult | None:
-        return write_archive(self._require_store(), self._archive_dir, now=now, max_records=self._max_records)
+        return write_archive(self._thread.store, self._archive_dir, now=now, max_records=self._max_records)
 
     def _prune(self, now: dt.datetime) -> PruneResult:
         return prune_archived(
-            self._require_store(),
+            self._thread.store,
             self._archive_dir,
             now=now,
             retention_s=self._retention_s,
             batch=self._prune_batch,
         )
-
-    def _require_store(self) -> MessageLogStore:
-        if self._store is None:
-            raise ArchiveError("the archiver is not running")
-        return self._store
-
-    async def _in_thread(self, function: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
-        if self._executor is None:
-            raise ArchiveError("the archiver is not running")
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: function(*args, **kwargs))

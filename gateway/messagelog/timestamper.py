@@ -39,7 +39,6 @@ import datetime as dt
 import hashlib
 import secrets
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, overload
@@ -56,6 +55,7 @@ from gateway.messagelog.checkpoint import Checkpoint, encode_path, inclusion_pat
 from gateway.messagelog.errors import MessageLogError, TimestampingOverdue, TsaUnavailable
 from gateway.messagelog.record import HASH_SIZE, LogRecord
 from gateway.messagelog.store import MessageLogStore
+from gateway.messagelog.storethread import StoreThread
 from trust.evidence import checkpoint_digest
 from trust.merkle import CompactRange
 from trust.signatures import sign_digest
@@ -339,8 +339,7 @@ class Timestamper:
         self._acceptable_s = float(acceptable_s)
         self._timeout_s = float(timeout_s)
 
-        self._store: MessageLogStore | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._thread = StoreThread("timestamper")
         self._task: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
         self._round_lock = asyncio.Lock()
@@ -365,9 +364,8 @@ class Timestamper:
         """Open the store, read where timestamping stands, and start the rounds."""
         if self._task is not None or self._closed:
             raise RuntimeError("a timestamper starts once")
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xweg-timestamper")
-        self._store = await self._in_thread(MessageLogStore.open, self._path)
-        state = await self._in_thread(self._read_state)
+        await self._thread.open(lambda: MessageLogStore.open(self._path))
+        state = await self._thread.run(self._read_state)
         self._covered = state.covered
         self._checkpoints = state.checkpoints
         # Records noted while the state was read are newer: merge, do not overwrite.
@@ -389,13 +387,7 @@ class Timestamper:
                 await task
             except asyncio.CancelledError:
                 pass
-        executor, self._executor = self._executor, None
-        store, self._store = self._store, None
-        if executor is not None:
-            if store is not None:
-                # After any store work still running on that thread.
-                await asyncio.get_running_loop().run_in_executor(executor, store.close)
-            executor.shutdown(wait=True)
+        await self._thread.close()
         await self._client.close()
 
     # -- what the gateway calls ------------------------------------------------------
@@ -471,7 +463,7 @@ class Timestamper:
         now = self._clock.now()
         # (1) how far the log goes, and the root over it
         try:
-            snapshot = await self._in_thread(self._snapshot)
+            snapshot = await self._thread.run(self._snapshot)
         except MessageLogError as exc:
             return self._failed([f"cannot read the message log: {exc}"])
         if snapshot is None:
@@ -518,7 +510,7 @@ class Timestamper:
             )
             # (4) every record's path, stored with the checkpoint in one transaction
             try:
-                oldest_after = await self._in_thread(self._store_checkpoint, checkpoint, snapshot.covered)
+                oldest_after = await self._thread.run(self._store_checkpoint, checkpoint, snapshot.covered)
             except MessageLogError as exc:
                 return self._failed([f"cannot store checkpoint {snapshot.size}: {exc}"])
             self._succeeded(checkpoint, oldest_after)
@@ -585,7 +577,7 @@ class Timestamper:
     # -- on the store's thread -------------------------------------------------------
 
     def _read_state(self) -> _State:
-        store = self._require_store()
+        store = self._thread.store
         last = store.last_checkpoint()
         covered = 0 if last is None else last.size
         last_seq = store.last_seq()
@@ -593,7 +585,7 @@ class Timestamper:
         return _State(covered, last_seq, oldest, store.checkpoint_count())
 
     def _snapshot(self) -> _Snapshot | None:
-        store = self._require_store()
+        store = self._thread.store
         last = store.last_checkpoint()
         covered = 0 if last is None else last.size
         size = store.last_seq()
@@ -608,21 +600,11 @@ class Timestamper:
         return _Snapshot(covered, size, self._tree.root())
 
     def _store_checkpoint(self, checkpoint: Checkpoint, covered: int) -> dt.datetime | None:
-        store = self._require_store()
+        store = self._thread.store
         paths = inclusion_paths(self._leaves.prefix(checkpoint.size), covered, checkpoint.size - 1)
         rows = [(covered + 1 + offset, encode_path(path)) for offset, path in enumerate(paths)]
         store.add_checkpoint(checkpoint, rows)
         return store.logged_at(checkpoint.size + 1)
-
-    def _require_store(self) -> MessageLogStore:
-        if self._store is None:
-            raise MessageLogError("the timestamper's store is closed")
-        return self._store
-
-    async def _in_thread(self, function: Callable[..., _T], *args: Any) -> _T:
-        if self._executor is None:
-            raise MessageLogError("the timestamper is not running")
-        return await asyncio.get_running_loop().run_in_executor(self._executor, function, *args)
 
 
 def _earliest(first: dt.datetime | None, second: dt.datetime | None) -> dt.datetime | None:

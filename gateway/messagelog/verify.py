@@ -89,6 +89,8 @@ __all__ = [
     "verify_checkpoints",
     "verify_log_file",
     "check_kept_checkpoint",
+    "check_signed_checkpoint",
+    "CheckpointFailure",
 ]
 
 #: ``(compact JWS, digest, time of logging) -> signer's member id (slash form)``; raises
@@ -362,8 +364,8 @@ def verify_log_file(
     )
 
 
-class _CheckpointFailure(Exception):
-    """Internal: one checkpoint check failed; the reason, and the record concerned if any."""
+class CheckpointFailure(Exception):
+    """One checkpoint check failed; the reason, and the record concerned if any."""
 
     def __init__(self, reason: str, seq: int | None = None) -> None:
         super().__init__(reason)
@@ -394,7 +396,7 @@ def verify_checkpoints(
     progress = _Progress()
     try:
         _check_checkpoints(store, tsa_certificates, roots, intermediates, check_signature, progress)
-    except _CheckpointFailure as exc:
+    except CheckpointFailure as exc:
         return _checkpoint_report(progress, str(exc), exc.seq)
     except MessageLogError as exc:  # a row that cannot even be read back
         return _checkpoint_report(progress, str(exc), getattr(exc, "seq", None))
@@ -413,7 +415,7 @@ def _checkpoint_report(progress: _Progress, reason: str | None, seq: int | None)
     )
 
 
-def _check_signed(
+def check_signed_checkpoint(
     checkpoint: Checkpoint,
     check_signature: CheckpointSignatureCheck,
     tsa_certificates: Sequence[x509.Certificate],
@@ -421,16 +423,19 @@ def _check_signed(
     intermediates: Sequence[x509.Certificate],
     name: str,
 ) -> None:
-    """Steps (2e) and (2f): the owner's signature and the timestamp of one checkpoint."""
+    """Steps (2e) and (2f): the owner's signature and the timestamp of one checkpoint.
+
+    Shared with archive verification; raises :class:`CheckpointFailure`.
+    """
     # (2e) signed by the member that owns the origin server, at the checkpoint's time
     try:
         signer = check_signature(
             checkpoint.signature, checkpoint.digest(), checkpoint.signer_ocsp, checkpoint.time
         )
     except Exception as exc:
-        raise _CheckpointFailure(f"{name}: its signature does not verify: {exc}") from exc
+        raise CheckpointFailure(f"{name}: its signature does not verify: {exc}") from exc
     if signer != checkpoint.owner:
-        raise _CheckpointFailure(
+        raise CheckpointFailure(
             f"{name} is signed by {signer}, not by the origin server's owner {checkpoint.owner}; "
             "it was not made by this log's server"
         )
@@ -444,14 +449,14 @@ def _check_signed(
             intermediates=intermediates,
         )
     except TimestampError as exc:
-        raise _CheckpointFailure(f"{name}: its timestamp does not verify: {exc}") from exc
+        raise CheckpointFailure(f"{name}: its timestamp does not verify: {exc}") from exc
     if info.gen_time != checkpoint.gen_time:
-        raise _CheckpointFailure(
+        raise CheckpointFailure(
             f"{name}: its token's time {info.gen_time.isoformat()} is not the stored "
             f"{checkpoint.gen_time.isoformat()}"
         )
     if info.gen_time < checkpoint.time - dt.timedelta(seconds=MAX_CLOCK_SKEW_S):
-        raise _CheckpointFailure(
+        raise CheckpointFailure(
             f"{name}: its token's time {info.gen_time.isoformat()} is more than {MAX_CLOCK_SKEW_S:g} s "
             f"before the checkpoint's own time {checkpoint.time.isoformat()}"
         )
@@ -466,13 +471,13 @@ def _recomputed_leaves(store: MessageLogStore) -> list[bytes]:
     leaves: list[bytes] = store.leaf_hashes(store.prune_horizon()[0])
     for record in store.iter_records(start_seq=_SMALLEST_SEQ):
         if record.seq != len(leaves) + 1:
-            raise _CheckpointFailure(
+            raise CheckpointFailure(
                 f"record {len(leaves) + 1} is missing; leaves must be records 1, 2, 3...", len(leaves) + 1
             )
         leaves.append(record.leaf_hash)
     for seq, (computed, stored) in enumerate(zip(leaves, store.leaf_hashes(len(leaves)), strict=True), 1):
         if computed != stored:
-            raise _CheckpointFailure(
+            raise CheckpointFailure(
                 f"record {seq}: its stored leaf hash is not the hash of its content; "
                 "the record or its leaf hash was changed after it was logged",
                 seq,
@@ -502,30 +507,30 @@ def _check_checkpoints(
         # (2a) body parsed and matched its row in the store (CorruptCheckpoint otherwise)
         # (2b) one origin
         if checkpoint.origin != origin:
-            raise _CheckpointFailure(f"{name} names origin {checkpoint.origin}, not this log's {origin}")
+            raise CheckpointFailure(f"{name} names origin {checkpoint.origin}, not this log's {origin}")
         # (2c) within the log, in time order
         if checkpoint.size > len(leaves):
-            raise _CheckpointFailure(
+            raise CheckpointFailure(
                 f"{name} covers {checkpoint.size} records but the log holds only {len(leaves)}; "
                 "records were removed from its end"
             )
         if previous is not None and checkpoint.time < previous.time:
-            raise _CheckpointFailure(f"{name} is dated before checkpoint {previous.size}")
+            raise CheckpointFailure(f"{name} is dated before checkpoint {previous.size}")
         # (2d) the root over leaves 1..size
         if tree.range_hash(0, checkpoint.size) != checkpoint.root:
-            raise _CheckpointFailure(
+            raise CheckpointFailure(
                 f"{name}: the Merkle root over records 1 to {checkpoint.size} is not the checkpoint's root; "
                 "a record it covers was changed, or the checkpoint was"
             )
         # (2e), (2f) signature and timestamp
-        _check_signed(checkpoint, check_signature, tsa_certificates, roots, intermediates, name)
+        check_signed_checkpoint(checkpoint, check_signature, tsa_certificates, roots, intermediates, name)
         # (2g) the log only grew since the previous checkpoint
         if previous is not None:
             proof = tree.consistency_proof(previous.size, checkpoint.size)
             try:
                 verify_consistency(previous.size, checkpoint.size, previous.root, checkpoint.root, proof)
             except MerkleError as exc:
-                raise _CheckpointFailure(
+                raise CheckpointFailure(
                     f"{name} is not consistent with checkpoint {previous.size}: {exc}"
                 ) from exc
         by_size[checkpoint.size] = checkpoint
@@ -538,27 +543,27 @@ def _check_checkpoints(
     for seq, size, path in store.iter_record_paths():
         checkpoint_of = by_size.get(size)
         if checkpoint_of is None:
-            raise _CheckpointFailure(
+            raise CheckpointFailure(
                 f"record {seq}: its path names checkpoint {size}, which does not exist", seq
             )
         if not 1 <= seq <= min(size, len(leaves)):
-            raise _CheckpointFailure(
+            raise CheckpointFailure(
                 f"record {seq}: its path names checkpoint {size}, which does not cover it", seq
             )
         # (4) ... and none is missing
         if seq != expected:
-            raise _CheckpointFailure(f"record {expected} has no path to a checkpoint", expected)
+            raise CheckpointFailure(f"record {expected} has no path to a checkpoint", expected)
         try:
             verify_inclusion(leaves[seq - 1], seq - 1, size, path, checkpoint_of.root)
         except MerkleError as exc:
-            raise _CheckpointFailure(
+            raise CheckpointFailure(
                 f"record {seq}: its path to checkpoint {size} does not verify: {exc}", seq
             ) from exc
         expected += 1
         progress.timestamped_records += 1
     # (4) every record up to the last checkpoint has a path
     if previous is not None and expected <= previous.size:
-        raise _CheckpointFailure(f"record {expected} has no path to a checkpoint", expected)
+        raise CheckpointFailure(f"record {expected} has no path to a checkpoint", expected)
 
 
 def check_kept_checkpoint(
@@ -579,7 +584,7 @@ def check_kept_checkpoint(
     name = f"the kept checkpoint of {kept.size} records ({kept.time.isoformat()})"
     try:
         # (1) signature and timestamp
-        _check_signed(kept, check_signature, tsa_certificates, roots, intermediates, name)
+        check_signed_checkpoint(kept, check_signature, tsa_certificates, roots, intermediates, name)
         # (2) of this log
         origin = store.get_meta("server_id")
         latest = store.last_checkpoint()
@@ -611,7 +616,7 @@ def check_kept_checkpoint(
             )
         except MerkleError as exc:
             return f"the log's checkpoint {latest.size} is not consistent with {name}: {exc}"
-    except _CheckpointFailure as exc:
+    except CheckpointFailure as exc:
         return str(exc)
     except MessageLogError as exc:
         return f"the log cannot be read to compare it with {name}: {exc}"
