@@ -42,11 +42,18 @@ log = structlog.get_logger("xweg.ocsp")
 
 
 def certificate_trust(conf: GlobalConf) -> CertificateTrust:
-    """What global configuration says to trust: roots, issuing CAs, and OCSP when it lists responders."""
+    """What global configuration says to trust: roots, issuing CAs, and their OCSP responders.
+
+    A security server never runs without revocation checking: a configuration that
+    names no OCSP responder is refused here (raising TrustError), not silently accepted.
+    """
     responders = conf.ocsp_responder_certificates
-    policy = (
-        OcspPolicy(responders=responders, freshness_s=float(conf.ocsp_freshness_s)) if responders else None
-    )
+    if not responders:
+        raise TrustError(
+            f"global configuration serial {conf.serial} names no OCSP responder for its approved CAs; "
+            "revocation cannot be checked"
+        )
+    policy = OcspPolicy(responders=responders, freshness_s=float(conf.ocsp_freshness_s))
     return CertificateTrust(
         roots=conf.ca_certificates, intermediates=conf.intermediate_certificates, ocsp=policy
     )

@@ -31,6 +31,7 @@ from gateway.confclient.trusted import TrustedGlobalConf
 from gateway.confclient.updater import GlobalConfUpdater
 from gateway.config import ConfigError, GatewayConfig
 from gateway.messagelog.archive import Archiver
+from gateway.messagelog.errors import MessageLogError
 from gateway.messagelog.evidence import build_evidence
 from gateway.messagelog.record import BodyPolicy
 from gateway.messagelog.store import MessageLogStore
@@ -83,8 +84,20 @@ def _error_middleware(origin: Origin) -> Middleware:
                 body=error.body,
                 headers={"Content-Type": "application/json; charset=utf-8", "X-Road-Error": error.fault_code},
             )
-        except web.HTTPException:
-            raise
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            # No such route or method: an X-Road error body too, never aiohttp's plain text.
+            refused = XwegError(
+                ErrorCode.INVALID_REQUEST,
+                f"{request.method} {request.path}: {exc.reason}",
+                Origin.CLIENT if exc.status < 500 else origin,
+            )
+            log.warning(
+                "request.refused", status=exc.status, path=request.path, correlation_id=refused.correlation_id
+            )
+            status, headers, body = render_rest_error(refused)
+            return web.Response(status=exc.status, headers=dict(headers), body=body)
         except Exception as exc:  # the last line of defence: never a traceback to a client
             internal = XwegError(ErrorCode.INTERNAL_ERROR, "internal error; see the server log", origin)
             log.exception("internal_error", correlation_id=internal.correlation_id, error=repr(exc))
@@ -223,6 +236,15 @@ def _record_trust(path: Path, values: dict[str, str], conf: GlobalConf, document
 
 
 async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
+    # Keys first: a wrong passphrase or a missing key fails before anything is opened.
+    signers = load_signers(config)
+    owner = signers.get(config.server_id.owner)
+    if owner is None:
+        raise ConfigError(
+            f"no sign key for {config.server_id.owner.slash()}, the owner of this security server: "
+            "it signs the message log's checkpoints"
+        )
+
     config.data_dir.mkdir(parents=True, exist_ok=True)
     anchor = load_anchor(config.anchor_path)
     policy = config.messagelog
@@ -265,7 +287,6 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
         max_response_bytes=config.limits.max_body_bytes + MAX_METADATA_BYTES + 64,
     )
     backends = BackendPool(new_backend_session(), config.limits.max_body_bytes)
-    signers = load_signers(config)
     auth_certificate = load_certificates(config.auth_certificate_path)[0]
     own_ocsp = OwnOcspResponses(
         [auth_certificate, *(s.certificate for s in signers.values())],
@@ -282,13 +303,6 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
     def trust_roots() -> tuple[tuple[x509.Certificate, ...], tuple[x509.Certificate, ...]]:
         conf = updater.current()
         return (conf.ca_certificates, conf.intermediate_certificates) if conf else ((), ())
-
-    owner = signers.get(config.server_id.owner)
-    if owner is None:
-        raise ConfigError(
-            f"no sign key for {config.server_id.owner.slash()}, the owner of this security server: "
-            "it signs the message log's checkpoints"
-        )
 
     def sign_checkpoint(body: bytes) -> tuple[str, bytes | None]:
         jws = sign_digest(hashlib.sha512(body).digest(), owner.key, owner.certificate)
@@ -339,12 +353,13 @@ async def serve(config: GatewayConfig, clock: Clock | None = None, stop: asyncio
     clock = clock or SystemClock()
     stop = stop or asyncio.Event()
     gateway = await build_gateway(config, clock)
-    await gateway.globalconf.start()
-    await gateway.own_ocsp.start()
-    await gateway.timestamper.start()
-    await gateway.archiver.start()
     runners: list[web.AppRunner] = []
     try:
+        # Inside the try: whatever fails to start, what did start is closed below.
+        await gateway.globalconf.start()
+        await gateway.own_ocsp.start()
+        await gateway.timestamper.start()
+        await gateway.archiver.start()
         client_runner = web.AppRunner(build_client_app(gateway), access_log=None)
         await client_runner.setup()
         runners.append(client_runner)
@@ -395,4 +410,8 @@ def main(config_path: str) -> int:
     except ConfigError as exc:
         log.error("gateway.config_invalid", path=config_path, error=str(exc))
         return 1
-    return run_until_signalled(lambda stop: serve(config, stop=stop), name="gateway")
+    return run_until_signalled(
+        lambda stop: serve(config, stop=stop),
+        name="gateway",
+        startup_errors=(OSError, ValueError, RuntimeError, ConfigError, MessageLogError),
+    )

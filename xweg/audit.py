@@ -37,9 +37,9 @@ from gateway.messagelog.evidence import EvidenceError, build_evidence
 from gateway.messagelog.record import format_time
 from gateway.messagelog.store import MessageLogStore
 from gateway.messagelog.verify import CheckpointSignatureCheck, LogReport, SignatureCheck, verify_log_file
-from trust.anchor import load_anchor
-from trust.certificates import CertificateTrust
-from trust.errors import AnchorInvalid
+from trust.anchor import Anchor, load_anchor
+from trust.certificates import CertificateTrust, fingerprint
+from trust.errors import AnchorInvalid, TrustError
 from trust.evidence import (
     MAX_CHECKPOINT_FILE_BYTES,
     MAX_CONTAINER_BYTES,
@@ -48,6 +48,7 @@ from trust.evidence import (
     verify_consistency_files,
     verify_evidence,
 )
+from trust.globalconf import verify_global_conf
 from trust.keys import load_certificates
 from trust.signatures import verify_signature
 
@@ -131,9 +132,47 @@ def trust_for_log(path: Path, ca_file: Path | None, tsa_file: Path | None = None
         source = str(ca_file)
     else:
         roots, intermediates = recorded_roots, recorded_intermediates
-        source = "the approved CAs recorded in the log" if roots else "none found in the log (pass --ca)"
+        source = (
+            "the approved CAs recorded in the log itself, which its operator could rewrite: "
+            "pass --anchor (or --ca and --tsa) for a verification independent of the operator"
+            if roots
+            else "none found in the log (pass --anchor or --ca)"
+        )
     tsas = load_certificates(tsa_file) if tsa_file is not None else recorded_tsas
     return AuditTrust(CertificateTrust(roots=tuple(roots), intermediates=tuple(intermediates)), tsas, source)
+
+
+def trust_from_anchor(path: Path, anchor: Anchor) -> AuditTrust:
+    """Trust derived from the anchor alone: the signed global configurations the log kept.
+
+    Every kept document must verify against the anchor at the time it was generated;
+    the roots, issuing CAs and TSAs of all of them are trusted.  Nothing the operator
+    could have written without the registry's key is taken on faith.
+    """
+    with MessageLogStore.open_readonly(path) as store:
+        documents = store.globalconf_documents()
+    if not documents:
+        raise ValueError(f"{path} keeps no global configuration document to check against the anchor")
+    roots: dict[str, x509.Certificate] = {}
+    intermediates: dict[str, x509.Certificate] = {}
+    tsas: dict[str, x509.Certificate] = {}
+    for serial, document, generated_at in documents:
+        try:
+            conf = verify_global_conf(document, anchor, generated_at)
+        except TrustError as exc:
+            raise ValueError(f"global configuration serial {serial} kept in the log: {exc}") from exc
+        for cert in conf.ca_certificates:
+            roots[fingerprint(cert)] = cert
+        for cert in conf.intermediate_certificates:
+            intermediates[fingerprint(cert)] = cert
+        for cert in conf.tsa_certificates:
+            tsas[fingerprint(cert)] = cert
+    source = f"{len(documents)} global configuration document(s) in the log, verified with the anchor"
+    return AuditTrust(
+        CertificateTrust(roots=tuple(roots.values()), intermediates=tuple(intermediates.values())),
+        tuple(tsas.values()),
+        source,
+    )
 
 
 def _error(command: str, message: str) -> int:
@@ -168,13 +207,20 @@ def verify_command(
     as_json: bool,
     tsa_file: Path | None = None,
     kept_files: Sequence[Path] = (),
+    anchor_file: Path | None = None,
 ) -> int:
     """Verify a whole log; with ``kept_files``, also that it is consistent with those checkpoints."""
     try:
         kept = [Checkpoint.from_file(_load_checkpoint_file(f)) for f in kept_files]
     except (OSError, ValueError) as exc:
         return _error("verify", f"cannot read a kept checkpoint file: {exc}")
-    trust = trust_for_log(path, ca_file, tsa_file)
+    if anchor_file is not None and ca_file is None:
+        try:
+            trust = trust_from_anchor(path, load_anchor(anchor_file))
+        except (OSError, ValueError, TrustError) as exc:
+            return _error("verify", str(exc))
+    else:
+        trust = trust_for_log(path, ca_file, tsa_file)
     report: LogReport = verify_log_file(
         path,
         signature_check(trust.certificates),
@@ -252,7 +298,7 @@ def verify_path_command(
         if anchor_file is None:
             return _error("verify", f"{path} is an evidence container; pass --anchor ANCHOR")
         return evidence_verify_command(path, anchor_file, as_json)
-    return verify_command(path, ca_file, as_json, tsa_file, kept_files)
+    return verify_command(path, ca_file, as_json, tsa_file, kept_files, anchor_file)
 
 
 def archive_verify_command(path: Path, ca_file: Path | None, tsa_file: Path | None, as_json: bool) -> int:

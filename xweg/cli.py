@@ -61,7 +61,11 @@ def _add_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     verify.add_argument("path", type=Path, help="a message log, or an evidence container")
     verify.add_argument("--json", action="store_true", help="print a JSON summary")
-    verify.add_argument("--anchor", type=Path, help="configuration anchor (for an evidence container)")
+    verify.add_argument(
+        "--anchor",
+        type=Path,
+        help="configuration anchor: trust only what it vouches for (evidence containers and logs)",
+    )
     verify.add_argument("--ca", type=Path, help=ca_help)
     verify.add_argument("--tsa", type=Path, help=tsa_help)
     verify.add_argument(

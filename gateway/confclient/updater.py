@@ -67,6 +67,7 @@ class GlobalConfUpdater:
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self.updated = asyncio.Event()
+        self._refresh_lock = asyncio.Lock()
 
     def load_persisted(self) -> None:
         """Adopt the document on disk if it still verifies; remember its serial regardless."""
@@ -94,6 +95,12 @@ class GlobalConfUpdater:
 
     async def refresh_once(self) -> bool:
         """One poll of every registry address in the anchor; True when a document was adopted."""
+        # One round at a time: the background loop and an explicit call must not interleave
+        # their writes of the same files.
+        async with self._refresh_lock:
+            return await self._refresh_once()
+
+    async def _refresh_once(self) -> bool:
         assert self._session is not None
         for base in self.trusted.anchor.registry_urls:
             url = base.rstrip("/") + "/globalconf"
@@ -112,8 +119,10 @@ class GlobalConfUpdater:
                 return True
             # Persist before use: a restart must never go back behind what was acted on.
             try:
-                _write_atomically(self._path, document)
-                _write_atomically(self._state_path, json.dumps({"serial": conf.serial}).encode())
+                # Two fsyncs each: off the event loop, so exchanges in flight do not stall.
+                await asyncio.to_thread(_write_atomically, self._path, document)
+                state = json.dumps({"serial": conf.serial}).encode()
+                await asyncio.to_thread(_write_atomically, self._state_path, state)
             except OSError as exc:
                 log.error("globalconf.persist_failed", path=str(self._path), error=str(exc))
                 return False

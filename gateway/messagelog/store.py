@@ -740,6 +740,23 @@ class MessageLogStore:
             raise LogReadError(f"the kept global configuration {serial!r} is damaged")
         return serial, document
 
+    def globalconf_documents(self) -> list[tuple[int, bytes, dt.datetime]]:
+        """Every kept ``(serial, document, generated_at)``, oldest serial first."""
+        with self._use(LogReadError, "cannot read the message log's global configurations") as connection:
+            rows = connection.execute(
+                "SELECT serial, document, generated_at FROM globalconf ORDER BY serial"
+            ).fetchall()
+        kept: list[tuple[int, bytes, dt.datetime]] = []
+        for serial, document, generated_at in rows:
+            if (
+                not isinstance(serial, int)
+                or not isinstance(document, bytes)
+                or not isinstance(generated_at, str)
+            ):
+                raise LogReadError(f"the kept global configuration {serial!r} is damaged")
+            kept.append((serial, document, parse_time(generated_at)))
+        return kept
+
     def iter_record_paths(self) -> Iterator[tuple[int, int, list[bytes]]]:
         """Every stored ``(seq, checkpoint size, path)``, in ``seq`` order, a page at a time.
 

@@ -32,7 +32,7 @@ from gateway.messagelog.writer import LogWriteError
 from gateway.ocsp import certificate_trust
 from gateway.runtime import Gateway
 from gateway.transport.frame import FrameError, decode_frame, encode_frame
-from trust.certificates import CertificateTrust, validate_auth_certificate
+from trust.certificates import CertificateTrust, fingerprint, validate_auth_certificate
 from trust.errors import CertificateInvalid, TrustError
 from trust.globalconf import SecurityServerInfo
 from trust.signatures import sign_digest, verify_signature
@@ -76,7 +76,10 @@ async def handle_rest_request(
     # (1) global configuration is current, and the message log is timestamped in time
     conf, now = gateway.current_conf(_ORIGIN)
     gateway.check_timestamping(now, _ORIGIN)
-    trust = certificate_trust(conf)
+    try:
+        trust = certificate_trust(conf)
+    except TrustError as exc:
+        raise XwegError(ErrorCode.CERT_VALIDATION, str(exc), _ORIGIN) from exc
 
     # (2) parse; the client must be registered and hosted here
     request = parse_rest_request(method, raw_target, headers, body, new_message_id=lambda: str(uuid.uuid4()))
@@ -114,7 +117,7 @@ async def handle_rest_request(
         )
     peer = servers[0]
     cas = conf.ca_certificates + conf.intermediate_certificates
-    await _check_peer_certificate(gateway, peer, cas, trust, now, conf.ocsp_freshness_s)
+    peer_certificate = await _check_peer_certificate(gateway, peer, cas, trust, now, conf.ocsp_freshness_s)
 
     # (4) sign; the signer's OCSP response travels with the signature
     digest = request_digest(header)
@@ -147,7 +150,7 @@ async def handle_rest_request(
         "auth_ocsp": _b64_or_none(gateway.own_ocsp.response_for(gateway.auth_certificate)),
     }
     frame = encode_frame(metadata, request.body)
-    answer = await gateway.peers.send(peer, cas, frame)
+    answer = await gateway.peers.send(peer, cas, frame, pin=fingerprint(peer_certificate))
     if answer.status != 200:
         fault = answer.headers.get("X-Road-Error")
         if fault:
@@ -272,8 +275,11 @@ async def _check_peer_certificate(
     trust: CertificateTrust,
     now: dt.datetime,
     freshness_s: int,
-) -> None:
-    """(3) The provider's server must show a valid, unrevoked auth certificate before we send."""
+) -> x509.Certificate:
+    """(3) The provider's server must show a valid, unrevoked auth certificate before we send.
+
+    Returns that certificate: the message then goes only over connections pinned to it.
+    """
     credentials = gateway.peers.cached_credentials(peer)
     # Fetch again well before the freshness limit, so a valid peer is never refused for staleness.
     if credentials is None or (now - credentials.fetched_at).total_seconds() > freshness_s / 4:
@@ -286,7 +292,7 @@ async def _check_peer_certificate(
             validate_auth_certificate(
                 credentials.certificate, trust, now, ocsp_response=credentials.ocsp_response
             )
-            return
+            return credentials.certificate
         except CertificateInvalid as exc:
             if fetched:
                 gateway.peers.forget_credentials(peer)

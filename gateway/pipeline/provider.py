@@ -40,7 +40,10 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
     # (1) global configuration is current, and the message log is timestamped in time
     conf, now = gateway.current_conf(_ORIGIN)
     gateway.check_timestamping(now, _ORIGIN)
-    trust = certificate_trust(conf)
+    try:
+        trust = certificate_trust(conf)
+    except TrustError as exc:
+        raise XwegError(ErrorCode.CERT_VALIDATION, str(exc), _ORIGIN) from exc
 
     # (2) who is calling: the certificate must be registered for a security server
     if not peer_certificate_der:

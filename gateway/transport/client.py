@@ -32,11 +32,15 @@ EXCHANGE_PATH = "/xweg/v1/exchange"
 #: Where a security server offers its auth certificate and that certificate's OCSP response.
 OCSP_PATH = "/xweg/v1/ocsp"
 _MAX_CREDENTIALS_BYTES = 64 * 1024
+_Slot = tuple[str, tuple[str, ...]]
 
 
 @dataclass(frozen=True, slots=True)
 class PeerCredentials:
-    """A peer's auth certificate as its TLS handshake showed it, and the OCSP response it offers."""
+    """A peer's auth certificate, as it offered it, and that certificate's OCSP response.
+
+    Messages then go only over connections pinned to exactly this certificate.
+    """
 
     certificate: x509.Certificate
     ocsp_response: bytes | None
@@ -97,20 +101,25 @@ class PeerClient:
         self._passphrase = passphrase
         self._timeout_s = timeout_s
         self._max_response_bytes = max_response_bytes
-        self._sessions: dict[str, tuple[tuple[object, ...], aiohttp.ClientSession]] = {}
+        self._sessions: dict[
+            tuple[str, tuple[str, ...]], tuple[tuple[object, ...], aiohttp.ClientSession]
+        ] = {}
         self._credentials: dict[str, PeerCredentials] = {}
+        self._retiring: set[asyncio.Task[None]] = set()
+        self._retired: set[aiohttp.ClientSession] = set()
 
-    def _session(self, peer: SecurityServerInfo, cas: tuple[x509.Certificate, ...]) -> aiohttp.ClientSession:
-        key = (peer.address, peer.auth_cert_fingerprints, tuple(fingerprint(ca) for ca in cas))
-        slot = peer.id.slash()
+    def _session(
+        self, peer: SecurityServerInfo, cas: tuple[x509.Certificate, ...], pins: tuple[str, ...]
+    ) -> aiohttp.ClientSession:
+        """The pool for ``peer`` whose handshakes accept only the certificates ``pins``."""
+        key = (peer.address, tuple(fingerprint(ca) for ca in cas))
+        slot = (peer.id.slash(), pins)
         known = self._sessions.get(slot)
         if known is not None and known[0] == key:
             return known[1]
         if known is not None:
-            asyncio.get_running_loop().create_task(known[1].close())
-        ctx = pinned_client_context(
-            self._certificate, self._key, self._passphrase, cas, peer.auth_cert_fingerprints
-        )
+            self._retire(known[1])
+        ctx = pinned_client_context(self._certificate, self._key, self._passphrase, cas, pins)
         session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(ssl=ctx, limit=256, keepalive_timeout=30),
             timeout=aiohttp.ClientTimeout(total=self._timeout_s),
@@ -119,10 +128,34 @@ class PeerClient:
         self._sessions[slot] = (key, session)
         return session
 
+    def _retire(self, session: aiohttp.ClientSession) -> None:
+        # Requests still in flight on a replaced pool (already logged) may finish first.
+        async def close_later() -> None:
+            await asyncio.sleep(self._timeout_s)
+            self._retired.discard(session)
+            await session.close()
+
+        self._retired.add(session)
+        task = asyncio.get_running_loop().create_task(close_later())
+        self._retiring.add(task)
+        task.add_done_callback(self._retiring.discard)
+
     async def send(
-        self, peer: SecurityServerInfo, cas: tuple[x509.Certificate, ...], frame: bytes
+        self, peer: SecurityServerInfo, cas: tuple[x509.Certificate, ...], frame: bytes, *, pin: str
     ) -> PeerResponse:
-        session = self._session(peer, cas)
+        """Send ``frame`` over a connection whose handshake showed exactly the certificate ``pin``.
+
+        ``pin`` is the fingerprint of the peer certificate whose OCSP status was checked,
+        so that a peer with several registered certificates cannot show one for the
+        check and another, revoked one, for the message.
+        """
+        if pin not in peer.auth_cert_fingerprints:
+            raise XwegError(
+                ErrorCode.SSL_AUTHENTICATION_FAILED,
+                f"certificate {pin[:16]}... is not registered for security server {peer.id.slash()}",
+                Origin.CLIENT_PROXY,
+            )
+        session = self._session(peer, cas, (pin,))
         url = f"https://{peer.address}{EXCHANGE_PATH}"
         with _map_transport_errors(peer):
             async with session.post(url, data=frame, headers={"Content-Type": CONTENT_TYPE}) as resp:
@@ -156,12 +189,16 @@ class PeerClient:
         self, peer: SecurityServerInfo, cas: tuple[x509.Certificate, ...], now: dt.datetime
     ) -> PeerCredentials:
         """Ask the peer for its auth certificate's OCSP response, over the pinned connection."""
-        session = self._session(peer, cas)
+        session = self._session(peer, cas, peer.auth_cert_fingerprints)
         url = f"https://{peer.address}{OCSP_PATH}"
         with _map_transport_errors(peer):
             async with session.get(url) as resp:
-                data = await resp.content.read(_MAX_CREDENTIALS_BYTES + 1)
                 status = resp.status
+                data = bytearray()
+                async for chunk in resp.content.iter_chunked(16 * 1024):
+                    data += chunk
+                    if len(data) > _MAX_CREDENTIALS_BYTES:
+                        break
         if status != 200 or len(data) > _MAX_CREDENTIALS_BYTES:
             raise XwegError(
                 ErrorCode.SSL_AUTHENTICATION_FAILED,
@@ -192,6 +229,11 @@ class PeerClient:
         return credentials
 
     async def close(self) -> None:
+        for task in list(self._retiring):
+            task.cancel()
+        for retired in list(self._retired):
+            await retired.close()
+        self._retired.clear()
         for _, session in self._sessions.values():
             await session.close()
         self._sessions.clear()

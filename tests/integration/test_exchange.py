@@ -367,7 +367,7 @@ async def test_consumer_refuses_a_provider_with_the_wrong_certificate(layout: La
 
         with pytest.raises(XwegError) as caught:
             cas = (load_certificate(layout.ca_certificate), load_certificate(layout.ca_dir / "issuing.pem"))
-            await client.send(wrong, cas, b"XWEG/1\n")
+            await client.send(wrong, cas, b"XWEG/1\n", pin=wrong.auth_cert_fingerprints[0])
         assert caught.value.fault_code == "Server.ClientProxy.SslAuthenticationFailed"
         assert "registered" in caught.value.message
     finally:
@@ -437,3 +437,28 @@ def test_audit_verify_against_the_wrong_ca_fails(layout: Layout, tmp_path: Path)
     result = _audit(copy, "--ca", str(tmp_path / "other.pem"))
     assert result.returncode == 1
     assert "NOT intact" in result.stdout
+
+
+def test_audit_verify_with_only_the_anchor(layout: Layout, tmp_path: Path) -> None:
+    copy = _snapshot(layout.message_log("detmold"), tmp_path / "detmold.db")
+    result = _audit(copy, "--anchor", str(layout.anchor))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verified with the anchor" in result.stdout
+
+    # A configuration document the operator altered no longer chains to the anchor.
+    con = sqlite3.connect(copy)
+    serial, document = con.execute("SELECT serial, document FROM globalconf ORDER BY serial LIMIT 1").fetchone()
+    forged = bytearray(document)
+    forged[-10] ^= 0x01
+    with con:
+        con.execute("UPDATE globalconf SET document = ? WHERE serial = ?", (bytes(forged), serial))
+    con.close()
+    refused = _audit(copy, "--anchor", str(layout.anchor))
+    assert refused.returncode != 0
+    assert f"serial {serial}" in refused.stderr
+
+
+@pytest.mark.parametrize(("method", "path", "status"), [("GET", "/nowhere", 404), ("DELETE", "/healthz", 405)])
+def test_unknown_routes_get_an_xroad_error_body(layout: Layout, method: str, path: str, status: int) -> None:
+    result = call(layout.client_url("paderborn") + path, method, GEWERBEAMT)
+    assert_xroad_error(result, status, "Client.InvalidRequest")
