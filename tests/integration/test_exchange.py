@@ -447,7 +447,9 @@ def test_audit_verify_with_only_the_anchor(layout: Layout, tmp_path: Path) -> No
 
     # A configuration document the operator altered no longer chains to the anchor.
     con = sqlite3.connect(copy)
-    serial, document = con.execute("SELECT serial, document FROM globalconf ORDER BY serial LIMIT 1").fetchone()
+    serial, document = con.execute(
+        "SELECT serial, document FROM globalconf ORDER BY serial LIMIT 1"
+    ).fetchone()
     forged = bytearray(document)
     forged[-10] ^= 0x01
     with con:
@@ -458,7 +460,9 @@ def test_audit_verify_with_only_the_anchor(layout: Layout, tmp_path: Path) -> No
     assert f"serial {serial}" in refused.stderr
 
 
-@pytest.mark.parametrize(("method", "path", "status"), [("GET", "/nowhere", 404), ("DELETE", "/healthz", 405)])
+@pytest.mark.parametrize(
+    ("method", "path", "status"), [("GET", "/nowhere", 404), ("DELETE", "/healthz", 405)]
+)
 def test_unknown_routes_get_an_xroad_error_body(layout: Layout, method: str, path: str, status: int) -> None:
     result = call(layout.client_url("paderborn") + path, method, GEWERBEAMT)
     assert_xroad_error(result, status, "Client.InvalidRequest")
