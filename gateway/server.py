@@ -388,6 +388,19 @@ async def serve(config: GatewayConfig, clock: Clock | None = None, stop: asyncio
             await web.TCPSite(
                 peer_runner, config.peer_listener.host, config.peer_listener.port, ssl_context=tls
             ).start()
+
+            def admit_new_cas(conf: GlobalConf) -> None:
+                # A CA approved later is accepted at the handshake from then on; a CA no longer
+                # approved is refused by the provider pipeline, which checks every certificate
+                # against the current configuration (an SSLContext cannot forget a CA).
+                tls.load_verify_locations(
+                    cadata="".join(
+                        c.public_bytes(Encoding.PEM).decode()
+                        for c in conf.ca_certificates + conf.intermediate_certificates
+                    )
+                )
+
+            gateway.globalconf.add_listener(admit_new_cas)
             log.info("listener.started", listener="peer", port=config.peer_listener.port)
         await stop.wait()
     finally:

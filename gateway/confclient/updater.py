@@ -64,6 +64,7 @@ class GlobalConfUpdater:
         self._settings = settings
         self._clock = clock
         self._on_update = on_update
+        self._listeners: list[Callable[[GlobalConf], None]] = []
         self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self.updated = asyncio.Event()
@@ -89,9 +90,14 @@ class GlobalConfUpdater:
 
     def _announce(self, conf: GlobalConf) -> None:
         log.info("globalconf.adopted", serial=conf.serial, expires_at=conf.expires_at.isoformat())
-        if self._on_update is not None:
-            self._on_update(conf)
+        for listener in (self._on_update, *self._listeners):
+            if listener is not None:
+                listener(conf)
         self.updated.set()
+
+    def add_listener(self, listener: Callable[[GlobalConf], None]) -> None:
+        """Call ``listener`` with every configuration adopted from now on."""
+        self._listeners.append(listener)
 
     async def refresh_once(self) -> bool:
         """One poll of every registry address in the anchor; True when a document was adopted."""
