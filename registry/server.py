@@ -4,13 +4,15 @@
 ``GET /healthz`` with its serial and expiry.  A background task rebuilds the document
 every ``interval_s``: it re-reads the federation file (a broken file keeps the last
 good definition and logs an error), takes a fresh durable serial, signs and swaps one
-reference.  The first document is built during application start-up, so the listener
-never answers without one.  Mirrors may serve the same bytes; security servers trust
-the signature, not the transport.
+reference.  With ``database_url`` instead of ``federation`` the definition is read
+from the registry store (:mod:`registry.store`) each round, with the same rule: a
+failed read keeps the last good definition.  The first document is built during
+application start-up, so the listener never answers without one.  Mirrors may serve
+the same bytes; security servers trust the signature, not the transport.
 
 Configuration is one TOML file (paths relative to it)::
 
-    federation = "federation.toml"
+    federation = "federation.toml"        # or: database_url = "sqlite:///state/registry.db"
     state_dir = "state"
     host = "127.0.0.1"
     port = 8080
@@ -40,6 +42,7 @@ from aiohttp import web
 from core.clock import Clock, SystemClock
 from registry.federation import FederationDefinition, FederationError
 from registry.publisher import Publication, Publisher, SerialStore
+from registry.store import RegistryError, RegistryStore, normalise_url
 from trust.keys import load_private_key, write_atomic
 from trust.service.runner import run_until_signalled, serve_app
 
@@ -70,7 +73,7 @@ def format_time(value: datetime) -> str:
 class RegistrySettings:
     """Everything the registry needs, built once at start-up."""
 
-    federation_path: Path
+    federation_path: Path | None
     signing_key_path: Path
     key_passphrase: bytes | None
     key_id: str
@@ -80,11 +83,20 @@ class RegistrySettings:
     interval_s: float = 60.0  # seconds between regenerations
     validity_s: float = 600.0  # seconds a document stays valid after it is generated
     max_body_bytes: int = 16 * 1024  # the registry only serves GETs; bound what a client may send
+    database_url: str | None = None  # the registry store, instead of a federation file
 
     def __post_init__(self) -> None:
-        for name in ("federation_path", "signing_key_path", "state_dir"):
+        for name in ("signing_key_path", "state_dir"):
             if not isinstance(getattr(self, name), Path):
                 raise ValueError(f"{name} must be a Path")
+        if (self.federation_path is None) == (self.database_url is None):
+            raise ValueError("give exactly one of federation (a file) and database_url (the registry store)")
+        if self.federation_path is not None and not isinstance(self.federation_path, Path):
+            raise ValueError("federation_path must be a Path")
+        if self.database_url is not None and (
+            not isinstance(self.database_url, str) or not self.database_url
+        ):
+            raise ValueError("database_url must be a non-empty string")
         if self.key_passphrase is not None and not isinstance(self.key_passphrase, bytes):
             raise ValueError("key_passphrase must be bytes or None")
         if not isinstance(self.key_id, str) or not self.key_id or len(self.key_id) > 128:
@@ -119,6 +131,7 @@ class RegistrySettings:
             data = tomllib.load(fh)
         known = {
             "federation",
+            "database_url",
             "state_dir",
             "host",
             "port",
@@ -156,9 +169,24 @@ class RegistrySettings:
             if name not in env:
                 raise ValueError(f"{path}: environment variable {name} (passphrase_env) is not set")
             passphrase = env[name].encode("utf-8")
+        federation_path: Path | None = None
+        database_url: str | None = None
+        if "database_url" in data:
+            if "federation" in data:
+                raise ValueError(f"{path}: give federation or database_url, not both")
+            try:
+                # Relative SQLite paths mean relative to this file, like every other path here.
+                database_url = normalise_url(text(data, "database_url", ""), base).render_as_string(
+                    hide_password=False
+                )
+            except RegistryError as exc:
+                raise ValueError(f"{path}: database_url: {exc}") from exc
+        else:
+            federation_path = base / text(data, "federation", "")
         try:
             return cls(
-                federation_path=base / text(data, "federation", ""),
+                federation_path=federation_path,
+                database_url=database_url,
                 signing_key_path=base / text(signing, "key", "[signing] "),
                 key_passphrase=passphrase or None,
                 key_id=text(signing, "key_id", "[signing] "),
@@ -176,10 +204,17 @@ class RegistrySettings:
 class RegistryState:
     """What the running registry holds: the last good definition and the current publication."""
 
-    def __init__(self, publisher: Publisher, definition: FederationDefinition, current: Publication) -> None:
+    def __init__(
+        self,
+        publisher: Publisher,
+        definition: FederationDefinition,
+        current: Publication,
+        store: RegistryStore | None = None,
+    ) -> None:
         self.publisher = publisher
         self.definition = definition
         self.current = current
+        self.store = store
 
 
 SETTINGS_KEY = web.AppKey("settings", RegistrySettings)
@@ -195,10 +230,17 @@ def _publish(
     return publication
 
 
+def _read_definition(settings: RegistrySettings, store: RegistryStore | None) -> FederationDefinition:
+    if store is not None:
+        return store.definition()
+    assert settings.federation_path is not None  # one of the two, checked by RegistrySettings
+    return FederationDefinition.load(settings.federation_path)
+
+
 def _reload(settings: RegistrySettings, state: RegistryState) -> FederationDefinition:
     try:
-        definition = FederationDefinition.load(settings.federation_path)
-    except FederationError as exc:
+        definition = _read_definition(settings, state.store)
+    except (FederationError, RegistryError) as exc:
         log.error("registry.federation_invalid", error=str(exc), kept_serial=state.current.conf.serial)
         return state.definition
     return definition
@@ -242,12 +284,22 @@ async def _publisher_ctx(app: web.Application) -> AsyncIterator[None]:
 
     def start() -> RegistryState:
         key = load_private_key(settings.signing_key_path, settings.key_passphrase)
-        definition = FederationDefinition.load(settings.federation_path)
-        publisher = Publisher(
-            key, settings.key_id, SerialStore(settings.serial_path), timedelta(seconds=settings.validity_s)
-        )
-        settings.state_dir.mkdir(parents=True, exist_ok=True)
-        return RegistryState(publisher, definition, _publish(settings, publisher, definition, clock))
+        store = None if settings.database_url is None else RegistryStore.open(settings.database_url)
+        try:
+            definition = _read_definition(settings, store)
+            publisher = Publisher(
+                key,
+                settings.key_id,
+                SerialStore(settings.serial_path),
+                timedelta(seconds=settings.validity_s),
+            )
+            settings.state_dir.mkdir(parents=True, exist_ok=True)
+            publication = _publish(settings, publisher, definition, clock)
+        except BaseException:
+            if store is not None:
+                store.close()
+            raise
+        return RegistryState(publisher, definition, publication, store)
 
     state = await asyncio.to_thread(start)
     app[STATE_KEY] = state
@@ -263,6 +315,8 @@ async def _publisher_ctx(app: web.Application) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+        if state.store is not None:
+            state.store.close()
 
 
 async def _get_globalconf(request: web.Request) -> web.Response:

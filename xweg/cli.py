@@ -30,6 +30,10 @@ def _parser() -> argparse.ArgumentParser:
     rserve = registry_sub.add_parser("serve", help="publish signed global configuration")
     rserve.add_argument("--config", type=Path, required=True)
 
+    from xweg.registrycmd import add_registry_commands
+
+    add_registry_commands(registry_sub)
+
     _add_audit_commands(sub)
 
     from xweg.trustcmd import add_trust_commands
@@ -155,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_demo(args.data, once=args.once)
     serving = args.command == "trust" and getattr(args, "trust_action", None) == "serve"
+    if args.command == "registry" and args.action != "serve":
+        from xweg.registrycmd import run_registry_command
+
+        return run_registry_command(args)
     if args.command in ("gateway", "registry") or serving:
         from xweg.logsetup import configure_logging
 

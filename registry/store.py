@@ -1,0 +1,910 @@
+"""The registry's persistent store: members, servers, groups, CAs, TSAs and the service catalogue.
+
+One SQLAlchemy 2 schema, created and upgraded by Alembic (``registry/migrations``), on a
+SQLite file by default or on PostgreSQL by URL.  Every public change is one transaction:
+input is validated first (identifiers with :mod:`core.identifiers`, records with the
+constructors of :mod:`trust.globalconf`, auth certificates with the same rule as the
+federation file), and a database constraint that still trips turns into a
+:class:`RegistryError`, with nothing written.
+
+:meth:`RegistryStore.definition` rebuilds a :class:`registry.federation.FederationDefinition`
+from the rows, so publication (:func:`registry.publisher.build_global_conf`) does not care
+whether the federation came from a file or from here.  Registration requests, the
+management API and audit trails are left to other modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from sqlalchemy import event
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
+
+from core.identifiers import (
+    ClientId,
+    GlobalGroupId,
+    MemberId,
+    SecurityServerId,
+    SubsystemId,
+    check_part,
+    parse_client_slash,
+)
+from registry.federation import FederationDefinition, _issued_by
+from trust.ca import server_id_from_auth_certificate
+from trust.certificates import describe, fingerprint
+from trust.errors import TrustError
+from trust.globalconf import (
+    DEFAULT_OCSP_FRESHNESS_S,
+    ApprovedCA,
+    ApprovedTSA,
+    GlobalGroupInfo,
+    MemberInfo,
+    SecurityServerInfo,
+)
+
+__all__ = [
+    "RegistryError",
+    "RegistryStore",
+    "ServiceEntry",
+    "PROTOCOLS",
+    "Base",
+    "normalise_url",
+]
+
+#: The protocols a catalogued service speaks.
+PROTOCOLS = ("REST", "SOAP")
+
+_AUTHORITY = re.compile(r"(?P<prefix>[A-Za-z][A-Za-z0-9_-]{0,31}):(?P<key>[A-Za-z0-9._-]{1,64})")
+_AREA = re.compile(r"[0-9]{2,12}")  # a municipality (or district, state) key, e.g. 05774032
+_MAX_TEXT = 4096  # characters in names and descriptions
+_MAX_AUTHORITIES = 256  # authority identifiers per service
+
+
+class RegistryError(ValueError):
+    """A change or read the registry refuses; the message says what and why."""
+
+
+# -- schema -------------------------------------------------------------------------------
+
+
+class Base(DeclarativeBase):
+    """The registry's tables; ``registry/migrations`` creates exactly these."""
+
+    metadata = sa.MetaData(
+        naming_convention={
+            "pk": "pk_%(table_name)s",
+            "fk": "fk_%(table_name)s_%(column_0_name)s",
+            "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+            "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        }
+    )
+
+
+class Settings(Base):
+    """The one row naming the instance this registry serves."""
+
+    __tablename__ = "settings"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance: Mapped[str] = mapped_column(sa.String(255))
+    ocsp_freshness_s: Mapped[int]
+
+
+class MemberClass(Base):
+    __tablename__ = "member_classes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+
+
+class Member(Base):
+    __tablename__ = "members"
+    __table_args__ = (sa.UniqueConstraint("class_id", "code"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    class_id: Mapped[int] = mapped_column(sa.ForeignKey("member_classes.id"))
+    code: Mapped[str] = mapped_column(sa.String(255))
+    name: Mapped[str] = mapped_column(sa.Text)
+    member_class: Mapped[MemberClass] = relationship()
+    subsystems: Mapped[list[Subsystem]] = relationship(order_by="Subsystem.id", back_populates="member")
+
+
+class Subsystem(Base):
+    __tablename__ = "subsystems"
+    __table_args__ = (sa.UniqueConstraint("member_id", "code"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id"))
+    code: Mapped[str] = mapped_column(sa.String(255))
+    member: Mapped[Member] = relationship(back_populates="subsystems")
+
+
+class SecurityServer(Base):
+    __tablename__ = "security_servers"
+    __table_args__ = (sa.UniqueConstraint("owner_id", "code"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    owner_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id"))
+    code: Mapped[str] = mapped_column(sa.String(255))
+    address: Mapped[str] = mapped_column(sa.String(300))
+    maintenance_mode: Mapped[bool] = mapped_column(default=False)
+    owner: Mapped[Member] = relationship()
+    auth_certificates: Mapped[list[AuthCertificate]] = relationship(order_by="AuthCertificate.id")
+    clients: Mapped[list[ServerClient]] = relationship(order_by="ServerClient.id")
+
+
+class AuthCertificate(Base):
+    """A server's auth certificate; ``pem`` is empty when only the fingerprint was imported."""
+
+    __tablename__ = "auth_certificates"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    server_id: Mapped[int] = mapped_column(sa.ForeignKey("security_servers.id"))
+    pem: Mapped[str | None] = mapped_column(sa.Text)
+    fingerprint: Mapped[str] = mapped_column(sa.String(64), unique=True)
+
+
+class ServerClient(Base):
+    """A client a server hosts: a member (subsystem_id empty) or one of its subsystems."""
+
+    __tablename__ = "server_clients"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    server_id: Mapped[int] = mapped_column(sa.ForeignKey("security_servers.id"))
+    member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id"))
+    subsystem_id: Mapped[int | None] = mapped_column(sa.ForeignKey("subsystems.id"))
+    member: Mapped[Member] = relationship()
+    subsystem: Mapped[Subsystem | None] = relationship()
+
+
+class GlobalGroup(Base):
+    __tablename__ = "global_groups"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(sa.String(255), unique=True)
+    description: Mapped[str] = mapped_column(sa.Text, default="")
+    members: Mapped[list[GroupMember]] = relationship(order_by="GroupMember.id")
+
+
+class GroupMember(Base):
+    __tablename__ = "group_members"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    group_id: Mapped[int] = mapped_column(sa.ForeignKey("global_groups.id"))
+    member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id"))
+    subsystem_id: Mapped[int | None] = mapped_column(sa.ForeignKey("subsystems.id"))
+    member: Mapped[Member] = relationship()
+    subsystem: Mapped[Subsystem | None] = relationship()
+
+
+class ApprovedCARow(Base):
+    __tablename__ = "approved_cas"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    certificate_pem: Mapped[str] = mapped_column(sa.Text)
+    fingerprint: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    intermediates_pem: Mapped[list[str]] = mapped_column(sa.JSON)
+    ocsp_url: Mapped[str | None] = mapped_column(sa.String(2048))
+    ocsp_responders_pem: Mapped[list[str]] = mapped_column(sa.JSON)
+
+
+class ApprovedTSARow(Base):
+    __tablename__ = "approved_tsas"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(sa.Text)
+    url: Mapped[str] = mapped_column(sa.String(2048))
+    certificate_pem: Mapped[str] = mapped_column(sa.Text)
+
+
+class Service(Base):
+    """One entry of the service catalogue; ``version`` is "" for an unversioned service."""
+
+    __tablename__ = "services"
+    __table_args__ = (sa.UniqueConstraint("provider_id", "code", "version"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(sa.ForeignKey("subsystems.id"))
+    code: Mapped[str] = mapped_column(sa.String(255))
+    version: Mapped[str] = mapped_column(sa.String(255))
+    protocol: Mapped[str] = mapped_column(sa.String(8))
+    description: Mapped[str] = mapped_column(sa.Text)
+    standard: Mapped[str] = mapped_column(sa.Text)
+    authorities: Mapped[list[str]] = mapped_column(sa.JSON)
+    area: Mapped[str | None] = mapped_column(sa.String(12))
+    provider: Mapped[Subsystem] = relationship()
+
+
+# -- values handed out ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceEntry:
+    """A catalogued service, as :meth:`RegistryStore.services` lists it."""
+
+    provider: SubsystemId
+    code: str
+    version: str | None
+    protocol: str
+    description: str
+    standard: str
+    authorities: tuple[str, ...]
+    area: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly form, for ``--json`` output and the API."""
+        return {
+            "service": self.provider.service(self.code, self.version).slash(),
+            "provider": self.provider.slash(),
+            "code": self.code,
+            "version": self.version,
+            "protocol": self.protocol,
+            "description": self.description,
+            "standard": self.standard,
+            "authorities": list(self.authorities),
+            "area": self.area,
+        }
+
+
+# -- helpers --------------------------------------------------------------------------------
+
+
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+def _certificates(pem: str, what: str) -> list[x509.Certificate]:
+    try:
+        loaded = x509.load_pem_x509_certificates(pem.encode("ascii"))
+    except (UnicodeEncodeError, ValueError) as exc:
+        raise RegistryError(f"{what}: not a PEM certificate") from exc
+    if not loaded:
+        raise RegistryError(f"{what}: holds no certificate")
+    return loaded
+
+
+def _certificate(pem: str, what: str) -> x509.Certificate:
+    loaded = _certificates(pem, what)
+    if len(loaded) != 1:
+        raise RegistryError(f"{what}: must hold exactly one certificate, found {len(loaded)}")
+    return loaded[0]
+
+
+def _text(value: object, what: str, *, empty: bool = False) -> str:
+    if not isinstance(value, str) or (not value and not empty) or len(value) > _MAX_TEXT:
+        raise RegistryError(f"{what} must be a {'' if empty else 'non-empty '}string of at most {_MAX_TEXT}")
+    return value
+
+
+@contextlib.contextmanager
+def _refusing() -> Iterator[None]:
+    """Identifier and record validation errors become RegistryError with their message."""
+    try:
+        yield
+    except RegistryError:
+        raise
+    except (ValueError, TrustError) as exc:  # IdentifierError is a ValueError too
+        raise RegistryError(str(exc)) from exc
+
+
+def normalise_url(url: str, base: Path | None = None) -> URL:
+    """``url`` parsed, with PostgreSQL on psycopg 3 and a relative SQLite path resolved against ``base``."""
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise RegistryError(f"not a database URL: {url!r}") from exc
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if not database or database == ":memory:":
+            raise RegistryError("the registry needs a SQLite file, not an in-memory database")
+        if base is not None and not Path(database).is_absolute():
+            parsed = parsed.set(database=str(base / database))
+    elif parsed.get_backend_name() != "postgresql":
+        raise RegistryError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
+    return parsed
+
+
+def _migrations_dir() -> Path:
+    return Path(__file__).resolve().parent / "migrations"
+
+
+def _upgrade(engine: Engine) -> None:
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(_migrations_dir()))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
+
+
+# -- the store ------------------------------------------------------------------------------
+
+
+class RegistryStore:
+    """The registry's database; open with :meth:`open`, close with :meth:`close` (or ``with``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def open(cls, url: str, *, base: Path | None = None) -> RegistryStore:
+        """Connect to ``url`` and upgrade its schema to the newest revision.
+
+        A SQLite file (and its folder) is created when missing; relative SQLite paths are
+        resolved against ``base`` (default: the working directory).
+        """
+        parsed = normalise_url(url, base)
+        if parsed.get_backend_name() == "sqlite":
+            assert parsed.database is not None  # checked by normalise_url
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(parsed)
+        if engine.dialect.name == "sqlite":
+            event.listen(engine, "connect", _sqlite_pragmas)
+        try:
+            _upgrade(engine)
+        except SQLAlchemyError as exc:
+            engine.dispose()
+            raise RegistryError(f"cannot open the registry database: {_reason(exc)}") from exc
+        return cls(engine)
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    def __enter__(self) -> RegistryStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    # -- transactions -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        """One transaction; commits when the block ends, rolls back on any error."""
+        try:
+            with Session(self.engine, expire_on_commit=False) as session, session.begin():
+                yield session
+        except IntegrityError as exc:
+            raise RegistryError(f"refused by the database: {_reason(exc)}") from exc
+        except SQLAlchemyError as exc:
+            raise RegistryError(f"registry database error: {_reason(exc)}") from exc
+
+    def _settings(self, session: Session) -> Settings:
+        settings = session.get(Settings, 1)
+        if settings is None:
+            raise RegistryError("the registry is not initialised (run `xweg registry init`)")
+        return settings
+
+    def _member_class(self, session: Session, code: str) -> MemberClass:
+        row = session.scalar(sa.select(MemberClass).where(MemberClass.code == code))
+        if row is None:
+            raise RegistryError(f"unknown member class {code}")
+        return row
+
+    def _member(self, session: Session, member: MemberId) -> Member:
+        instance = self._settings(session).instance
+        if member.instance != instance:
+            raise RegistryError(f"{member} is not of instance {instance}")
+        row = session.scalar(
+            sa.select(Member)
+            .join(MemberClass)
+            .where(MemberClass.code == member.member_class, Member.code == member.member_code)
+        )
+        if row is None:
+            raise RegistryError(f"{member} is not a registered member")
+        return row
+
+    def _client(self, session: Session, client: ClientId) -> tuple[Member, Subsystem | None]:
+        member = self._member(session, client.member)
+        if isinstance(client, MemberId):
+            return member, None
+        subsystem = session.scalar(
+            sa.select(Subsystem).where(
+                Subsystem.member_id == member.id, Subsystem.code == client.subsystem_code
+            )
+        )
+        if subsystem is None:
+            raise RegistryError(f"{client} is not a subsystem of {client.member}")
+        return member, subsystem
+
+    def _server(self, session: Session, server: SecurityServerId) -> SecurityServer:
+        owner = self._member(session, server.member)
+        row = session.scalar(
+            sa.select(SecurityServer).where(
+                SecurityServer.owner_id == owner.id, SecurityServer.code == server.server_code
+            )
+        )
+        if row is None:
+            raise RegistryError(f"{server} is not a registered security server")
+        return row
+
+    def _group(self, session: Session, code: str) -> GlobalGroup:
+        row = session.scalar(sa.select(GlobalGroup).where(GlobalGroup.code == code))
+        if row is None:
+            raise RegistryError(f"global group {code} does not exist")
+        return row
+
+    def _ca_certificates(self, session: Session) -> list[x509.Certificate]:
+        cas: list[x509.Certificate] = []
+        for row in session.scalars(sa.select(ApprovedCARow).order_by(ApprovedCARow.id)):
+            cas.append(_certificate(row.certificate_pem, "approved CA"))
+            cas.extend(_certificate(pem, "intermediate") for pem in row.intermediates_pem)
+        return cas
+
+    # -- changes ----------------------------------------------------------------------------
+
+    def init(self, instance: str, *, ocsp_freshness_s: int = DEFAULT_OCSP_FRESHNESS_S) -> None:
+        """Name the instance; refused when the store is already initialised."""
+        with _refusing():
+            check_part(instance, "instance")
+        if (
+            isinstance(ocsp_freshness_s, bool)
+            or not isinstance(ocsp_freshness_s, int)
+            or ocsp_freshness_s < 1
+        ):
+            raise RegistryError(f"ocsp_freshness_s must be a positive integer, got {ocsp_freshness_s!r}")
+        with self._transaction() as session:
+            existing = session.get(Settings, 1)
+            if existing is not None:
+                raise RegistryError(f"the registry is already initialised for instance {existing.instance}")
+            session.add(Settings(id=1, instance=instance, ocsp_freshness_s=ocsp_freshness_s))
+
+    def instance(self) -> str:
+        """The instance this registry serves."""
+        with self._transaction() as session:
+            return self._settings(session).instance
+
+    def add_member_class(self, code: str, description: str = "") -> None:
+        """Register a member class (GOV, MUN, ...)."""
+        with _refusing():
+            check_part(code, "memberClass")
+        _text(description, "description", empty=True)
+        with self._transaction() as session:
+            self._settings(session)
+            if session.scalar(sa.select(MemberClass).where(MemberClass.code == code)) is not None:
+                raise RegistryError(f"duplicate member class {code}")
+            session.add(MemberClass(code=code, description=description))
+
+    def add_member(self, member_class: str, code: str, name: str) -> MemberId:
+        """Register a member of an existing class; returns its identifier."""
+        _text(name, "name")
+        with self._transaction() as session:
+            instance = self._settings(session).instance
+            with _refusing():
+                member_id = MemberId(instance, member_class, code)
+            cls = self._member_class(session, member_class)
+            if (
+                session.scalar(sa.select(Member).where(Member.class_id == cls.id, Member.code == code))
+                is not None
+            ):
+                raise RegistryError(f"duplicate member {member_id}")
+            session.add(Member(member_class=cls, code=code, name=name))
+        return member_id
+
+    def add_subsystem(self, member: str | MemberId, code: str) -> SubsystemId:
+        """Register a subsystem of a registered member (``member`` as ``NRW/MUN/05774032``)."""
+        with _refusing():
+            member_id = MemberId.parse_slash(member) if isinstance(member, str) else member
+            subsystem_id = member_id.subsystem(code)
+        with self._transaction() as session:
+            row = self._member(session, member_id)
+            if any(s.code == code for s in row.subsystems):
+                raise RegistryError(f"duplicate subsystem {subsystem_id}")
+            session.add(Subsystem(member=row, code=code))
+        return subsystem_id
+
+    def add_security_server(
+        self,
+        owner: str | MemberId,
+        code: str,
+        address: str,
+        auth_certificate_pem: str,
+        clients: Iterable[str | ClientId] = (),
+        *,
+        maintenance_mode: bool = False,
+    ) -> SecurityServerId:
+        """Register a server with its auth certificate (issued by an approved CA to exactly it)."""
+        with _refusing():
+            owner_id = MemberId.parse_slash(owner) if isinstance(owner, str) else owner
+            server_id = SecurityServerId(owner_id, code)
+            client_ids = tuple(parse_client_slash(c) if isinstance(c, str) else c for c in clients)
+        cert = _certificate(auth_certificate_pem, f"auth certificate of {server_id}")
+        fp = fingerprint(cert)
+        with _refusing():  # address form, duplicate clients
+            SecurityServerInfo(server_id, address, (fp,), client_ids)
+        with self._transaction() as session:
+            owner_row = self._member(session, owner_id)
+            if (
+                session.scalar(
+                    sa.select(SecurityServer).where(
+                        SecurityServer.owner_id == owner_row.id, SecurityServer.code == code
+                    )
+                )
+                is not None
+            ):
+                raise RegistryError(f"duplicate security server {server_id}")
+            self._check_auth_certificate(session, cert, server_id)
+            row = SecurityServer(
+                owner=owner_row, code=code, address=address, maintenance_mode=maintenance_mode
+            )
+            session.add(row)
+            row.auth_certificates.append(AuthCertificate(pem=_pem(cert), fingerprint=fp))
+            for client in client_ids:
+                member_row, subsystem_row = self._client(session, client)
+                row.clients.append(ServerClient(member=member_row, subsystem=subsystem_row))
+        return server_id
+
+    def _check_auth_certificate(
+        self, session: Session, cert: x509.Certificate, server: SecurityServerId
+    ) -> None:
+        # The federation file's rule: a certificate registered for the wrong server would
+        # let that server impersonate this one.
+        try:
+            named = server_id_from_auth_certificate(cert)
+        except TrustError as exc:
+            raise RegistryError(f"auth certificate of {server}: {exc}") from exc
+        if named != server:
+            raise RegistryError(f"{describe(cert)} was issued to {named}, not to {server}")
+        if not any(_issued_by(cert, ca) for ca in self._ca_certificates(session)):
+            raise RegistryError(f"{describe(cert)} was not issued by an approved CA")
+        holder = session.scalar(
+            sa.select(AuthCertificate).where(AuthCertificate.fingerprint == fingerprint(cert))
+        )
+        if holder is not None:
+            raise RegistryError(f"{describe(cert)} is already registered for a security server")
+
+    def add_auth_certificate(self, server: str | SecurityServerId, pem: str) -> None:
+        """Register another auth certificate for a server (e.g. while rotating keys)."""
+        with _refusing():
+            server_id = SecurityServerId.parse_slash(server) if isinstance(server, str) else server
+        cert = _certificate(pem, f"auth certificate of {server_id}")
+        with self._transaction() as session:
+            row = self._server(session, server_id)
+            self._check_auth_certificate(session, cert, server_id)
+            row.auth_certificates.append(AuthCertificate(pem=_pem(cert), fingerprint=fingerprint(cert)))
+
+    def add_server_client(self, server: str | SecurityServerId, client: str | ClientId) -> None:
+        """Let ``server`` host ``client`` (a registered member or subsystem)."""
+        with _refusing():
+            server_id = SecurityServerId.parse_slash(server) if isinstance(server, str) else server
+            client_id = parse_client_slash(client) if isinstance(client, str) else client
+        with self._transaction() as session:
+            row = self._server(session, server_id)
+            member_row, subsystem_row = self._client(session, client_id)
+            if any(c.member_id == member_row.id and c.subsystem is subsystem_row for c in row.clients):
+                raise RegistryError(f"{server_id} already hosts {client_id}")
+            row.clients.append(ServerClient(member=member_row, subsystem=subsystem_row))
+
+    def add_global_group(
+        self, code: str, description: str = "", members: Iterable[str | ClientId] = ()
+    ) -> GlobalGroupId:
+        """Create a global group with its first ``members`` (registered members or subsystems)."""
+        _text(description, "description", empty=True)
+        with _refusing():
+            client_ids = tuple(parse_client_slash(c) if isinstance(c, str) else c for c in members)
+        with self._transaction() as session:
+            instance = self._settings(session).instance
+            with _refusing():
+                group_id = GlobalGroupId(instance, code)
+                GlobalGroupInfo(group_id, client_ids)  # no member twice
+            if session.scalar(sa.select(GlobalGroup).where(GlobalGroup.code == code)) is not None:
+                raise RegistryError(f"duplicate global group {group_id}")
+            row = GlobalGroup(code=code, description=description)
+            for client in client_ids:
+                member_row, subsystem_row = self._client(session, client)
+                row.members.append(GroupMember(member=member_row, subsystem=subsystem_row))
+            session.add(row)
+        return group_id
+
+    def add_group_member(self, group: str, client: str | ClientId) -> None:
+        """Add a registered member or subsystem to global group ``group`` (its code)."""
+        with _refusing():
+            client_id = parse_client_slash(client) if isinstance(client, str) else client
+        with self._transaction() as session:
+            row = self._group(session, group)
+            member_row, subsystem_row = self._client(session, client_id)
+            if any(m.member_id == member_row.id and m.subsystem is subsystem_row for m in row.members):
+                raise RegistryError(f"{client_id} is already a member of global group {group}")
+            row.members.append(GroupMember(member=member_row, subsystem=subsystem_row))
+
+    def add_approved_ca(
+        self,
+        certificate_pem: str,
+        *,
+        intermediates_pem: Sequence[str] = (),
+        ocsp_url: str | None = None,
+        ocsp_responders_pem: Sequence[str] = (),
+    ) -> None:
+        """Approve a root CA, with the issuing CAs under it and its OCSP service."""
+        root = _certificate(certificate_pem, "approved CA")
+        intermediates = [c for pem in intermediates_pem for c in _certificates(pem, "intermediate")]
+        responders = [c for pem in ocsp_responders_pem for c in _certificates(pem, "OCSP responder")]
+        with _refusing():
+            ApprovedCA(root, tuple(intermediates), ocsp_url, tuple(responders))
+        with self._transaction() as session:
+            self._settings(session)
+            self._insert_ca(session, root, intermediates, ocsp_url, responders)
+
+    def _insert_ca(
+        self,
+        session: Session,
+        root: x509.Certificate,
+        intermediates: Sequence[x509.Certificate],
+        ocsp_url: str | None,
+        responders: Sequence[x509.Certificate],
+    ) -> None:
+        fp = fingerprint(root)
+        if session.scalar(sa.select(ApprovedCARow).where(ApprovedCARow.fingerprint == fp)) is not None:
+            raise RegistryError(f"{describe(root)} is already an approved CA")
+        session.add(
+            ApprovedCARow(
+                certificate_pem=_pem(root),
+                fingerprint=fp,
+                intermediates_pem=[_pem(c) for c in intermediates],
+                ocsp_url=ocsp_url,
+                ocsp_responders_pem=[_pem(c) for c in responders],
+            )
+        )
+
+    def add_approved_tsa(self, name: str, url: str, certificate_pem: str) -> None:
+        """Approve a timestamping authority whose certificate an approved CA issued."""
+        cert = _certificate(certificate_pem, f"certificate of TSA {name}")
+        with _refusing():
+            ApprovedTSA(name, url, cert)
+        with self._transaction() as session:
+            self._settings(session)
+            if not any(_issued_by(cert, ca) for ca in self._ca_certificates(session)):
+                raise RegistryError(f"{describe(cert)} was not issued by an approved CA")
+            session.add(ApprovedTSARow(name=name, url=url, certificate_pem=_pem(cert)))
+
+    def add_service(
+        self,
+        provider: str | SubsystemId,
+        code: str,
+        version: str | None,
+        protocol: str,
+        description: str,
+        standard: str,
+        authorities: Sequence[str] = (),
+        area: str | None = None,
+    ) -> ServiceEntry:
+        """Catalogue a service of a registered subsystem, with what it implements and answers for."""
+        with _refusing():
+            provider_id = SubsystemId.parse_slash(provider) if isinstance(provider, str) else provider
+            provider_id.service(code, version or None)
+        if not isinstance(protocol, str) or protocol.upper() not in PROTOCOLS:
+            raise RegistryError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
+        _text(description, "description", empty=True)
+        _text(standard, "standard", empty=True)
+        authorities = tuple(authorities)
+        if len(authorities) > _MAX_AUTHORITIES:
+            raise RegistryError(f"at most {_MAX_AUTHORITIES} authority identifiers per service")
+        for authority in authorities:
+            if not isinstance(authority, str) or not _AUTHORITY.fullmatch(authority):
+                raise RegistryError(
+                    f"authority identifier {authority!r} must be prefix:key, e.g. MELDID:05774032"
+                )
+        if len(set(authorities)) != len(authorities):
+            raise RegistryError("authority identifiers must not repeat")
+        if area is not None and (not isinstance(area, str) or not _AREA.fullmatch(area)):
+            raise RegistryError(f"area {area!r} must be a municipality key (2 to 12 digits)")
+        entry = ServiceEntry(
+            provider_id, code, version or None, protocol.upper(), description, standard, authorities, area
+        )
+        with self._transaction() as session:
+            _, subsystem = self._client(session, provider_id)
+            assert subsystem is not None  # a SubsystemId resolves to a subsystem
+            if (
+                session.scalar(
+                    sa.select(Service).where(
+                        Service.provider_id == subsystem.id,
+                        Service.code == code,
+                        Service.version == (version or ""),
+                    )
+                )
+                is not None
+            ):
+                raise RegistryError(f"duplicate service {provider_id.service(code, version or None)}")
+            session.add(
+                Service(
+                    provider=subsystem,
+                    code=code,
+                    version=version or "",
+                    protocol=entry.protocol,
+                    description=description,
+                    standard=standard,
+                    authorities=list(authorities),
+                    area=area,
+                )
+            )
+        return entry
+
+    def import_definition(
+        self, definition: FederationDefinition, auth_certificates: Iterable[x509.Certificate] = ()
+    ) -> None:
+        """Load a validated federation definition into an empty store, in one transaction.
+
+        A definition holds only the fingerprints of auth certificates; certificates given
+        in ``auth_certificates`` are stored with the fingerprint they match.
+        """
+        pems = {fingerprint(cert): _pem(cert) for cert in auth_certificates}
+        with self._transaction() as session:
+            settings = session.get(Settings, 1)
+            if settings is None:
+                session.add(
+                    Settings(id=1, instance=definition.instance, ocsp_freshness_s=definition.ocsp_freshness_s)
+                )
+            elif settings.instance != definition.instance:
+                raise RegistryError(
+                    f"the registry serves instance {settings.instance}, the definition {definition.instance}"
+                )
+            else:
+                settings.ocsp_freshness_s = definition.ocsp_freshness_s
+            for table in (Member, ApprovedCARow, ApprovedTSARow, GlobalGroup):
+                if session.scalar(sa.select(sa.func.count()).select_from(table)):
+                    raise RegistryError("import needs an empty registry; this one already holds entries")
+            for ca in definition.approved_cas:
+                self._insert_ca(session, ca.certificate, ca.intermediates, ca.ocsp_url, ca.ocsp_responders)
+            for tsa in definition.approved_tsas:
+                session.add(ApprovedTSARow(name=tsa.name, url=tsa.url, certificate_pem=_pem(tsa.certificate)))
+            classes: dict[str, MemberClass] = {
+                row.code: row for row in session.scalars(sa.select(MemberClass))
+            }
+            members: dict[MemberId, Member] = {}
+            for info in definition.members:
+                cls = classes.get(info.id.member_class)
+                if cls is None:
+                    cls = classes[info.id.member_class] = MemberClass(
+                        code=info.id.member_class, description=""
+                    )
+                    session.add(cls)
+                member = Member(member_class=cls, code=info.id.member_code, name=info.name)
+                member.subsystems = [Subsystem(code=code) for code in info.subsystems]
+                session.add(member)
+                members[info.id] = member
+
+            def client(client_id: ClientId) -> tuple[Member, Subsystem | None]:
+                member = members[client_id.member]
+                if isinstance(client_id, MemberId):
+                    return member, None
+                return member, next(s for s in member.subsystems if s.code == client_id.subsystem_code)
+
+            for server in definition.security_servers:
+                row = SecurityServer(
+                    owner=members[server.id.member],
+                    code=server.id.server_code,
+                    address=server.address,
+                    maintenance_mode=False,
+                )
+                row.auth_certificates = [
+                    AuthCertificate(pem=pems.get(fp), fingerprint=fp) for fp in server.auth_cert_fingerprints
+                ]
+                row.clients = [ServerClient(member=m, subsystem=s) for m, s in map(client, server.clients)]
+                session.add(row)
+            for group in definition.global_groups:
+                group_row = GlobalGroup(code=group.id.group_code, description="")
+                group_row.members = [
+                    GroupMember(member=m, subsystem=s) for m, s in map(client, group.members)
+                ]
+                session.add(group_row)
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def definition(self) -> FederationDefinition:
+        """The federation the rows describe, validated as a definition file would be."""
+        with self._transaction() as session:
+            settings = self._settings(session)
+            instance = settings.instance
+
+            def member_id(row: Member) -> MemberId:
+                return MemberId(instance, row.member_class.code, row.code)
+
+            def client_id(member: Member, subsystem: Subsystem | None) -> ClientId:
+                mid = member_id(member)
+                return mid if subsystem is None else mid.subsystem(subsystem.code)
+
+            with _refusing():
+                cas = tuple(
+                    ApprovedCA(
+                        _certificate(row.certificate_pem, "approved CA"),
+                        tuple(_certificate(p, "intermediate") for p in row.intermediates_pem),
+                        row.ocsp_url,
+                        tuple(_certificate(p, "OCSP responder") for p in row.ocsp_responders_pem),
+                    )
+                    for row in session.scalars(sa.select(ApprovedCARow).order_by(ApprovedCARow.id))
+                )
+                tsas = tuple(
+                    ApprovedTSA(row.name, row.url, _certificate(row.certificate_pem, "TSA"))
+                    for row in session.scalars(sa.select(ApprovedTSARow).order_by(ApprovedTSARow.id))
+                )
+                members = tuple(
+                    MemberInfo(member_id(row), row.name, tuple(s.code for s in row.subsystems))
+                    for row in session.scalars(sa.select(Member).order_by(Member.id))
+                )
+                servers = tuple(
+                    SecurityServerInfo(
+                        SecurityServerId(member_id(row.owner), row.code),
+                        row.address,
+                        tuple(a.fingerprint for a in row.auth_certificates),
+                        tuple(client_id(c.member, c.subsystem) for c in row.clients),
+                    )
+                    for row in session.scalars(sa.select(SecurityServer).order_by(SecurityServer.id))
+                )
+                groups = tuple(
+                    GlobalGroupInfo(
+                        GlobalGroupId(instance, row.code),
+                        tuple(client_id(m.member, m.subsystem) for m in row.members),
+                    )
+                    for row in session.scalars(sa.select(GlobalGroup).order_by(GlobalGroup.id))
+                )
+            return FederationDefinition(
+                path=Path(f"<registry database {self.engine.url.render_as_string(hide_password=True)}>"),
+                instance=instance,
+                approved_cas=cas,
+                members=members,
+                security_servers=servers,
+                global_groups=groups,
+                approved_tsas=tsas,
+                ocsp_freshness_s=settings.ocsp_freshness_s,
+            )
+
+    def services(
+        self,
+        *,
+        provider: str | SubsystemId | None = None,
+        authority: str | None = None,
+        area: str | None = None,
+    ) -> tuple[ServiceEntry, ...]:
+        """The catalogue, optionally narrowed to one provider, authority identifier or area."""
+        with _refusing():
+            provider_id = SubsystemId.parse_slash(provider) if isinstance(provider, str) else provider
+        with self._transaction() as session:
+            instance = self._settings(session).instance
+            entries = []
+            for row in session.scalars(sa.select(Service).order_by(Service.id)):
+                member = row.provider.member
+                sub = MemberId(instance, member.member_class.code, member.code).subsystem(row.provider.code)
+                entry = ServiceEntry(
+                    sub,
+                    row.code,
+                    row.version or None,
+                    row.protocol,
+                    row.description,
+                    row.standard,
+                    tuple(row.authorities),
+                    row.area,
+                )
+                if provider_id is not None and sub != provider_id:
+                    continue
+                if authority is not None and authority not in entry.authorities:
+                    continue
+                if area is not None and entry.area != area:
+                    continue
+                entries.append(entry)
+            return tuple(entries)
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table, for operators and tests."""
+        with self._transaction() as session:
+            return {
+                table.name: int(session.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
+                for table in Base.metadata.sorted_tables
+            }
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # SQLite checks foreign keys only when asked, per connection.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _reason(exc: SQLAlchemyError) -> str:
+    """The driver's message without SQLAlchemy's statement dump."""
+    original = getattr(exc, "orig", None)
+    text = str(original if original is not None else exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

@@ -1,0 +1,270 @@
+"""``xweg registry ...``: manage the registry store from the command line.
+
+Each command opens the store (``--database-url``; a SQLite file by default), makes one
+change in one transaction and closes it.  Errors are one line on stderr and exit
+status 1 (2 for a bad command line, from argparse); ``--json`` prints what a script
+wants.  ``registry serve`` stays in :mod:`xweg.cli`; it publishes from the same store
+when its configuration names ``database_url``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import sys
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from cryptography import x509
+
+if TYPE_CHECKING:
+    from registry.store import RegistryStore
+    from trust.globalconf import GlobalConf
+
+__all__ = ["add_registry_commands", "run_registry_command", "DEFAULT_DATABASE_URL", "DEFAULT_MEMBER_CLASSES"]
+
+DEFAULT_DATABASE_URL = "sqlite:///registry.db"
+
+#: Created by ``registry init`` unless ``--member-class`` is given.
+DEFAULT_MEMBER_CLASSES = (
+    ("GOV", "government: state and federal authorities"),
+    ("MUN", "municipalities and districts"),
+    ("COM", "commercial organisations"),
+    ("ORG", "other organisations"),
+)
+
+_SHOWN_VALIDITY = dt.timedelta(minutes=10)  # validity of the unsigned document `globalconf show` prints
+
+
+def _database(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--database-url",
+        default=DEFAULT_DATABASE_URL,
+        help=f"SQLAlchemy URL of the registry store (default {DEFAULT_DATABASE_URL}); "
+        "e.g. postgresql://user@host/registry",
+    )
+
+
+def add_registry_commands(registry_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the store commands to ``xweg registry``'s subparsers (``serve`` is added elsewhere)."""
+    init = registry_sub.add_parser("init", help="create the registry store for an instance")
+    _database(init)
+    init.add_argument("--instance", required=True, help="the X-Road instance code, e.g. NRW")
+    init.add_argument("--ocsp-freshness-s", type=int, default=3600, help="max OCSP response age, seconds")
+    init.add_argument(
+        "--member-class",
+        action="append",
+        metavar="CODE",
+        help="a member class to create (repeatable; default GOV, MUN, COM, ORG)",
+    )
+
+    def group(name: str, help_text: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+        parser = registry_sub.add_parser(name, help=help_text)
+        return parser.add_subparsers(dest="registry_action", required=True)
+
+    member_class = group("member-class", "member classes").add_parser("add", help="add a member class")
+    _database(member_class)
+    member_class.add_argument("--code", required=True)
+    member_class.add_argument("--description", default="")
+
+    member = group("member", "members").add_parser("add", help="register a member")
+    _database(member)
+    member.add_argument("--class", dest="member_class", required=True, help="member class, e.g. MUN")
+    member.add_argument("--code", required=True, help="member code, e.g. a municipality key")
+    member.add_argument("--name", required=True)
+
+    subsystem = group("subsystem", "subsystems").add_parser("add", help="register a member's subsystem")
+    _database(subsystem)
+    subsystem.add_argument("--member", required=True, help="e.g. NRW/MUN/05774032")
+    subsystem.add_argument("--code", required=True)
+
+    groups = group("group", "global groups")
+    group_add = groups.add_parser("add", help="create a global group")
+    _database(group_add)
+    group_add.add_argument("--code", required=True)
+    group_add.add_argument("--description", default="")
+    group_add.add_argument(
+        "--member", action="append", default=[], help="a member or subsystem to add (repeatable)"
+    )
+    group_member = groups.add_parser("add-member", help="add a member or subsystem to a global group")
+    _database(group_member)
+    group_member.add_argument("--code", required=True, help="the group's code")
+    group_member.add_argument("--member", required=True, help="e.g. NRW/MUN/05774032/gewerbeamt")
+
+    services = group("service", "the service catalogue")
+    service = services.add_parser("add", help="catalogue a provider subsystem's service")
+    _database(service)
+    service.add_argument("--provider", required=True, help="e.g. NRW/GOV/057/arbeitsschutz")
+    service.add_argument("--code", required=True)
+    service.add_argument("--version", help="service version, e.g. v1")
+    service.add_argument("--protocol", required=True, type=str.upper, choices=["REST", "SOAP"])
+    service.add_argument("--description", default="")
+    service.add_argument("--standard", default="", help='the domain standard, e.g. "XGewerbeanzeige 2.2"')
+    service.add_argument(
+        "--authority", action="append", default=[], help="an authority identifier prefix:key (repeatable)"
+    )
+    service.add_argument("--area", help="the municipality key the service is responsible for")
+    service_list = services.add_parser("list", help="list the service catalogue")
+    _database(service_list)
+    service_list.add_argument("--provider")
+    service_list.add_argument("--authority")
+    service_list.add_argument("--area")
+    service_list.add_argument("--json", action="store_true")
+
+    imported = registry_sub.add_parser(
+        "import", help="load a federation definition (TOML) into an empty store"
+    )
+    _database(imported)
+    imported.add_argument("federation", type=Path, help="the federation definition file")
+
+    globalconf = group("globalconf", "the global configuration")
+    show = globalconf.add_parser("show", help="print the global configuration the store would publish")
+    _database(show)
+    show.add_argument("--json", action="store_true", help="the unsigned document as JSON")
+
+
+def _auth_certificates(path: Path) -> list[x509.Certificate]:
+    """The auth certificates a (validated) federation file names, to keep their PEMs in the store."""
+    from trust.keys import load_certificate
+
+    data = tomllib.loads(path.read_text(encoding="utf-8"))
+    certificates = []
+    for table in data.get("security_servers", []):
+        names = [table["auth_certificate"]] if "auth_certificate" in table else []
+        for name in [*names, *table.get("auth_certificates", [])]:
+            certificates.append(load_certificate((path.parent / name).resolve()))
+    return certificates
+
+
+def _summary(conf: GlobalConf) -> str:
+    lines = [f"instance {conf.instance}, OCSP freshness {conf.ocsp_freshness_s} s"]
+    lines += [f"approved CA  {ca.certificate.subject.rfc4514_string()}" for ca in conf.approved_cas]
+    lines += [f"approved TSA {tsa.name} {tsa.url}" for tsa in conf.approved_tsas]
+    for member in conf.members:
+        subsystems = f" [{', '.join(member.subsystems)}]" if member.subsystems else ""
+        lines.append(f"member       {member.id.slash()} {member.name}{subsystems}")
+    for server in conf.security_servers:
+        clients = ", ".join(c.slash() for c in server.clients)
+        lines.append(f"server       {server.id.slash()} {server.address} clients: {clients or '-'}")
+    for group in conf.global_groups:
+        lines.append(f"group        {group.id.slash()}: {', '.join(m.slash() for m in group.members) or '-'}")
+    return "\n".join(lines)
+
+
+def _command(args: argparse.Namespace) -> Callable[[RegistryStore], str]:
+    """The action for ``args``: it gets the open store and returns what to print."""
+    action = args.action
+    sub = getattr(args, "registry_action", None)
+
+    if action == "init":
+
+        def init(store: RegistryStore) -> str:
+            store.init(args.instance, ocsp_freshness_s=args.ocsp_freshness_s)
+            classes = (
+                [(code, "") for code in args.member_class] if args.member_class else DEFAULT_MEMBER_CLASSES
+            )
+            for code, description in classes:
+                store.add_member_class(code, description)
+            return f"initialised registry for instance {args.instance}"
+
+        return init
+    if action == "member-class":
+
+        def member_class_add(store: RegistryStore) -> str:
+            store.add_member_class(args.code, args.description)
+            return f"added member class {args.code}"
+
+        return member_class_add
+    if action == "member":
+        return lambda store: f"added {store.add_member(args.member_class, args.code, args.name)}"
+    if action == "subsystem":
+        return lambda store: f"added {store.add_subsystem(args.member, args.code)}"
+    if action == "group" and sub == "add":
+
+        def group_add(store: RegistryStore) -> str:
+            return f"added {store.add_global_group(args.code, args.description, args.member)}"
+
+        return group_add
+    if action == "group":
+
+        def group_add_member(store: RegistryStore) -> str:
+            store.add_group_member(args.code, args.member)
+            return f"added {args.member} to global group {args.code}"
+
+        return group_add_member
+    if action == "service" and sub == "add":
+        return lambda store: (
+            "added "
+            + store.add_service(
+                args.provider,
+                args.code,
+                args.version,
+                args.protocol,
+                args.description,
+                args.standard,
+                args.authority,
+                args.area,
+            ).to_dict()["service"]
+        )
+    if action == "service":
+
+        def service_list(store: RegistryStore) -> str:
+            entries = store.services(provider=args.provider, authority=args.authority, area=args.area)
+            if args.json:
+                return json.dumps([e.to_dict() for e in entries], indent=2, ensure_ascii=False)
+            return "\n".join(
+                f"{e.to_dict()['service']} {e.protocol} {e.standard or '-'} "
+                f"authorities: {', '.join(e.authorities) or '-'} area: {e.area or '-'}"
+                for e in entries
+            )
+
+        return service_list
+    if action == "import":
+
+        def import_file(store: RegistryStore) -> str:
+            from registry.federation import FederationDefinition
+
+            definition = FederationDefinition.load(args.federation)
+            store.import_definition(definition, _auth_certificates(args.federation))
+            return (
+                f"imported {len(definition.members)} members, {len(definition.security_servers)} "
+                f"security servers, {len(definition.global_groups)} global groups"
+            )
+
+        return import_file
+    if action == "globalconf":
+
+        def show(store: RegistryStore) -> str:
+            from registry.publisher import build_global_conf
+
+            # Serial 1 and a validity from now: the content is what matters, not the framing.
+            conf = build_global_conf(
+                store.definition(), serial=1, now=dt.datetime.now(dt.UTC), validity=_SHOWN_VALIDITY
+            )
+            return conf.to_json().decode("utf-8") if args.json else _summary(conf)
+
+        return show
+    raise ValueError(f"unknown registry command {action}")
+
+
+def run_registry_command(args: argparse.Namespace) -> int:
+    """Run one ``xweg registry`` store command; 0 on success, 1 on any refused change or error."""
+    from registry.federation import FederationError
+    from registry.store import RegistryError, RegistryStore
+
+    try:
+        command = _command(args)
+        with RegistryStore.open(args.database_url) as store:
+            output = command(store)
+    except (RegistryError, FederationError) as exc:
+        print(f"xweg registry {args.action}: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, ValueError) as exc:
+        print(f"xweg registry {args.action}: {exc}", file=sys.stderr)
+        return 1
+    if output:
+        print(output)
+    return 0
