@@ -9,20 +9,27 @@ federation file), and a database constraint that still trips turns into a
 
 :meth:`RegistryStore.definition` rebuilds a :class:`registry.federation.FederationDefinition`
 from the rows, so publication (:func:`registry.publisher.build_global_conf`) does not care
-whether the federation came from a file or from here.  Registration requests, the
-management API and audit trails are left to other modules.
+whether the federation came from a file or from here.
+
+Every change also writes one row of the **audit trail** (who, what, which target, when,
+before and after as JSON) in the same transaction, and, once committed, the same entry
+as a structlog line ``registry.audit``; who and when come in an :class:`AuditContext`
+(the management API passes the token's subject).  Registration requests and the
+management API are left to other modules.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import event
@@ -53,6 +60,8 @@ from trust.globalconf import (
 )
 
 __all__ = [
+    "AuditContext",
+    "AuditEntry",
     "RegistryError",
     "RegistryStore",
     "ServiceEntry",
@@ -68,6 +77,9 @@ _AUTHORITY = re.compile(r"(?P<prefix>[A-Za-z][A-Za-z0-9_-]{0,31}):(?P<key>[A-Za-
 _AREA = re.compile(r"[0-9]{2,12}")  # a municipality (or district, state) key, e.g. 05774032
 _MAX_TEXT = 4096  # characters in names and descriptions
 _MAX_AUTHORITIES = 256  # authority identifiers per service
+_MAX_AUDIT_PAGE = 1000  # audit-trail entries per read
+
+log = structlog.get_logger("xweg.registry")
 
 
 class RegistryError(ValueError):
@@ -214,6 +226,20 @@ class Service(Base):
     provider: Mapped[Subsystem] = relationship()
 
 
+class AuditTrail(Base):
+    """One change: who made it, what and on which target, when, and the state before and after."""
+
+    __tablename__ = "audit_trail"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    actor: Mapped[str] = mapped_column(sa.String(255))
+    operation: Mapped[str] = mapped_column(sa.String(64))
+    target: Mapped[str] = mapped_column(sa.Text)
+    before: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
+    after: Mapped[Any] = mapped_column(sa.JSON, nullable=True)
+    correlation_id: Mapped[str | None] = mapped_column(sa.String(64))
+
+
 # -- values handed out ----------------------------------------------------------------------
 
 
@@ -243,6 +269,59 @@ class ServiceEntry:
             "authorities": list(self.authorities),
             "area": self.area,
         }
+
+
+@dataclass(frozen=True)
+class AuditContext:
+    """Who makes a change, when, and the request it belongs to (for the audit trail)."""
+
+    actor: str
+    at: dt.datetime
+    correlation_id: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.actor, str) or not self.actor or len(self.actor) > 255:
+            raise ValueError("actor must be a string of 1 to 255 characters")
+        if not isinstance(self.at, dt.datetime) or self.at.utcoffset() != dt.timedelta(0):
+            raise ValueError("at must be a UTC datetime")
+        if self.correlation_id is not None and (
+            not isinstance(self.correlation_id, str) or len(self.correlation_id) > 64
+        ):
+            raise ValueError("correlation_id must be a string of at most 64 characters")
+
+    @classmethod
+    def local(cls) -> AuditContext:
+        """A change made on this machine (the command line), now."""
+        return cls("local", dt.datetime.now(dt.UTC))
+
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One row of the audit trail, as :meth:`RegistryStore.audit_trail` lists it."""
+
+    id: int
+    at: dt.datetime
+    actor: str
+    operation: str
+    target: str
+    before: Any
+    after: Any
+    correlation_id: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "at": self.at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "actor": self.actor,
+            "operation": self.operation,
+            "target": self.target,
+            "before": self.before,
+            "after": self.after,
+            "correlation_id": self.correlation_id,
+        }
+
+
+_Record = Callable[[str, str, Any, Any], None]
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -373,6 +452,29 @@ class RegistryStore:
         except SQLAlchemyError as exc:
             raise RegistryError(f"registry database error: {_reason(exc)}") from exc
 
+    @contextlib.contextmanager
+    def _change(self, audit: AuditContext | None) -> Iterator[tuple[Session, _Record]]:
+        """One transaction that also writes the audit trail; entries are logged once committed."""
+        context = audit or AuditContext.local()
+        entries: list[dict[str, Any]] = []
+        with self._transaction() as session:
+
+            def record(operation: str, target: str, before: Any, after: Any) -> None:
+                entry = {
+                    "actor": context.actor,
+                    "operation": operation,
+                    "target": target,
+                    "before": before,
+                    "after": after,
+                    "correlation_id": context.correlation_id,
+                }
+                session.add(AuditTrail(at=context.at, **entry))
+                entries.append(entry)
+
+            yield session, record
+        for entry in entries:
+            log.info("registry.audit", at=context.at.isoformat(), **entry)
+
     def _settings(self, session: Session) -> Settings:
         settings = session.get(Settings, 1)
         if settings is None:
@@ -428,6 +530,10 @@ class RegistryStore:
             raise RegistryError(f"global group {code} does not exist")
         return row
 
+    def _client_slash(self, session: Session, member: Member, subsystem: Subsystem | None) -> str:
+        mid = MemberId(self._settings(session).instance, member.member_class.code, member.code)
+        return (mid if subsystem is None else mid.subsystem(subsystem.code)).slash()
+
     def _ca_certificates(self, session: Session) -> list[x509.Certificate]:
         cas: list[x509.Certificate] = []
         for row in session.scalars(sa.select(ApprovedCARow).order_by(ApprovedCARow.id)):
@@ -458,21 +564,26 @@ class RegistryStore:
         with self._transaction() as session:
             return self._settings(session).instance
 
-    def add_member_class(self, code: str, description: str = "") -> None:
+    def add_member_class(
+        self, code: str, description: str = "", *, audit: AuditContext | None = None
+    ) -> None:
         """Register a member class (GOV, MUN, ...)."""
         with _refusing():
             check_part(code, "memberClass")
         _text(description, "description", empty=True)
-        with self._transaction() as session:
+        with self._change(audit) as (session, record):
             self._settings(session)
             if session.scalar(sa.select(MemberClass).where(MemberClass.code == code)) is not None:
                 raise RegistryError(f"duplicate member class {code}")
             session.add(MemberClass(code=code, description=description))
+            record("add_member_class", code, None, {"code": code, "description": description})
 
-    def add_member(self, member_class: str, code: str, name: str) -> MemberId:
+    def add_member(
+        self, member_class: str, code: str, name: str, *, audit: AuditContext | None = None
+    ) -> MemberId:
         """Register a member of an existing class; returns its identifier."""
         _text(name, "name")
-        with self._transaction() as session:
+        with self._change(audit) as (session, record):
             instance = self._settings(session).instance
             with _refusing():
                 member_id = MemberId(instance, member_class, code)
@@ -483,18 +594,25 @@ class RegistryStore:
             ):
                 raise RegistryError(f"duplicate member {member_id}")
             session.add(Member(member_class=cls, code=code, name=name))
+            record("add_member", member_id.slash(), None, {"name": name, "subsystems": []})
         return member_id
 
-    def add_subsystem(self, member: str | MemberId, code: str) -> SubsystemId:
+    def add_subsystem(
+        self, member: str | MemberId, code: str, *, audit: AuditContext | None = None
+    ) -> SubsystemId:
         """Register a subsystem of a registered member (``member`` as ``NRW/MUN/05774032``)."""
         with _refusing():
             member_id = MemberId.parse_slash(member) if isinstance(member, str) else member
             subsystem_id = member_id.subsystem(code)
-        with self._transaction() as session:
+        with self._change(audit) as (session, record):
             row = self._member(session, member_id)
-            if any(s.code == code for s in row.subsystems):
+            before = [s.code for s in row.subsystems]
+            if code in before:
                 raise RegistryError(f"duplicate subsystem {subsystem_id}")
             session.add(Subsystem(member=row, code=code))
+            record(
+                "add_subsystem", member_id.slash(), {"subsystems": before}, {"subsystems": [*before, code]}
+            )
         return subsystem_id
 
     def add_security_server(
@@ -506,6 +624,7 @@ class RegistryStore:
         clients: Iterable[str | ClientId] = (),
         *,
         maintenance_mode: bool = False,
+        audit: AuditContext | None = None,
     ) -> SecurityServerId:
         """Register a server with its auth certificate (issued by an approved CA to exactly it)."""
         with _refusing():
@@ -516,7 +635,7 @@ class RegistryStore:
         fp = fingerprint(cert)
         with _refusing():  # address form, duplicate clients
             SecurityServerInfo(server_id, address, (fp,), client_ids)
-        with self._transaction() as session:
+        with self._change(audit) as (session, record):
             owner_row = self._member(session, owner_id)
             if (
                 session.scalar(
@@ -536,6 +655,17 @@ class RegistryStore:
             for client in client_ids:
                 member_row, subsystem_row = self._client(session, client)
                 row.clients.append(ServerClient(member=member_row, subsystem=subsystem_row))
+            record(
+                "add_security_server",
+                server_id.slash(),
+                None,
+                {
+                    "address": address,
+                    "auth_certificate_fingerprints": [fp],
+                    "clients": [c.slash() for c in client_ids],
+                    "maintenance_mode": maintenance_mode,
+                },
+            )
         return server_id
 
     def _check_auth_certificate(
@@ -567,26 +697,40 @@ class RegistryStore:
             self._check_auth_certificate(session, cert, server_id)
             row.auth_certificates.append(AuthCertificate(pem=_pem(cert), fingerprint=fingerprint(cert)))
 
-    def add_server_client(self, server: str | SecurityServerId, client: str | ClientId) -> None:
+    def add_server_client(
+        self, server: str | SecurityServerId, client: str | ClientId, *, audit: AuditContext | None = None
+    ) -> None:
         """Let ``server`` host ``client`` (a registered member or subsystem)."""
         with _refusing():
             server_id = SecurityServerId.parse_slash(server) if isinstance(server, str) else server
             client_id = parse_client_slash(client) if isinstance(client, str) else client
-        with self._transaction() as session:
+        with self._change(audit) as (session, record):
             row = self._server(session, server_id)
             member_row, subsystem_row = self._client(session, client_id)
             if any(c.member_id == member_row.id and c.subsystem is subsystem_row for c in row.clients):
                 raise RegistryError(f"{server_id} already hosts {client_id}")
+            before = [self._client_slash(session, c.member, c.subsystem) for c in row.clients]
             row.clients.append(ServerClient(member=member_row, subsystem=subsystem_row))
+            record(
+                "add_server_client",
+                server_id.slash(),
+                {"clients": before},
+                {"clients": [*before, client_id.slash()]},
+            )
 
     def add_global_group(
-        self, code: str, description: str = "", members: Iterable[str | ClientId] = ()
+        self,
+        code: str,
+        description: str = "",
+        members: Iterable[str | ClientId] = (),
+        *,
+        audit: AuditContext | None = None,
     ) -> GlobalGroupId:
         """Create a global group with its first ``members`` (registered members or subsystems)."""
         _text(description, "description", empty=True)
         with _refusing():
             client_ids = tuple(parse_client_slash(c) if isinstance(c, str) else c for c in members)
-        with self._transaction() as session:
+        with self._change(audit) as (session, record):
             instance = self._settings(session).instance
             with _refusing():
                 group_id = GlobalGroupId(instance, code)
@@ -598,18 +742,29 @@ class RegistryStore:
                 member_row, subsystem_row = self._client(session, client)
                 row.members.append(GroupMember(member=member_row, subsystem=subsystem_row))
             session.add(row)
+            record(
+                "add_global_group",
+                group_id.slash(),
+                None,
+                {"description": description, "members": [c.slash() for c in client_ids]},
+            )
         return group_id
 
-    def add_group_member(self, group: str, client: str | ClientId) -> None:
+    def add_group_member(
+        self, group: str, client: str | ClientId, *, audit: AuditContext | None = None
+    ) -> None:
         """Add a registered member or subsystem to global group ``group`` (its code)."""
         with _refusing():
             client_id = parse_client_slash(client) if isinstance(client, str) else client
-        with self._transaction() as session:
+        with self._change(audit) as (session, record):
             row = self._group(session, group)
             member_row, subsystem_row = self._client(session, client_id)
             if any(m.member_id == member_row.id and m.subsystem is subsystem_row for m in row.members):
                 raise RegistryError(f"{client_id} is already a member of global group {group}")
+            before = [self._client_slash(session, m.member, m.subsystem) for m in row.members]
             row.members.append(GroupMember(member=member_row, subsystem=subsystem_row))
+            target = GlobalGroupId(self._settings(session).instance, group).slash()
+            record("add_group_member", target, {"members": before}, {"members": [*before, client_id.slash()]})
 
     def add_approved_ca(
         self,
@@ -671,6 +826,8 @@ class RegistryStore:
         standard: str,
         authorities: Sequence[str] = (),
         area: str | None = None,
+        *,
+        audit: AuditContext | None = None,
     ) -> ServiceEntry:
         """Catalogue a service of a registered subsystem, with what it implements and answers for."""
         with _refusing():
@@ -695,7 +852,7 @@ class RegistryStore:
         entry = ServiceEntry(
             provider_id, code, version or None, protocol.upper(), description, standard, authorities, area
         )
-        with self._transaction() as session:
+        with self._change(audit) as (session, record):
             _, subsystem = self._client(session, provider_id)
             assert subsystem is not None  # a SubsystemId resolves to a subsystem
             if (
@@ -721,6 +878,8 @@ class RegistryStore:
                     area=area,
                 )
             )
+            after = entry.to_dict()
+            record("add_service", after.pop("service"), None, after)
         return entry
 
     def import_definition(
@@ -886,6 +1045,31 @@ class RegistryStore:
                     continue
                 entries.append(entry)
             return tuple(entries)
+
+    def audit_trail(self, *, after_id: int = 0, limit: int = 100) -> tuple[AuditEntry, ...]:
+        """Audit-trail entries with an id above ``after_id``, oldest first, at most ``limit``."""
+        if isinstance(after_id, bool) or not isinstance(after_id, int) or after_id < 0:
+            raise RegistryError("after_id must be a non-negative integer")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= _MAX_AUDIT_PAGE:
+            raise RegistryError(f"limit must be 1 to {_MAX_AUDIT_PAGE}")
+        with self._transaction() as session:
+            rows = session.scalars(
+                sa.select(AuditTrail).where(AuditTrail.id > after_id).order_by(AuditTrail.id).limit(limit)
+            )
+            return tuple(
+                AuditEntry(
+                    row.id,
+                    # SQLite hands back naive datetimes; every one stored is UTC.
+                    row.at if row.at.tzinfo else row.at.replace(tzinfo=dt.UTC),
+                    row.actor,
+                    row.operation,
+                    row.target,
+                    row.before,
+                    row.after,
+                    row.correlation_id,
+                )
+                for row in rows
+            )
 
     def counts(self) -> dict[str, int]:
         """Rows per table, for operators and tests."""

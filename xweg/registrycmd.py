@@ -4,7 +4,8 @@ Each command opens the store (``--database-url``; a SQLite file by default), mak
 change in one transaction and closes it.  Errors are one line on stderr and exit
 status 1 (2 for a bad command line, from argparse); ``--json`` prints what a script
 wants.  ``registry serve`` stays in :mod:`xweg.cli`; it publishes from the same store
-when its configuration names ``database_url``.
+when its configuration names ``database_url``.  ``registry token issue`` prints a bearer
+token for the management API, signed with the key in the registry's state folder.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ DEFAULT_MEMBER_CLASSES = (
     ("ORG", "other organisations"),
 )
 
+_TOKEN_ROLES = ("registry-admin", "registration-officer", "observer")  # registry.api.ROLES
 _SHOWN_VALIDITY = dt.timedelta(minutes=10)  # validity of the unsigned document `globalconf show` prints
 
 
@@ -124,6 +126,12 @@ def add_registry_commands(registry_sub: argparse._SubParsersAction[argparse.Argu
     show = globalconf.add_parser("show", help="print the global configuration the store would publish")
     _database(show)
     show.add_argument("--json", action="store_true", help="the unsigned document as JSON")
+
+    token = group("token", "management-API bearer tokens").add_parser("issue", help="print a bearer token")
+    token.add_argument("--role", required=True, choices=_TOKEN_ROLES)
+    token.add_argument("--subject", required=True, help="who the token speaks for (in the audit trail)")
+    token.add_argument("--config", required=True, type=Path, help="the registry's configuration (TOML)")
+    token.add_argument("--ttl-s", type=int, default=8 * 3600, help="lifetime in seconds (default 8 h)")
 
 
 def _auth_certificates(path: Path) -> list[x509.Certificate]:
@@ -250,11 +258,37 @@ def _command(args: argparse.Namespace) -> Callable[[RegistryStore], str]:
     raise ValueError(f"unknown registry command {action}")
 
 
+def _issue_token(args: argparse.Namespace) -> int:
+    from registry.api import (
+        TokenKeyError,
+        issue_registry_token,
+        load_or_create_registry_token_key,
+        registry_token_key_path,
+    )
+    from registry.server import RegistrySettings
+
+    try:
+        settings = RegistrySettings.load(args.config)
+        key = load_or_create_registry_token_key(
+            registry_token_key_path(settings.state_dir), settings.key_passphrase
+        )
+        token = issue_registry_token(
+            key, subject=args.subject, role=args.role, now=dt.datetime.now(dt.UTC), ttl_s=args.ttl_s
+        )
+    except (OSError, ValueError, TokenKeyError) as exc:
+        print(f"xweg registry token: {exc}", file=sys.stderr)
+        return 1
+    print(token)
+    return 0
+
+
 def run_registry_command(args: argparse.Namespace) -> int:
     """Run one ``xweg registry`` store command; 0 on success, 1 on any refused change or error."""
     from registry.federation import FederationError
     from registry.store import RegistryError, RegistryStore
 
+    if args.action == "token":
+        return _issue_token(args)
     try:
         command = _command(args)
         with RegistryStore.open(args.database_url) as store:

@@ -1,0 +1,386 @@
+"""The OpenAPI 3.1 document of the registry's management API (:mod:`registry.api`).
+
+The document is data, and :mod:`registry.api` validates request bodies against the same
+schemas (:data:`REQUEST_SCHEMAS`), so what is documented and what is enforced cannot
+drift apart; a test walks the router and the document both ways.  Paths are relative to
+the server URL ``/api/v1``.  Identifiers travel in two forms: as values, in X-Road's
+slash form (``NRW/MUN/05774032/gewerbeamt``); in paths, as one path segment per part
+(``/members/MUN/05774032``; the instance is always the registry's own).  Identifier
+parts cannot contain ``/``, so no segment needs escaping beyond ordinary percent-encoding.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+__all__ = ["API_PREFIX", "REQUEST_SCHEMAS", "MAX_ID", "MAX_STRING", "openapi_document"]
+
+API_PREFIX = "/api/v1"
+MAX_STRING = 4096  # characters in any string of a request body
+_MAX_PEM = 16 * 1024  # characters in a PEM certificate
+_MAX_ITEMS = 256  # entries in a list of a request body
+MAX_ID = 2**31 - 1  # audit-trail ids are 32-bit integers on every backend
+
+
+def _string(max_length: int = MAX_STRING, *, min_length: int = 1) -> dict[str, Any]:
+    return {"type": "string", "minLength": min_length, "maxLength": max_length}
+
+
+def _nullable_string(max_length: int = MAX_STRING) -> dict[str, Any]:
+    return {"type": ["string", "null"], "maxLength": max_length}
+
+
+def _strings() -> dict[str, Any]:
+    return {"type": "array", "items": _string(), "maxItems": _MAX_ITEMS}
+
+
+def _object(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+
+
+#: Request-body schema per operation id; objects refuse unknown fields.
+REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
+    "addMember": _object(
+        {"member_class": _string(255), "member_code": _string(255), "name": _string()},
+        ["member_class", "member_code", "name"],
+    ),
+    "addSubsystem": _object({"code": _string(255)}, ["code"]),
+    "addSecurityServer": _object(
+        {
+            "owner": _string(),
+            "code": _string(255),
+            "address": _string(300),
+            "auth_certificate_pem": _string(_MAX_PEM),
+            "clients": _strings(),
+        },
+        ["owner", "code", "address", "auth_certificate_pem"],
+    ),
+    "addServerClient": _object({"client": _string()}, ["client"]),
+    "addGroup": _object(
+        {"code": _string(255), "description": _string(min_length=0), "members": _strings()}, ["code"]
+    ),
+    "addGroupMember": _object({"member": _string()}, ["member"]),
+    "addService": _object(
+        {
+            "provider": _string(),
+            "code": _string(255),
+            "version": _nullable_string(255),
+            "protocol": {"type": "string", "enum": ["REST", "SOAP"]},
+            "description": _string(min_length=0),
+            "standard": _string(min_length=0),
+            "authorities": _strings(),
+            "area": _nullable_string(12),
+        },
+        ["provider", "code", "protocol"],
+    ),
+}
+
+_RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
+    "Error": {
+        "type": "object",
+        "properties": {
+            "type": {"type": "string"},
+            "message": {"type": "string"},
+            "detail": {"type": "string", "description": "correlation id of the request, also in the logs"},
+        },
+        "required": ["type", "message", "detail"],
+    },
+    "Member": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "member_class": {"type": "string"},
+            "member_code": {"type": "string"},
+            "name": {"type": "string"},
+            "subsystems": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["id", "member_class", "member_code", "name", "subsystems"],
+    },
+    "Subsystem": {
+        "type": "object",
+        "properties": {"id": {"type": "string"}},
+        "required": ["id"],
+    },
+    "SecurityServer": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "owner": {"type": "string"},
+            "code": {"type": "string"},
+            "address": {"type": "string"},
+            "auth_certificate_fingerprints": {"type": "array", "items": {"type": "string"}},
+            "clients": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["id", "owner", "code", "address", "auth_certificate_fingerprints", "clients"],
+    },
+    "Group": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "code": {"type": "string"},
+            "members": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": ["id", "code", "members"],
+    },
+    "Service": {
+        "type": "object",
+        "properties": {
+            "service": {"type": "string"},
+            "provider": {"type": "string"},
+            "code": {"type": "string"},
+            "version": {"type": ["string", "null"]},
+            "protocol": {"type": "string", "enum": ["REST", "SOAP"]},
+            "description": {"type": "string"},
+            "standard": {"type": "string"},
+            "authorities": {"type": "array", "items": {"type": "string"}},
+            "area": {"type": ["string", "null"]},
+        },
+        "required": [
+            "service",
+            "provider",
+            "code",
+            "version",
+            "protocol",
+            "description",
+            "standard",
+            "authorities",
+            "area",
+        ],
+    },
+    "AuditEntry": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "integer"},
+            "at": {"type": "string"},
+            "actor": {"type": "string"},
+            "operation": {"type": "string"},
+            "target": {"type": "string"},
+            "before": {},
+            "after": {},
+            "correlation_id": {"type": ["string", "null"]},
+        },
+        "required": ["id", "at", "actor", "operation", "target", "before", "after", "correlation_id"],
+    },
+    "GlobalConf": {"type": "object", "description": "the unsigned global configuration document"},
+}
+
+_ERRORS = {
+    "400": "malformed JSON, unknown fields or a bad query parameter",
+    "401": "no token, or one that does not verify",
+    "403": "the token's role may not do this",
+    "404": "no such entry",
+    "409": "a duplicate",
+    "413": "the body is too large",
+    "422": "refused by the registry (unknown owner, illegal identifier characters, ...)",
+}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _operation(
+    operation_id: str,
+    summary: str,
+    roles: tuple[str, ...],
+    ok: str,
+    schema: dict[str, Any],
+    errors: tuple[str, ...],
+    *,
+    body: bool = False,
+    parameters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    responses: dict[str, Any] = {
+        ok: {"description": "success", "content": {"application/json": {"schema": schema}}}
+    }
+    for code in ("400", "401", "403", *errors):
+        responses[code] = {
+            "description": _ERRORS[code],
+            "content": {"application/json": {"schema": _ref("Error")}},
+        }
+    operation: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": f"{summary} (roles: {', '.join(roles)})",
+        "x-roles": list(roles),
+        "responses": responses,
+    }
+    if body:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(f"{operation_id}Request")}},
+        }
+        for code in ("413", "422"):
+            responses[code] = {
+                "description": _ERRORS[code],
+                "content": {"application/json": {"schema": _ref("Error")}},
+            }
+    if parameters:
+        operation["parameters"] = parameters
+    return operation
+
+
+# Identifier parts as core.identifiers allows them; bounded so that a request line stays
+# under the HTTP parser's 8 KiB limit even when every character is percent-encoded.
+_PART = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[A-Za-z0-9'()+,\-.=?]+$"}
+
+
+def _path_param(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": _PART}
+
+
+def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"name": name, "in": "query", "required": False, "schema": schema}
+
+
+ADMIN = ("registry-admin",)
+OFFICER = ("registry-admin", "registration-officer")
+READERS = ("registry-admin", "registration-officer", "observer")
+AUDITORS = ("registry-admin", "observer")
+
+
+def _list(name: str) -> dict[str, Any]:
+    return {"type": "array", "items": _ref(name)}
+
+
+def _build() -> dict[str, Any]:
+    member_params = [_path_param("member_class"), _path_param("member_code")]
+    paths: dict[str, Any] = {
+        "/members": {
+            "get": _operation("listMembers", "list members", READERS, "200", _list("Member"), ()),
+            "post": _operation(
+                "addMember", "register a member", ADMIN, "201", _ref("Member"), ("409",), body=True
+            ),
+        },
+        "/members/{member_class}/{member_code}": {
+            "get": _operation(
+                "getMember", "one member", READERS, "200", _ref("Member"), ("404",), parameters=member_params
+            ),
+        },
+        "/members/{member_class}/{member_code}/subsystems": {
+            "post": _operation(
+                "addSubsystem",
+                "register a subsystem of a member",
+                OFFICER,
+                "201",
+                _ref("Subsystem"),
+                ("409",),
+                body=True,
+                parameters=member_params,
+            ),
+        },
+        "/security-servers": {
+            "get": _operation(
+                "listSecurityServers", "list security servers", READERS, "200", _list("SecurityServer"), ()
+            ),
+            "post": _operation(
+                "addSecurityServer",
+                "register a security server with its auth certificate",
+                OFFICER,
+                "201",
+                _ref("SecurityServer"),
+                ("409",),
+                body=True,
+            ),
+        },
+        "/security-servers/{member_class}/{member_code}/{server_code}/clients": {
+            "post": _operation(
+                "addServerClient",
+                "let a security server host a client",
+                OFFICER,
+                "201",
+                _ref("SecurityServer"),
+                ("409",),
+                body=True,
+                parameters=[*member_params, _path_param("server_code")],
+            ),
+        },
+        "/groups": {
+            "get": _operation("listGroups", "list global groups", READERS, "200", _list("Group"), ()),
+            "post": _operation(
+                "addGroup", "create a global group", ADMIN, "201", _ref("Group"), ("409",), body=True
+            ),
+        },
+        "/groups/{code}/members": {
+            "post": _operation(
+                "addGroupMember",
+                "add a member or subsystem to a global group",
+                ADMIN,
+                "201",
+                _ref("Group"),
+                ("409",),
+                body=True,
+                parameters=[_path_param("code")],
+            ),
+        },
+        "/services": {
+            "get": _operation(
+                "listServices",
+                "the service catalogue, optionally narrowed",
+                READERS,
+                "200",
+                _list("Service"),
+                ("422",),
+                parameters=[
+                    _query("provider", _string(300)),
+                    _query("authority", _string(100)),
+                    _query("area", _string(12)),
+                ],
+            ),
+            "post": _operation(
+                "addService", "catalogue a service", OFFICER, "201", _ref("Service"), ("409",), body=True
+            ),
+        },
+        "/globalconf": {
+            "get": _operation(
+                "getGlobalConf",
+                "the unsigned global configuration the registry would publish now",
+                READERS,
+                "200",
+                _ref("GlobalConf"),
+                ("422",),
+            ),
+        },
+        "/audit-trail": {
+            "get": _operation(
+                "listAuditTrail",
+                "audit-trail entries after an id, oldest first",
+                AUDITORS,
+                "200",
+                _list("AuditEntry"),
+                (),
+                parameters=[
+                    _query("after_id", {"type": "integer", "minimum": 0, "maximum": MAX_ID}),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000}),
+                ],
+            ),
+        },
+    }
+    schemas = dict(_RESPONSE_SCHEMAS)
+    for operation_id, schema in REQUEST_SCHEMAS.items():
+        schemas[f"{operation_id}Request"] = schema
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "xweg registry management API",
+            "version": "1.0.0",
+            "description": "Members, security servers, global groups and the service catalogue of an "
+            "xweg registry. Every call needs a bearer JWT (ES256) issued by the registry "
+            "(`xweg registry token issue`); every change is written to the audit trail.",
+        },
+        "servers": [{"url": API_PREFIX}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }
+
+
+_DOCUMENT = _build()
+
+
+def openapi_document() -> dict[str, Any]:
+    """A fresh copy of the document (callers may change theirs)."""
+    return copy.deepcopy(_DOCUMENT)
