@@ -4,6 +4,12 @@ The serial is what lets security servers refuse replays of older documents, so i
 grow strictly, also across restarts and a lost state file: :class:`SerialStore` takes
 ``max(last + 1, unix time)`` and makes it durable (fsync, atomic rename) before the
 document that carries it is built, let alone served.
+
+With one signing key the document is a compact JWS, as security servers have always
+read it; with several it is the general JWS JSON serialization, one signature per key
+(see :mod:`trust.globalconf`).  A :class:`~trust.anchor.KeySet` to announce (a key
+rotation) goes into every document's payload; sign with the old keys *and* the new
+ones while it is announced, or security servers will not adopt it.
 """
 
 from __future__ import annotations
@@ -19,15 +25,20 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from core.clock import require_utc
 from registry.federation import FederationDefinition
-from trust.anchor import Anchor, AnchorKey
-from trust.globalconf import GlobalConf, sign_global_conf
+from trust.anchor import Anchor, AnchorKey, KeySet
+from trust.globalconf import GlobalConf, sign_global_conf, sign_global_conf_multi
 from trust.keys import public_key_pem, write_atomic
 
 __all__ = ["build_global_conf", "SerialStore", "SerialStoreError", "Publication", "Publisher", "make_anchor"]
 
 
 def build_global_conf(
-    definition: FederationDefinition, *, serial: int, now: datetime, validity: timedelta
+    definition: FederationDefinition,
+    *,
+    serial: int,
+    now: datetime,
+    validity: timedelta,
+    key_set: KeySet | None = None,
 ) -> GlobalConf:
     """The configuration ``definition`` describes, generated at ``now`` and valid for ``validity``."""
     require_utc(now, "now")
@@ -44,6 +55,7 @@ def build_global_conf(
         approved_cas=definition.approved_cas,
         approved_tsas=definition.approved_tsas,
         ocsp_freshness_s=definition.ocsp_freshness_s,
+        key_set=key_set,
     )
 
 
@@ -104,7 +116,11 @@ class Publication:
 
 
 class Publisher:
-    """Builds and signs documents; owns the serial store and the signing key."""
+    """Builds and signs documents; owns the serial store and the signing keys.
+
+    ``key``/``key_id`` is the first signing key, ``more_keys`` any others; ``key_set``
+    is announced in every document (a key rotation), when given.
+    """
 
     def __init__(
         self,
@@ -112,11 +128,21 @@ class Publisher:
         key_id: str,
         serials: SerialStore,
         validity: timedelta,
+        *,
+        more_keys: Sequence[tuple[ec.EllipticCurvePrivateKey, str]] = (),
+        key_set: KeySet | None = None,
     ) -> None:
         if validity <= timedelta(0):
             raise ValueError("validity must be positive")
+        if key_set is not None and not isinstance(key_set, KeySet):
+            raise ValueError("key_set must be a KeySet")
         self.key = key
         self.key_id = key_id
+        self.keys: tuple[tuple[ec.EllipticCurvePrivateKey, str], ...] = ((key, key_id), *more_keys)
+        ids = [kid for _, kid in self.keys]
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"signing key ids must be unique, got {ids}")
+        self.key_set = key_set
         self.serials = serials
         self.validity = validity
         # Regeneration runs in worker threads; one serial must never be handed out twice.
@@ -126,8 +152,12 @@ class Publisher:
         """A new signed document for ``definition`` at ``now``, with a fresh durable serial."""
         with self._lock:
             serial = self.serials.next_serial(now)
-            conf = build_global_conf(definition, serial=serial, now=now, validity=self.validity)
-            return Publication(conf, sign_global_conf(conf, self.key, self.key_id))
+            conf = build_global_conf(
+                definition, serial=serial, now=now, validity=self.validity, key_set=self.key_set
+            )
+            if len(self.keys) == 1:
+                return Publication(conf, sign_global_conf(conf, self.key, self.key_id))
+            return Publication(conf, sign_global_conf_multi(conf, self.keys))
 
 
 def make_anchor(
@@ -135,11 +165,14 @@ def make_anchor(
     registry_urls: Sequence[str],
     keys: Sequence[tuple[str, ec.EllipticCurvePrivateKey | ec.EllipticCurvePublicKey]],
     now: datetime,
+    *,
+    threshold: int = 1,
 ) -> Anchor:
-    """The anchor security servers need to trust this registry: its instance, URLs and signing keys."""
+    """The anchor security servers need to trust this registry: instance, URLs, signing keys, threshold."""
     return Anchor(
         instance=instance,
         registry_urls=tuple(registry_urls),
         signing_keys=tuple(AnchorKey(key_id, public_key_pem(key)) for key_id, key in keys),
         generated_at=now,
+        threshold=threshold,
     )

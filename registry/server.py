@@ -10,6 +10,11 @@ failed read keeps the last good definition.  The first document is built during
 application start-up, so the listener never answers without one.  Mirrors may serve
 the same bytes; security servers trust the signature, not the transport.
 
+With ``database_url`` the registry also serves its management API under ``/api/v1``
+(:mod:`registry.api`) and its OpenAPI document at ``/openapi.json``; API tokens are
+signed with ``state_dir/registry-token.key`` (created on first start, encrypted with the
+signing-key passphrase), issued by ``xweg registry token issue``.
+
 Configuration is one TOML file (paths relative to it)::
 
     federation = "federation.toml"        # or: database_url = "sqlite:///state/registry.db"
@@ -22,6 +27,20 @@ Configuration is one TOML file (paths relative to it)::
     key = "keys/globalconf.key"
     key_id = "2025-1"
     passphrase_file = "keys/passphrase"   # or passphrase_env = "XWEG_REGISTRY_PASSPHRASE"
+
+Several signing keys (k-of-n; every key signs each document) replace ``key``/``key_id``
+with a list; ``announce`` names the key set a rotation moves security servers to::
+
+    [signing]
+    passphrase_file = "keys/passphrase"
+    announce = ["2026-1", "2026-2"]       # optional: key ids of the next key set
+    announce_threshold = 2                # its threshold (default 1)
+    [[signing.keys]]
+    key = "keys/2025-1.key"
+    key_id = "2025-1"
+    [[signing.keys]]
+    key = "keys/2026-1.key"
+    key_id = "2026-1"
 """
 
 from __future__ import annotations
@@ -40,10 +59,20 @@ import structlog
 from aiohttp import web
 
 from core.clock import Clock, SystemClock
+from registry.api import (
+    API_CONTEXT_KEY,
+    ApiContext,
+    load_or_create_registry_token_key,
+    make_api,
+    openapi_handler,
+    registry_token_key_path,
+)
 from registry.federation import FederationDefinition, FederationError
+from registry.openapi import API_PREFIX
 from registry.publisher import Publication, Publisher, SerialStore
 from registry.store import RegistryError, RegistryStore, normalise_url
-from trust.keys import load_private_key, write_atomic
+from trust.anchor import AnchorKey, KeySet
+from trust.keys import load_private_key, public_key_pem, write_atomic
 from trust.service.runner import run_until_signalled, serve_app
 
 __all__ = [
@@ -61,6 +90,8 @@ __all__ = [
 log = structlog.get_logger("xweg.registry")
 
 JOSE_CONTENT_TYPE = "application/jose"
+#: RFC 7515 section 9.2.1: the JWS JSON serialization, used when several keys sign.
+JOSE_JSON_CONTENT_TYPE = "application/jose+json"
 
 
 def format_time(value: datetime) -> str:
@@ -84,6 +115,11 @@ class RegistrySettings:
     validity_s: float = 600.0  # seconds a document stays valid after it is generated
     max_body_bytes: int = 16 * 1024  # the registry only serves GETs; bound what a client may send
     database_url: str | None = None  # the registry store, instead of a federation file
+    # Further signing keys after the first (signing_key_path, key_id): (path, key id).
+    more_signing_keys: tuple[tuple[Path, str], ...] = ()
+    # Key ids (of the signing keys above) announced as the next key set, and its threshold.
+    announce_key_ids: tuple[str, ...] = ()
+    announce_threshold: int = 1
 
     def __post_init__(self) -> None:
         for name in ("signing_key_path", "state_dir"):
@@ -101,6 +137,24 @@ class RegistrySettings:
             raise ValueError("key_passphrase must be bytes or None")
         if not isinstance(self.key_id, str) or not self.key_id or len(self.key_id) > 128:
             raise ValueError("key_id must be a non-empty string of at most 128 characters")
+        for entry in self.more_signing_keys:
+            if not (isinstance(entry, tuple) and len(entry) == 2 and isinstance(entry[0], Path)):
+                raise ValueError("more_signing_keys must be (Path, key id) pairs")
+            if not isinstance(entry[1], str) or not entry[1] or len(entry[1]) > 128:
+                raise ValueError("key_id must be a non-empty string of at most 128 characters")
+        ids = self.signing_key_ids
+        if len(set(ids)) != len(ids):
+            raise ValueError(f"signing key ids must be unique, got {list(ids)}")
+        if not isinstance(self.announce_key_ids, tuple) or not set(self.announce_key_ids) <= set(ids):
+            raise ValueError("announce must name key ids of the signing keys")
+        if len(set(self.announce_key_ids)) != len(self.announce_key_ids):
+            raise ValueError("announce names a key id twice")
+        if (
+            isinstance(self.announce_threshold, bool)
+            or not isinstance(self.announce_threshold, int)
+            or not 1 <= self.announce_threshold <= max(1, len(self.announce_key_ids))
+        ):
+            raise ValueError("announce_threshold must be from 1 to the number of announced keys")
         if not isinstance(self.host, str) or not self.host:
             raise ValueError("host must be a non-empty string")
         if isinstance(self.port, bool) or not isinstance(self.port, int) or not 0 <= self.port <= 65535:
@@ -112,6 +166,10 @@ class RegistrySettings:
             raise ValueError(f"validity_s ({self.validity_s}) must exceed interval_s ({self.interval_s})")
         if not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 0:
             raise ValueError("max_body_bytes must be a non-negative integer")
+
+    @property
+    def signing_key_ids(self) -> tuple[str, ...]:
+        return (self.key_id, *(kid for _, kid in self.more_signing_keys))
 
     @property
     def serial_path(self) -> Path:
@@ -146,7 +204,15 @@ class RegistrySettings:
         signing = data.get("signing")
         if not isinstance(signing, dict):
             raise ValueError(f"{path}: missing [signing] table")
-        unknown = signing.keys() - {"key", "key_id", "passphrase_file", "passphrase_env"}
+        unknown = signing.keys() - {
+            "key",
+            "key_id",
+            "keys",
+            "announce",
+            "announce_threshold",
+            "passphrase_file",
+            "passphrase_env",
+        }
         if unknown:
             raise ValueError(f"{path}: [signing] has unknown key(s) {', '.join(sorted(unknown))}")
 
@@ -169,6 +235,29 @@ class RegistrySettings:
             if name not in env:
                 raise ValueError(f"{path}: environment variable {name} (passphrase_env) is not set")
             passphrase = env[name].encode("utf-8")
+        key_files: list[tuple[Path, str]] = []
+        if "keys" in signing:
+            if "key" in signing or "key_id" in signing:
+                raise ValueError(f"{path}: give [signing] key and key_id, or [[signing.keys]], not both")
+            entries = signing["keys"]
+            if not isinstance(entries, list) or not entries:
+                raise ValueError(f"{path}: [[signing.keys]] must list at least one key")
+            for entry in entries:
+                if not isinstance(entry, dict) or entry.keys() - {"key", "key_id"}:
+                    raise ValueError(f"{path}: each [[signing.keys]] has exactly key and key_id")
+                key_files.append(
+                    (
+                        base / text(entry, "key", "[[signing.keys]] "),
+                        text(entry, "key_id", "[[signing.keys]] "),
+                    )
+                )
+        else:
+            key_files.append(
+                (base / text(signing, "key", "[signing] "), text(signing, "key_id", "[signing] "))
+            )
+        announce = signing.get("announce", [])
+        if not isinstance(announce, list) or not all(isinstance(kid, str) for kid in announce):
+            raise ValueError(f"{path}: [signing] announce must be a list of key ids")
         federation_path: Path | None = None
         database_url: str | None = None
         if "database_url" in data:
@@ -187,9 +276,12 @@ class RegistrySettings:
             return cls(
                 federation_path=federation_path,
                 database_url=database_url,
-                signing_key_path=base / text(signing, "key", "[signing] "),
+                signing_key_path=key_files[0][0],
                 key_passphrase=passphrase or None,
-                key_id=text(signing, "key_id", "[signing] "),
+                key_id=key_files[0][1],
+                more_signing_keys=tuple(key_files[1:]),
+                announce_key_ids=tuple(announce),
+                announce_threshold=signing.get("announce_threshold", 1),
                 state_dir=base / data.get("state_dir", "state"),
                 host=data.get("host", "127.0.0.1"),
                 port=data.get("port", 8080),
@@ -284,6 +376,17 @@ async def _publisher_ctx(app: web.Application) -> AsyncIterator[None]:
 
     def start() -> RegistryState:
         key = load_private_key(settings.signing_key_path, settings.key_passphrase)
+        more_keys = [
+            (load_private_key(key_path, settings.key_passphrase), kid)
+            for key_path, kid in settings.more_signing_keys
+        ]
+        key_set = None
+        if settings.announce_key_ids:
+            by_id = {kid: k for k, kid in [(key, settings.key_id), *more_keys]}
+            key_set = KeySet(
+                tuple(AnchorKey(kid, public_key_pem(by_id[kid])) for kid in settings.announce_key_ids),
+                settings.announce_threshold,
+            )
         store = None if settings.database_url is None else RegistryStore.open(settings.database_url)
         try:
             definition = _read_definition(settings, store)
@@ -292,9 +395,16 @@ async def _publisher_ctx(app: web.Application) -> AsyncIterator[None]:
                 settings.key_id,
                 SerialStore(settings.serial_path),
                 timedelta(seconds=settings.validity_s),
+                more_keys=more_keys,
+                key_set=key_set,
             )
             settings.state_dir.mkdir(parents=True, exist_ok=True)
             publication = _publish(settings, publisher, definition, clock)
+            if store is not None:
+                token_key = load_or_create_registry_token_key(
+                    registry_token_key_path(settings.state_dir), settings.key_passphrase
+                )
+                app[API_CONTEXT_KEY] = ApiContext(store, token_key.public_key(), clock)
         except BaseException:
             if store is not None:
                 store.close()
@@ -323,7 +433,7 @@ async def _get_globalconf(request: web.Request) -> web.Response:
     publication = request.app[STATE_KEY].current
     return web.Response(
         body=publication.document,
-        content_type=JOSE_CONTENT_TYPE,
+        content_type=JOSE_JSON_CONTENT_TYPE if publication.document.startswith(b"{") else JOSE_CONTENT_TYPE,
         headers={"Cache-Control": "no-cache", "ETag": f'"{publication.conf.serial}"'},
     )
 
@@ -351,6 +461,9 @@ def make_app(settings: RegistrySettings, clock: Clock) -> web.Application:
     app.cleanup_ctx.append(_publisher_ctx)
     app.router.add_get("/globalconf", _get_globalconf)
     app.router.add_get("/healthz", _get_healthz)
+    if settings.database_url is not None:
+        app.router.add_get("/openapi.json", openapi_handler)
+        app.add_subapp(API_PREFIX, make_api())
     return app
 
 

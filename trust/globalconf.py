@@ -6,17 +6,33 @@ groups and the approved certificate authorities.  It carries a serial that only 
 grows and an expiry, after which security servers refuse traffic rather than act on
 stale facts.
 
-On the wire it is a compact JWS (ES256, ``kid`` naming an anchor key) whose payload is
-the canonical JSON of :meth:`GlobalConf.to_json` (format version 2; a new field means
-a new version).  :func:`verify_global_conf` is pure: bytes, an anchor and ``now`` in,
-a :class:`GlobalConf` out or a :class:`~trust.errors.GlobalConfError`.  Fetching,
+The payload is the canonical JSON of :meth:`GlobalConf.to_json`: format version 2, or
+version 3 when it also announces the registry's signing :class:`~trust.anchor.KeySet`
+(a new field means a new version).  On the wire it is a JWS, ES256, each signature's
+protected header exactly ``alg``/``kid``/``typ``, in one of two forms:
+
+* compact (``header.payload.signature``), one signature: what a registry with one key
+  publishes, and what security servers deployed before thresholds understand;
+* the general JWS JSON serialization (RFC 7515 section 7.2.1), canonical JSON
+  ``{"payload": ..., "signatures": [{"protected": ..., "signature": ...}, ...]}``, one
+  entry per registry key; no unprotected ``header`` members.
+
+Verification in the manner of The Update Framework: the document needs valid signatures
+by ``threshold`` *distinct* anchor keys (a key signing twice counts once; signatures by
+keys the anchor does not name are ignored).  A document that announces a key set other
+than the anchor's must also meet that set's threshold; after it is accepted,
+:func:`rotated_anchor` gives the anchor to trust from then on, and documents signed only
+by the old keys no longer verify.
+
+:func:`verify_global_conf` is pure: bytes, an anchor and ``now`` in, a
+:class:`GlobalConf` out or a :class:`~trust.errors.GlobalConfError`.  Fetching,
 persisting and swapping are the gateway's; building and serving are the registry's.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -47,7 +63,7 @@ from trust._encoding import (
     parse_time,
     require_keys,
 )
-from trust.anchor import Anchor
+from trust.anchor import MAX_SIGNING_KEYS, Anchor, KeySet
 from trust.errors import GlobalConfExpired, GlobalConfInvalid, GlobalConfRollback
 from trust.profiles import describe
 
@@ -59,8 +75,11 @@ __all__ = [
     "ApprovedCA",
     "ApprovedTSA",
     "DEFAULT_OCSP_FRESHNESS_S",
+    "GlobalConfThresholdNotMet",
     "sign_global_conf",
+    "sign_global_conf_multi",
     "verify_global_conf",
+    "rotated_anchor",
     "GLOBALCONF_FORMAT",
     "GLOBALCONF_TYPE",
     "MAX_GLOBALCONF_BYTES",
@@ -71,6 +90,8 @@ GLOBALCONF_FORMAT = "xweg-globalconf"
 #: The JWS ``typ``: keeps a global configuration apart from any other JWS.
 GLOBALCONF_TYPE = "xweg-globalconf+jws"
 _VERSION = 2
+#: The version whose payload also carries ``signing_keys`` (a :class:`KeySet`).
+_VERSION_WITH_KEYS = 3
 _ALGORITHM = "ES256"
 #: Default bound on a signed document (bytes).
 MAX_GLOBALCONF_BYTES = 4 * 1024 * 1024
@@ -81,6 +102,10 @@ _ADDRESS = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.\-_]+)
 _HEADER_KEYS = frozenset({"alg", "kid", "typ"})
 
 _jws = jwt.PyJWS(options={"verify_signature": True})
+
+
+class GlobalConfThresholdNotMet(GlobalConfInvalid):
+    """Too few distinct trusted keys validly signed the document (or a rotation it announces)."""
 
 
 def _check_tuple(value: object, kind: type | tuple[type, ...], what: str) -> None:
@@ -333,6 +358,8 @@ class GlobalConf:
     approved_cas: tuple[ApprovedCA, ...]
     approved_tsas: tuple[ApprovedTSA, ...] = ()
     ocsp_freshness_s: int = DEFAULT_OCSP_FRESHNESS_S
+    # The registry's signing keys from this serial on; None: no announcement (version 2).
+    key_set: KeySet | None = None
     _members: Mapping[MemberId, MemberInfo] = field(init=False, repr=False, compare=False)
     _servers: Mapping[SecurityServerId, SecurityServerInfo] = field(init=False, repr=False, compare=False)
     _by_fingerprint: Mapping[str, SecurityServerInfo] = field(init=False, repr=False, compare=False)
@@ -363,6 +390,8 @@ class GlobalConf:
             raise ValueError("ocsp_freshness_s must be an integer")
         if not 1 <= self.ocsp_freshness_s <= 7 * 24 * 3600:
             raise ValueError("ocsp_freshness_s must be between 1 s and one week")
+        if self.key_set is not None and not isinstance(self.key_set, KeySet):
+            raise ValueError("key_set must be a KeySet or None")
 
         members: dict[MemberId, MemberInfo] = {}
         for member in self.members:
@@ -479,9 +508,9 @@ class GlobalConf:
     # -- encoding --------------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        data = {
             "format": GLOBALCONF_FORMAT,
-            "version": _VERSION,
+            "version": _VERSION if self.key_set is None else _VERSION_WITH_KEYS,
             "instance": self.instance,
             "serial": self.serial,
             "generated_at": format_time(self.generated_at),
@@ -493,6 +522,9 @@ class GlobalConf:
             "approved_tsas": [tsa.to_dict() for tsa in self.approved_tsas],
             "ocsp_freshness_s": self.ocsp_freshness_s,
         }
+        if self.key_set is not None:
+            data["signing_keys"] = self.key_set.to_dict()
+        return data
 
     def to_json(self) -> bytes:
         """Canonical JSON (sorted keys, no white space, UTF-8): the signed payload."""
@@ -502,8 +534,10 @@ class GlobalConf:
     def from_json(cls, data: bytes) -> GlobalConf:
         """Parse a payload; anything malformed or inconsistent raises :class:`GlobalConfInvalid`."""
         try:
+            obj = loads_object(data, "global configuration")
+            with_keys = obj.get("version") == _VERSION_WITH_KEYS
             obj = require_keys(
-                loads_object(data, "global configuration"),
+                obj,
                 {
                     "format",
                     "version",
@@ -517,13 +551,14 @@ class GlobalConf:
                     "approved_cas",
                     "approved_tsas",
                     "ocsp_freshness_s",
-                },
+                }
+                | ({"signing_keys"} if with_keys else set()),
                 "global configuration",
             )
-            if obj["format"] != GLOBALCONF_FORMAT or obj["version"] != _VERSION:
+            if obj["format"] != GLOBALCONF_FORMAT or obj["version"] not in (_VERSION, _VERSION_WITH_KEYS):
                 raise ValueError(
                     f"format {obj['format']!r} version {obj['version']!r} is not {GLOBALCONF_FORMAT!r} "
-                    f"version {_VERSION}"
+                    f"version {_VERSION} or {_VERSION_WITH_KEYS}"
                 )
             return cls(
                 instance=obj["instance"],
@@ -545,6 +580,7 @@ class GlobalConf:
                     ApprovedTSA.from_dict(t) for t in _list(obj["approved_tsas"], "approved_tsas")
                 ),
                 ocsp_freshness_s=obj["ocsp_freshness_s"],
+                key_set=KeySet.from_dict(obj["signing_keys"]) if with_keys else None,
             )
         except GlobalConfInvalid:
             raise
@@ -553,15 +589,123 @@ class GlobalConf:
             raise GlobalConfInvalid(f"malformed global configuration: {exc}") from exc
 
 
-def sign_global_conf(conf: GlobalConf, key: ec.EllipticCurvePrivateKey, key_id: str) -> bytes:
-    """The signed document: a compact JWS (ES256, ``kid``) over ``conf.to_json()``."""
+def _check_signing_key(key: object, key_id: str) -> None:
     check_text(key_id, "key_id", 128)
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
         raise ValueError("global configuration is signed with an EC P-256 key")
+
+
+def sign_global_conf(conf: GlobalConf, key: ec.EllipticCurvePrivateKey, key_id: str) -> bytes:
+    """The signed document: a compact JWS (ES256, ``kid``) over ``conf.to_json()``."""
+    _check_signing_key(key, key_id)
     token = _jws.encode(
         conf.to_json(), key, algorithm=_ALGORITHM, headers={"kid": key_id, "typ": GLOBALCONF_TYPE}
     )
     return token.encode("ascii")
+
+
+def sign_global_conf_multi(conf: GlobalConf, keys: Sequence[tuple[ec.EllipticCurvePrivateKey, str]]) -> bytes:
+    """The signed document as a general JWS JSON serialization, one signature per ``(key, key_id)``."""
+    if not 1 <= len(keys) <= MAX_SIGNING_KEYS:
+        raise ValueError(f"global configuration is signed with 1 to {MAX_SIGNING_KEYS} keys")
+    ids = [key_id for _, key_id in keys]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"signing key ids must be unique, got {ids}")
+    payload = ""
+    signatures = []
+    for key, key_id in keys:
+        protected, payload, signature = sign_global_conf(conf, key, key_id).decode("ascii").split(".")
+        signatures.append({"protected": protected, "signature": signature})
+    return canonical_json({"payload": payload, "signatures": signatures})
+
+
+@dataclass(frozen=True)
+class _Signature:
+    protected: str
+    signature: str
+    kid: str
+
+
+def _parse_envelope(document: bytes) -> tuple[str, list[_Signature]]:
+    """The base64url payload and the signatures, each header checked strictly (step 2)."""
+    try:
+        if document.startswith(b"{"):
+            envelope = require_keys(loads_object(document, "JWS JSON"), {"payload", "signatures"}, "JWS JSON")
+            payload, entries = envelope["payload"], envelope["signatures"]
+            if not isinstance(payload, str) or not payload:
+                raise ValueError("JWS JSON payload must be a non-empty string")
+            if not isinstance(entries, list) or not 1 <= len(entries) <= MAX_SIGNING_KEYS:
+                raise ValueError(f"JWS JSON carries 1 to {MAX_SIGNING_KEYS} signatures")
+            pairs = []
+            for entry in entries:
+                # Only protected headers: an unprotected "header" could say anything.
+                entry = require_keys(entry, {"protected", "signature"}, "JWS JSON signature")
+                if not all(isinstance(entry[k], str) and entry[k] for k in ("protected", "signature")):
+                    raise ValueError("JWS JSON protected header and signature must be non-empty strings")
+                pairs.append((entry["protected"], entry["signature"]))
+        else:
+            parts = document.decode("ascii").split(".")
+            if len(parts) != 3 or not all(parts):
+                raise ValueError("not a compact JWS (three non-empty dot-separated parts)")
+            payload, pairs = parts[1], [(parts[0], parts[2])]
+        headers = [
+            loads_object(b64url_decode(protected, "JWS header"), "JWS header") for protected, _ in pairs
+        ]
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise GlobalConfInvalid(f"global configuration is not a valid JWS: {exc}") from exc
+    signatures = []
+    for (protected, signature), header in zip(pairs, headers, strict=True):
+        if header.get("alg") != _ALGORITHM:
+            raise GlobalConfInvalid(
+                f"global configuration algorithm {header.get('alg')!r} is refused; only ES256"
+            )
+        unexpected = set(header) - _HEADER_KEYS
+        if unexpected:
+            raise GlobalConfInvalid(
+                f"global configuration JWS header has unexpected parameters {sorted(unexpected)}"
+            )
+        if header.get("typ") != GLOBALCONF_TYPE:
+            raise GlobalConfInvalid(f"JWS type {header.get('typ')!r} is not {GLOBALCONF_TYPE!r}")
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise GlobalConfInvalid("global configuration JWS header has no key id (kid)")
+        signatures.append(_Signature(protected, signature, kid))
+    return payload, signatures
+
+
+def _valid_signers(
+    payload: str, signatures: list[_Signature], keys: Mapping[str, ec.EllipticCurvePublicKey]
+) -> tuple[set[str], list[str]]:
+    """The key ids in ``keys`` with a valid signature (a set: a key counts once), and what failed."""
+    valid: set[str] = set()
+    problems: list[str] = []
+    for sig in signatures:
+        public = keys.get(sig.kid)
+        if public is None:
+            # Ignored, as TUF ignores keys it does not know; reported if the threshold fails.
+            problems.append(f"signed by key {sig.kid!r}, which the anchor does not name")
+            continue
+        try:
+            _jws.decode_complete(
+                f"{sig.protected}.{payload}.{sig.signature}", public, algorithms=[_ALGORITHM]
+            )
+        except jwt.InvalidSignatureError:
+            problems.append(f"signature by key {sig.kid!r} does not verify")
+            continue
+        except jwt.PyJWTError as exc:
+            raise GlobalConfInvalid(f"global configuration JWS is malformed: {exc}") from exc
+        valid.add(sig.kid)
+    return valid, problems
+
+
+def _require_threshold(payload: str, signatures: list[_Signature], key_set: KeySet, which: str) -> None:
+    valid, problems = _valid_signers(payload, signatures, key_set.public_keys())
+    if len(valid) < key_set.threshold:
+        detail = f" ({'; '.join(problems)})" if problems else ""
+        raise GlobalConfThresholdNotMet(
+            f"global configuration is validly signed by {len(valid)} distinct {which} key(s), "
+            f"{key_set.threshold} required{detail}"
+        )
 
 
 def verify_global_conf(
@@ -575,8 +719,10 @@ def verify_global_conf(
     """Verify a signed global configuration against ``anchor`` at ``now``.
 
     ``min_serial`` is the serial of the newest document already accepted: an older one
-    is a rollback.  Raises :class:`GlobalConfInvalid`, :class:`GlobalConfRollback` or
-    :class:`GlobalConfExpired`.
+    is a rollback.  Raises :class:`GlobalConfInvalid` (:class:`GlobalConfThresholdNotMet`
+    when too few trusted keys signed), :class:`GlobalConfRollback` or
+    :class:`GlobalConfExpired`.  A key set the result announces is trusted only through
+    :func:`rotated_anchor`.
     """
     require_utc(now, "now")
     # (1) size cap, before any parsing
@@ -584,49 +730,23 @@ def verify_global_conf(
         raise GlobalConfInvalid("global configuration must be bytes")
     if len(document) > max_size:
         raise GlobalConfInvalid(f"global configuration is {len(document)} bytes, more than {max_size}")
-    # (2) strict compact JWS: three base64url parts, a header of exactly our parameters, ES256
+    # (2) strict JWS, compact or general JSON: every protected header exactly alg/kid/typ, ES256
+    payload, signatures = _parse_envelope(document)
+    # (3) valid signatures by the anchor's threshold of distinct anchor keys; others are ignored
+    _require_threshold(payload, signatures, anchor.key_set, "anchor")
+    # (4) the payload parses into a consistent configuration
     try:
-        token = document.decode("ascii")
-        parts = token.split(".")
-        if len(parts) != 3 or not all(parts):
-            raise ValueError("not a compact JWS (three non-empty dot-separated parts)")
-        header = loads_object(b64url_decode(parts[0], "JWS header"), "JWS header")
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise GlobalConfInvalid(f"global configuration is not a valid JWS: {exc}") from exc
-    if header.get("alg") != _ALGORITHM:
-        raise GlobalConfInvalid(
-            f"global configuration algorithm {header.get('alg')!r} is refused; only ES256"
-        )
-    unexpected = set(header) - _HEADER_KEYS
-    if unexpected:
-        raise GlobalConfInvalid(
-            f"global configuration JWS header has unexpected parameters {sorted(unexpected)}"
-        )
-    if header.get("typ") != GLOBALCONF_TYPE:
-        raise GlobalConfInvalid(f"JWS type {header.get('typ')!r} is not {GLOBALCONF_TYPE!r}")
-    # (3) the kid names a key the anchor trusts
-    kid = header.get("kid")
-    if not isinstance(kid, str):
-        raise GlobalConfInvalid("global configuration JWS header has no key id (kid)")
-    public = anchor.public_key(kid)
-    if public is None:
-        raise GlobalConfInvalid(
-            f"global configuration is signed by key {kid!r}, which the anchor does not name"
-        )
-    # (4) the signature verifies with that key
-    try:
-        decoded = _jws.decode_complete(token, public, algorithms=[_ALGORITHM])
-    except jwt.InvalidSignatureError as exc:
-        raise GlobalConfInvalid(f"global configuration signature by key {kid!r} does not verify") from exc
-    except jwt.PyJWTError as exc:
-        raise GlobalConfInvalid(f"global configuration JWS is malformed: {exc}") from exc
-    # (5) the payload parses into a consistent configuration
-    conf = GlobalConf.from_json(decoded["payload"])
-    # (6) it is for the anchor's instance
+        conf = GlobalConf.from_json(b64url_decode(payload, "JWS payload"))
+    except ValueError as exc:
+        raise GlobalConfInvalid(f"global configuration JWS payload: {exc}") from exc
+    # (5) it is for the anchor's instance
     if conf.instance != anchor.instance:
         raise GlobalConfInvalid(
             f"global configuration is for instance {conf.instance!r}, the anchor for {anchor.instance!r}"
         )
+    # (6) a new key set it announces has signed it too (its threshold, distinct keys)
+    if conf.key_set is not None and conf.key_set != anchor.key_set:
+        _require_threshold(payload, signatures, conf.key_set, "new")
     # (7) the serial never goes back
     if min_serial is not None and conf.serial < min_serial:
         raise GlobalConfRollback(
@@ -644,3 +764,15 @@ def verify_global_conf(
             f"({format_time(conf.generated_at)}, now {format_time(now)})"
         )
     return conf
+
+
+def rotated_anchor(anchor: Anchor, conf: GlobalConf) -> Anchor:
+    """The anchor to trust after accepting ``conf``: ``anchor`` with the key set ``conf`` announces.
+
+    Only for a ``conf`` that :func:`verify_global_conf` returned for this ``anchor``;
+    that check is what makes the new keys trustworthy.  Unchanged when ``conf``
+    announces nothing new.
+    """
+    if conf.key_set is None or conf.key_set == anchor.key_set:
+        return anchor
+    return anchor.with_key_set(conf.key_set, max(anchor.generated_at, conf.generated_at))

@@ -2,6 +2,10 @@
 
 Takes bytes and a time, returns a verified :class:`GlobalConf` or raises; the
 fetching, persisting and scheduling live in :mod:`gateway.confclient.updater`.
+
+The anchor held here is the key set trusted *now*: adopting a configuration that
+announces a new key set (verified by the threshold of both sets) replaces it, so later
+documents signed only by the old keys are refused.
 """
 
 from __future__ import annotations
@@ -9,13 +13,13 @@ from __future__ import annotations
 import datetime as dt
 
 from trust.anchor import Anchor
-from trust.globalconf import GlobalConf, verify_global_conf
+from trust.globalconf import GlobalConf, rotated_anchor, verify_global_conf
 
 __all__ = ["TrustedGlobalConf"]
 
 
 class TrustedGlobalConf:
-    """Holds the newest verified global configuration; the serial never goes back."""
+    """Holds the newest verified global configuration and the trusted keys; the serial never goes back."""
 
     def __init__(self, anchor: Anchor, *, min_serial: int | None = None) -> None:
         self.anchor = anchor
@@ -40,10 +44,15 @@ class TrustedGlobalConf:
         """Verify ``document`` against the anchor without adopting it; raises trust's GlobalConfError."""
         return verify_global_conf(document, self.anchor, now, min_serial=self.min_serial)
 
+    def next_anchor(self, conf: GlobalConf) -> Anchor:
+        """The anchor to trust once ``conf`` (returned by :meth:`check`) is adopted."""
+        return rotated_anchor(self.anchor, conf)
+
     def adopt(self, document: bytes, conf: GlobalConf) -> None:
-        """Swap in a configuration that :meth:`check` returned for ``document``."""
+        """Swap in a configuration that :meth:`check` returned for ``document``, and its key set."""
         if self.min_serial is not None and conf.serial < self.min_serial:
             raise ValueError("refusing to adopt a configuration older than the current one")
+        self.anchor = self.next_anchor(conf)
         self._conf = conf
         self._document = document
 

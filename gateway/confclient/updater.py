@@ -5,6 +5,11 @@ registry), then the registry is polled every ``poll_interval_s``.  A document is
 persisted atomically before it is used; a failed fetch or verification keeps the last
 good one and is logged.  Once that one expires, ``current()`` returns None and the
 pipelines refuse traffic with ``OutdatedGlobalConf``.
+
+Beside the document, ``<document>.serial`` (one atomic write) holds the serial floor and
+the trusted anchor: after a key rotation the new key set survives a restart, and the
+old keys stay refused.  An anchor installed out of band that is newer (``generated_at``)
+than the persisted one wins; the registry URLs always come from the configured anchor.
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from gateway.confclient.fetcher import FetchError, fetch_document
 from gateway.confclient.trusted import TrustedGlobalConf
 from gateway.config import GlobalConfClientSettings
 from gateway.periodic import run_periodically
-from trust.errors import GlobalConfError, GlobalConfExpired
+from trust.anchor import Anchor
+from trust.errors import AnchorInvalid, GlobalConfError, GlobalConfExpired
 from trust.globalconf import GlobalConf
 
 __all__ = ["GlobalConfUpdater"]
@@ -59,6 +65,7 @@ class GlobalConfUpdater:
         on_update: Callable[[GlobalConf], None] | None = None,
     ) -> None:
         self.trusted = trusted
+        self._configured_anchor = trusted.anchor
         self._path = document_path
         self._state_path = document_path.with_name(document_path.name + ".serial")
         self._settings = settings
@@ -70,12 +77,35 @@ class GlobalConfUpdater:
         self.updated = asyncio.Event()
         self._refresh_lock = asyncio.Lock()
 
+    def _persisted_anchor(self, state: object) -> Anchor:
+        """The configured anchor with the key set last trusted, if that is newer."""
+        configured = self.trusted.anchor
+        text = state.get("anchor") if isinstance(state, dict) else None
+        if not isinstance(text, str):
+            return configured
+        try:
+            persisted = Anchor.from_json(text.encode("utf-8"))
+        except (AnchorInvalid, UnicodeError) as exc:
+            log.error("globalconf.persisted_anchor_invalid", path=str(self._state_path), error=str(exc))
+            return configured
+        if persisted.instance != configured.instance or persisted.generated_at < configured.generated_at:
+            return configured
+        return configured.with_key_set(persisted.key_set, persisted.generated_at)
+
+    def _state(self, conf: GlobalConf, anchor: Anchor) -> bytes:
+        state: dict[str, object] = {"serial": conf.serial}
+        if anchor != self._configured_anchor:
+            # Only a rotated key set needs remembering; the configured anchor is on disk already.
+            state["anchor"] = anchor.to_json().decode("utf-8")
+        return json.dumps(state).encode()
+
     def load_persisted(self) -> None:
-        """Adopt the document on disk if it still verifies; remember its serial regardless."""
+        """Adopt the document on disk if it still verifies; remember its serial and key set regardless."""
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            recorded = int(json.loads(self._state_path.read_text())["serial"])
+            state = json.loads(self._state_path.read_text())
+            recorded = int(state["serial"])
             floor = max(recorded, self.trusted.min_serial or recorded)
-            self.trusted = TrustedGlobalConf(self.trusted.anchor, min_serial=floor)
+            self.trusted = TrustedGlobalConf(self._persisted_anchor(state), min_serial=floor)
         try:
             document = self._path.read_bytes()
         except FileNotFoundError:
@@ -127,7 +157,7 @@ class GlobalConfUpdater:
             try:
                 # Two fsyncs each: off the event loop, so exchanges in flight do not stall.
                 await asyncio.to_thread(_write_atomically, self._path, document)
-                state = json.dumps({"serial": conf.serial}).encode()
+                state = self._state(conf, self.trusted.next_anchor(conf))
                 await asyncio.to_thread(_write_atomically, self._state_path, state)
             except OSError as exc:
                 log.error("globalconf.persist_failed", path=str(self._path), error=str(exc))
