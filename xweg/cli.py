@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 __all__ = ["main"]
@@ -47,6 +48,13 @@ def _parser() -> argparse.ArgumentParser:
     from xweg.tokencmd import add_token_commands
 
     add_token_commands(sub)
+
+    anchor = sub.add_parser("anchor", help="the configuration anchor")
+    anchor_sub = anchor.add_subparsers(dest="action", required=True)
+    refresh = anchor_sub.add_parser(
+        "refresh", help="update an anchor file after a registry key rotation (verified before it is written)"
+    )
+    refresh.add_argument("path", type=Path, help="the anchor file to refresh")
 
     backend = sub.add_parser("demo-backend", help="a demo information-system backend (used by xweg demo)")
     backend.add_argument("kind")
@@ -152,6 +160,29 @@ def _run_audit(args: argparse.Namespace) -> int:
     return 2
 
 
+def _refresh_anchor(path: Path) -> int:
+    import asyncio
+    import datetime as dt
+
+    import aiohttp
+
+    from gateway.confclient.anchor_refresh import AnchorRefreshError, refresh_anchor_file
+    from trust.errors import TrustError
+
+    async def refresh() -> int:
+        async with aiohttp.ClientSession() as session:
+            anchor = await refresh_anchor_file(path, session, dt.datetime.now(dt.UTC))
+        keys = ", ".join(k.key_id for k in anchor.signing_keys)
+        print(f"{path}: signing keys {keys} (threshold {anchor.threshold})")
+        return 0
+
+    try:
+        return asyncio.run(refresh())
+    except (OSError, ValueError, TrustError, AnchorRefreshError) as exc:
+        print(f"xweg anchor refresh: {exc}", file=sys.stderr)
+        return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "demo":
@@ -175,6 +206,8 @@ def main(argv: list[str] | None = None) -> int:
         from registry.server import main as registry_main
 
         return int(registry_main(str(args.config)))
+    if args.command == "anchor":
+        return _refresh_anchor(args.path)
     if args.command == "token":
         from xweg.tokencmd import run_token_command
 

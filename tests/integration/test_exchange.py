@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import sqlite3
 import ssl
 import subprocess
@@ -466,3 +467,32 @@ def test_audit_verify_with_only_the_anchor(layout: Layout, tmp_path: Path) -> No
 def test_unknown_routes_get_an_xroad_error_body(layout: Layout, method: str, path: str, status: int) -> None:
     result = call(layout.client_url("paderborn") + path, method, GEWERBEAMT)
     assert_xroad_error(result, status, "Client.InvalidRequest")
+
+
+def test_anchor_refresh_from_the_running_registry(layout: Layout, tmp_path: Path) -> None:
+    anchor = tmp_path / "anchor.json"
+    shutil.copyfile(layout.anchor, anchor)
+    result = subprocess.run(
+        [sys.executable, "-m", "xweg", "anchor", "refresh", str(anchor)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "registry-1" in result.stdout and "threshold 1" in result.stdout
+
+    # An anchor whose registry cannot be reached is left as it is, with one clear line.
+    data = json.loads(anchor.read_text())
+    data["registry_urls"] = ["http://127.0.0.1:9/"]
+    anchor.write_text(json.dumps(data))
+    before = anchor.read_bytes()
+    refused = subprocess.run(
+        [sys.executable, "-m", "xweg", "anchor", "refresh", str(anchor)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("xweg anchor refresh: no registry URL served")
+    assert "Traceback" not in refused.stderr
+    assert anchor.read_bytes() == before
