@@ -41,6 +41,7 @@ file with :meth:`MessageLogStore.open_readonly`, which never creates or changes 
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import sqlite3
 import threading
@@ -932,12 +933,12 @@ class MessageLogStore:
             for digest in digests:
                 query = "SELECT 1 FROM records WHERE body_blob = ? LIMIT 1"
                 if connection.execute(query, (digest,)).fetchone() is None:
-                    try:
-                        deleted += self._blobs.delete(check_digest(digest))
-                    except ValueError:
-                        pass  # not a digest: never a file of the blob store
-                    except BlobError as exc:
-                        raise LogWriteError(str(exc)) from exc
+                    # A malformed entry names no file of the blob store: only its row goes.
+                    if _is_digest(digest):
+                        try:
+                            deleted += self._blobs.delete(digest)
+                        except BlobError as exc:
+                            raise LogWriteError(str(exc)) from exc
                 connection.execute("DELETE FROM blob_gc WHERE digest = ?", (digest,))
         return len(digests), deleted
 
@@ -997,10 +998,9 @@ def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
     except BaseException:
         # A failed COMMIT may already have ended the transaction; roll back only if open.
         if connection.in_transaction:
-            try:
+            # The original error is the one to report, not a failed rollback.
+            with contextlib.suppress(sqlite3.Error):
                 connection.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass  # the original error is the one to report
         raise
 
 
@@ -1025,6 +1025,14 @@ def _horizon(connection: sqlite3.Connection) -> tuple[int, bytes]:
     if not isinstance(record_hash, bytes) or len(record_hash) != HASH_SIZE:
         raise LogReadError(f"the log's record of removed records is damaged (hash of record {through})")
     return through, record_hash
+
+
+def _is_digest(value: object) -> bool:
+    try:
+        check_digest(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _row_of(record: LogRecord, body_blob: str | None) -> tuple[object, ...]:

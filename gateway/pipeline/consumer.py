@@ -24,14 +24,13 @@ from cryptography import x509
 
 from adapters.rest.inbound import parse_rest_request
 from adapters.rest.outbound import response_headers_for_client
-from core.canonical import b64, canonical_json, request_digest, response_digest, unb64
+from core.canonical import b64, request_digest, response_digest
 from core.errors import ErrorCode, Origin, XwegError
 from core.messages import MessageError, Request, ResponseHeader, sha512
-from gateway.messagelog.record import Direction, NewRecord
-from gateway.messagelog.writer import LogWriteError
 from gateway.ocsp import certificate_trust
+from gateway.pipeline.records import log_request, log_response
 from gateway.runtime import Gateway
-from gateway.transport.frame import FrameError, decode_frame, encode_frame
+from gateway.transport.frame import FrameError, decode_frame, encode_frame, optional_b64, optional_unb64
 from trust.certificates import CertificateTrust, fingerprint, validate_auth_certificate
 from trust.errors import CertificateInvalid, TrustError
 from trust.globalconf import SecurityServerInfo
@@ -58,16 +57,6 @@ class PassThroughError(Exception):
         self.status = status
         self.fault_code = fault_code
         self.body = body
-
-
-async def append_to_log(gateway: Gateway, record: NewRecord, origin: Origin) -> None:
-    try:
-        stored = await gateway.log.append(record)
-    except LogWriteError as exc:
-        raise XwegError(
-            ErrorCode.LOGGING_FAILED, f"the message log could not be written: {exc}", origin
-        ) from exc
-    gateway.timestamper.note_appended(stored)
 
 
 async def handle_rest_request(
@@ -126,28 +115,14 @@ async def handle_rest_request(
     sign_ocsp = gateway.own_ocsp.response_for(signer.certificate)
 
     # (5) log before anything leaves this server
-    await append_to_log(
-        gateway,
-        NewRecord(
-            direction=Direction.REQUEST,
-            message_id=header.message_id,
-            client=client.slash(),
-            service=header.service.slash(),
-            logged_at=now,
-            header=canonical_json(header.to_dict()),
-            body=request.body,
-            signature=signature,
-            ocsp=sign_ocsp,
-        ),
-        _ORIGIN,
-    )
+    await log_request(gateway, header, request.body, signature, sign_ocsp, at=now, origin=_ORIGIN)
 
     # (6) send
     metadata = {
         "header": header.to_dict(),
         "signature": signature,
-        "ocsp": _b64_or_none(sign_ocsp),
-        "auth_ocsp": _b64_or_none(gateway.own_ocsp.response_for(gateway.auth_certificate)),
+        "ocsp": optional_b64(sign_ocsp),
+        "auth_ocsp": optional_b64(gateway.own_ocsp.response_for(gateway.auth_certificate)),
     }
     frame = encode_frame(metadata, request.body)
     answer = await gateway.peers.send(peer, cas, frame, pin=fingerprint(peer_certificate))
@@ -168,21 +143,15 @@ async def handle_rest_request(
     )
 
     # (8) log the response, then answer
-    await append_to_log(
+    await log_response(
         gateway,
-        NewRecord(
-            direction=Direction.RESPONSE,
-            message_id=header.message_id,
-            client=client.slash(),
-            service=header.service.slash(),
-            logged_at=gateway.clock.now(),
-            header=canonical_json(response_header.to_dict()),
-            body=response_body,
-            signature=response_signature,
-            status=response_header.status,
-            ocsp=response_ocsp,
-        ),
-        _ORIGIN,
+        header,
+        response_header,
+        response_body,
+        response_signature,
+        response_ocsp,
+        at=gateway.clock.now(),
+        origin=_ORIGIN,
     )
     log.info(
         "exchange.completed",
@@ -213,7 +182,7 @@ def _verify_response(
         signature = frame.metadata["signature"]
         if not isinstance(signature, str):
             raise FrameError("signature must be a string")
-        ocsp = unb64_or_none(frame.metadata.get("ocsp"))
+        ocsp = optional_unb64(frame.metadata.get("ocsp"))
     except (FrameError, MessageError, KeyError, ValueError) as exc:
         raise XwegError(
             ErrorCode.INVALID_MESSAGE, f"malformed response from the provider's server: {exc}", _ORIGIN
@@ -253,19 +222,6 @@ def _verify_response(
             _ORIGIN,
         )
     return response_header, frame.body, signature, ocsp
-
-
-def _b64_or_none(data: bytes | None) -> str | None:
-    return b64(data) if data is not None else None
-
-
-def unb64_or_none(value: object) -> bytes | None:
-    """An optional base64 field of frame metadata; anything but a string or null is malformed."""
-    if value is None:
-        return None
-    if not isinstance(value, str):
-        raise ValueError("expected base64 text")
-    return unb64(value)
 
 
 async def _check_peer_certificate(

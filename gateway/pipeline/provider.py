@@ -18,14 +18,13 @@ from __future__ import annotations
 import structlog
 from cryptography import x509
 
-from core.canonical import b64, canonical_json, request_digest, response_digest
+from core.canonical import b64, request_digest, response_digest
 from core.errors import ErrorCode, Origin, XwegError
 from core.messages import MessageError, Request, RequestHeader, ResponseHeader, sha512
-from gateway.messagelog.record import Direction, NewRecord
 from gateway.ocsp import certificate_trust
-from gateway.pipeline.consumer import append_to_log, unb64_or_none
+from gateway.pipeline.records import log_request, log_response
 from gateway.runtime import Gateway
-from gateway.transport.frame import FrameError, decode_frame, encode_frame
+from gateway.transport.frame import FrameError, decode_frame, encode_frame, optional_b64, optional_unb64
 from trust.certificates import fingerprint, validate_auth_certificate
 from trust.errors import CertificateInvalid, TrustError
 from trust.signatures import sign_digest, verify_signature
@@ -64,8 +63,8 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
         signature = frame.metadata["signature"]
         if not isinstance(signature, str):
             raise FrameError("signature must be a string")
-        sign_ocsp = unb64_or_none(frame.metadata.get("ocsp"))
-        auth_ocsp = unb64_or_none(frame.metadata.get("auth_ocsp"))
+        sign_ocsp = optional_unb64(frame.metadata.get("ocsp"))
+        auth_ocsp = optional_unb64(frame.metadata.get("auth_ocsp"))
     except (FrameError, MessageError, KeyError, ValueError) as exc:
         raise XwegError(ErrorCode.INVALID_MESSAGE, f"malformed message: {exc}", _ORIGIN) from exc
     # (2, continued) the peer's auth certificate is valid now and its OCSP response good
@@ -117,21 +116,7 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
         )
 
     # (5) log before the backend sees anything
-    await append_to_log(
-        gateway,
-        NewRecord(
-            direction=Direction.REQUEST,
-            message_id=header.message_id,
-            client=header.client.slash(),
-            service=header.service.slash(),
-            logged_at=now,
-            header=canonical_json(header.to_dict()),
-            body=frame.body,
-            signature=signature,
-            ocsp=sign_ocsp,
-        ),
-        _ORIGIN,
-    )
+    await log_request(gateway, header, frame.body, signature, sign_ocsp, at=now, origin=_ORIGIN)
 
     # (6) call the backend
     status, headers, body = await gateway.backends.get(service.timeout_s).call(service.base_url, request)
@@ -148,21 +133,15 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
     signer = gateway.signer_for(header.service.member, _ORIGIN)
     response_signature = sign_digest(response_digest(response_header), signer.key, signer.certificate)
     response_ocsp = gateway.own_ocsp.response_for(signer.certificate)
-    await append_to_log(
+    await log_response(
         gateway,
-        NewRecord(
-            direction=Direction.RESPONSE,
-            message_id=header.message_id,
-            client=header.client.slash(),
-            service=header.service.slash(),
-            logged_at=gateway.clock.now(),
-            header=canonical_json(response_header.to_dict()),
-            body=body,
-            signature=response_signature,
-            status=status,
-            ocsp=response_ocsp,
-        ),
-        _ORIGIN,
+        header,
+        response_header,
+        body,
+        response_signature,
+        response_ocsp,
+        at=gateway.clock.now(),
+        origin=_ORIGIN,
     )
     log.info(
         "exchange.completed",
@@ -176,6 +155,6 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
     metadata = {
         "header": response_header.to_dict(),
         "signature": response_signature,
-        "ocsp": b64(response_ocsp) if response_ocsp is not None else None,
+        "ocsp": optional_b64(response_ocsp),
     }
     return encode_frame(metadata, body)

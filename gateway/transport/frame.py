@@ -10,12 +10,22 @@ signed.  Pure: no I/O.
 
 from __future__ import annotations
 
+import base64
 import json
 import struct
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MAGIC", "CONTENT_TYPE", "FrameError", "Frame", "encode_frame", "decode_frame"]
+__all__ = [
+    "MAGIC",
+    "CONTENT_TYPE",
+    "FrameError",
+    "Frame",
+    "encode_frame",
+    "decode_frame",
+    "optional_b64",
+    "optional_unb64",
+]
 
 MAGIC = b"XWEG/1\n"
 CONTENT_TYPE = "application/x-xweg-message"
@@ -63,3 +73,17 @@ def decode_frame(data: bytes) -> Frame:
     if not isinstance(metadata, dict):
         raise FrameError("frame metadata must be a JSON object")
     return Frame(metadata, data[offset + meta_len :])
+
+
+def optional_b64(data: bytes | None) -> str | None:
+    """An optional binary metadata field (e.g. an OCSP response) as base64 text, or null."""
+    return base64.b64encode(data).decode("ascii") if data is not None else None
+
+
+def optional_unb64(value: object) -> bytes | None:
+    """Read an optional base64 metadata field; anything but base64 text or null is malformed."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError("expected base64 text")
+    return base64.b64decode(value.encode("ascii"), validate=True)
