@@ -18,6 +18,7 @@ __all__ = [
     "AnchorInvalid",
     "OcspFetchError",
     "CaStoreError",
+    "RegistrationInvalid",
 ]
 
 
@@ -63,3 +64,11 @@ class OcspFetchError(TrustError):
 
 class CaStoreError(TrustError):
     """A certificate authority's store is missing, already exists, or refuses an operation."""
+
+
+class RegistrationInvalid(TrustError):
+    """A registration request was refused; ``code`` says which check failed (stable, for clients)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code

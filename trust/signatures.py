@@ -35,7 +35,9 @@ __all__ = [
     "SIGNATURE_TYPE",
     "MAX_SIGNATURE_LENGTH",
     "VerifiedSignature",
+    "check_signed_by",
     "sign_digest",
+    "signer_certificate",
     "verify_signature",
 ]
 
@@ -70,21 +72,33 @@ def _check_digest(digest: bytes) -> None:
         raise ValueError("digest must be 32 to 64 bytes (a SHA-256 to SHA-512 hash)")
 
 
-def sign_digest(digest: bytes, key: ec.EllipticCurvePrivateKey, certificate: x509.Certificate) -> str:
-    """A detached compact JWS ``<header>..<signature>`` over ``digest``, naming ``certificate``."""
+def sign_digest(
+    digest: bytes,
+    key: ec.EllipticCurvePrivateKey,
+    certificate: x509.Certificate,
+    *,
+    signature_type: str = SIGNATURE_TYPE,
+) -> str:
+    """A detached compact JWS ``<header>..<signature>`` over ``digest``, naming ``certificate``.
+
+    ``signature_type`` (the ``typ``) says what is signed, so that a signature made for one
+    purpose (a message, a registration request) is never accepted for another.
+    """
     _check_digest(digest)
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
         raise ValueError("message signatures need an EC P-256 key")
     if certificate.public_key() != key.public_key():
         raise ValueError(f"the signing key does not match {describe(certificate)}")
     headers = {
-        "typ": SIGNATURE_TYPE,
+        "typ": signature_type,
         "x5c": [base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode("ascii")],
     }
     return _jws.encode(digest, key, algorithm=_ALGORITHM, headers=headers, is_payload_detached=True)
 
 
-def _parse_header(token: str) -> tuple[dict[str, Any], x509.Certificate]:
+def _parse_header(
+    token: str, signature_type: str = SIGNATURE_TYPE
+) -> tuple[dict[str, Any], x509.Certificate]:
     """Steps (1)-(3): shape, protected header, signer certificate; nothing trusted yet."""
     # (1) shape: a bounded compact JWS with an empty (detached) payload segment
     if not isinstance(token, str):
@@ -108,8 +122,8 @@ def _parse_header(token: str) -> tuple[dict[str, Any], x509.Certificate]:
     unexpected = set(header) - _HEADER_KEYS
     if unexpected:
         raise SignatureInvalid(f"signature header has unexpected parameters {sorted(unexpected)}")
-    if header.get("typ") != SIGNATURE_TYPE:
-        raise SignatureInvalid(f"signature type {header.get('typ')!r} is not {SIGNATURE_TYPE!r}")
+    if header.get("typ") != signature_type:
+        raise SignatureInvalid(f"signature type {header.get('typ')!r} is not {signature_type!r}")
     if header.get("b64") is not False or header.get("crit") != ["b64"]:
         raise SignatureInvalid('signature must be detached and unencoded (b64 false, crit ["b64"])')
     # (3) the signer's certificate: exactly one, standard base64 DER (RFC 7515 4.1.6)
@@ -122,6 +136,35 @@ def _parse_header(token: str) -> tuple[dict[str, Any], x509.Certificate]:
     except (binascii.Error, ValueError) as exc:
         raise SignatureInvalid(f"signature header's x5c certificate is malformed: {exc}") from exc
     return header, cert
+
+
+def signer_certificate(token: str, *, signature_type: str = SIGNATURE_TYPE) -> x509.Certificate:
+    """The certificate a detached signature names in ``x5c``, after checking its shape and header.
+
+    Nothing is trusted yet: the caller validates the certificate for its purpose and
+    then checks the signature with :func:`check_signed_by`.
+    """
+    return _parse_header(token, signature_type)[1]
+
+
+def check_signed_by(
+    token: str, digest: bytes, certificate: x509.Certificate, *, what: str = "the message digest"
+) -> None:
+    """Raise :class:`~trust.errors.SignatureInvalid` unless ``token`` signs ``digest`` by ``certificate``."""
+    _check_digest(digest)
+    public = certificate.public_key()
+    if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(public.curve, ec.SECP256R1):
+        raise SignatureInvalid(
+            f"{describe(certificate)} does not hold an EC P-256 key, so it cannot sign ES256"
+        )
+    try:
+        _jws.decode_complete(token, public, algorithms=[_ALGORITHM], detached_payload=digest)
+    except jwt.InvalidSignatureError as exc:
+        raise SignatureInvalid(
+            f"signature by {describe(certificate)} does not match {what}"
+        ) from exc
+    except jwt.PyJWTError as exc:
+        raise SignatureInvalid(f"signature by {describe(certificate)} is malformed: {exc}") from exc
 
 
 def verify_signature(
@@ -141,17 +184,9 @@ def verify_signature(
     """
     require_utc(now, "now")
     _check_digest(digest)
-    _, cert = _parse_header(jws)
+    cert = signer_certificate(jws)
     # (4) the certificate is a sign certificate from an approved CA, valid and not revoked at now
     member = validate_sign_certificate(cert, trust, now, ocsp_response=ocsp_response)
-    public = cert.public_key()
-    if not isinstance(public, ec.EllipticCurvePublicKey) or not isinstance(public.curve, ec.SECP256R1):
-        raise SignatureInvalid(f"{describe(cert)} does not hold an EC P-256 key, so it cannot sign ES256")
     # (5) the signature over the digest verifies with the certificate's key
-    try:
-        _jws.decode_complete(jws, public, algorithms=[_ALGORITHM], detached_payload=digest)
-    except jwt.InvalidSignatureError as exc:
-        raise SignatureInvalid(f"signature by {describe(cert)} does not match the message digest") from exc
-    except jwt.PyJWTError as exc:
-        raise SignatureInvalid(f"signature by {describe(cert)} is malformed: {exc}") from exc
+    check_signed_by(jws, digest, cert)
     return VerifiedSignature(certificate=cert, member=member)
