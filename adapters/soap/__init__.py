@@ -1,0 +1,9 @@
+"""X-Road SOAP message protocol 4.0, client side: parse requests, render answers and faults.
+
+:mod:`~adapters.soap.safexml` parses XML with DTDs refused and work bounded;
+:mod:`~adapters.soap.mime` takes ``text/xml``, SOAP-with-attachments and MTOM bodies apart;
+:mod:`~adapters.soap.envelope` reads and validates the X-Road headers;
+:mod:`~adapters.soap.inbound` turns a client's request into a :class:`SoapRequest` and a
+core message; :mod:`~adapters.soap.outbound` writes answers and faults;
+:mod:`~adapters.soap.response` reads a provider's answer and checks it against the request.
+"""
