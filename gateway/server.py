@@ -1,9 +1,11 @@
 """One security server per process: the client listener, the peer listener, their lifecycle.
 
 The client listener (plain HTTP, for the organisation's information systems) speaks
-X-Road REST r1 at ``/r1/...``; the peer listener (mutual TLS, for other security
-servers) accepts framed, signed messages.  Every failure leaves through one renderer:
-an X-Road REST error body with a correlation id that is also in the server's log.
+X-Road REST r1 at ``/r1/...`` and answers directory look-ups from the verified global
+configuration at ``/directory/v1/...`` (:mod:`gateway.directoryapi`); the peer listener
+(mutual TLS, for other security servers) accepts framed, signed messages.  Every failure
+leaves through one renderer: an X-Road REST error body with a correlation id that is
+also in the server's log.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from gateway.auditapi import AuditQueryLog, make_auditor_app
 from gateway.confclient.trusted import TrustedGlobalConf
 from gateway.confclient.updater import GlobalConfUpdater
 from gateway.config import ConfigError, GatewayConfig
+from gateway.directoryapi import make_directory_app
 from gateway.messagelog.archive import Archiver
 from gateway.messagelog.errors import MessageLogError
 from gateway.messagelog.evidence import build_evidence
@@ -171,6 +174,15 @@ async def _offer_ocsp(request: web.Request) -> web.StreamResponse:
     return web.json_response(body, status=200 if response is not None else 503)
 
 
+def _adopted_globalconf(gateway: Gateway) -> tuple[GlobalConf, bytes]:
+    """The configuration to answer from and the signed bytes it was verified from, or OutdatedGlobalConf."""
+    conf, _ = gateway.current_conf(Origin.CLIENT_PROXY)
+    # The same holder adopted both at once, so the document is the one ``conf`` came from.
+    document = gateway.globalconf.trusted.document
+    assert document is not None  # a current configuration is only ever adopted from a document
+    return conf, document
+
+
 def build_client_app(gateway: Gateway) -> web.Application:
     app = web.Application(
         middlewares=[_error_middleware(Origin.CLIENT_PROXY)],
@@ -180,6 +192,7 @@ def build_client_app(gateway: Gateway) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app.router.add_route("*", "/r1/{tail:.*}", _rest)
     app.add_subapp("/audit/v1/", _auditor_app(gateway))
+    app.add_subapp("/directory/v1/", make_directory_app(lambda: _adopted_globalconf(gateway)))
     return app
 
 

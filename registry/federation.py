@@ -39,6 +39,16 @@ clients = ["NRW/MUN/05774032/gewerbeamt"]
 [[global_groups]]
 code = "owl-kommunen"
 members = ["NRW/MUN/05774032/gewerbeamt"]
+
+[[services]]                             # the service catalogue, published for the directory
+provider = "NRW/MUN/05774032/gewerbeamt" # a registered subsystem
+code = "gewerbeanzeige"
+version = "v1"                           # optional
+protocol = "REST"                        # REST or SOAP
+description = "Gewerbeanzeige"           # optional
+standard = "XGewerbeanzeige 2.2"         # optional
+authorities = ["MELDID:05774032"]        # optional: the authorities it answers for
+area = "05774032"                        # optional: the official key of its area; none: everywhere
 ```
 """
 
@@ -60,6 +70,7 @@ from core.identifiers import (
     GlobalGroupId,
     MemberId,
     SecurityServerId,
+    ServiceId,
     SubsystemId,
     check_part,
     parse_client_slash,
@@ -75,6 +86,7 @@ from trust.globalconf import (
     GlobalGroupInfo,
     MemberInfo,
     SecurityServerInfo,
+    ServiceInfo,
 )
 from trust.keys import load_certificate, load_certificates
 
@@ -100,6 +112,7 @@ class FederationDefinition:
     global_groups: tuple[GlobalGroupInfo, ...]
     approved_tsas: tuple[ApprovedTSA, ...] = ()
     ocsp_freshness_s: int = DEFAULT_OCSP_FRESHNESS_S
+    services: tuple[ServiceInfo, ...] = ()
 
     @classmethod
     def load(cls, path: Path) -> FederationDefinition:
@@ -138,6 +151,7 @@ class _Loader:
                 "members",
                 "security_servers",
                 "global_groups",
+                "services",
             },
         )
 
@@ -152,8 +166,9 @@ class _Loader:
         registered = {m.id: m for m in members}
         servers = self.load_servers(instance, registered, cas, self.tables(data, "security_servers"))
         groups = self.load_groups(instance, registered, self.tables(data, "global_groups"))
+        services = self.load_services(registered, self.tables(data, "services"))
         definition = FederationDefinition(
-            self.path, instance, approved, members, servers, groups, tsas, freshness
+            self.path, instance, approved, members, servers, groups, tsas, freshness, services
         )
         # A trial build catches any rule the checks above missed, with the file named.
         with self.at(""):
@@ -169,6 +184,7 @@ class _Loader:
                 approved,
                 tsas,
                 freshness,
+                services=services,
             )
         return definition
 
@@ -394,6 +410,44 @@ class _Loader:
             with self.at(where):
                 groups[group_id] = GlobalGroupInfo(group_id, members)
         return tuple(groups.values())
+
+    def load_services(
+        self, registered: dict[MemberId, MemberInfo], tables: list[dict[str, Any]]
+    ) -> tuple[ServiceInfo, ...]:
+        services: dict[ServiceId, ServiceInfo] = {}
+        for index, table in enumerate(tables):
+            where = f"services[{index}]"
+            self.keys(
+                table,
+                where,
+                {"provider", "code", "protocol"},
+                {"version", "description", "standard", "authorities", "area"},
+            )
+            provider_text = self.text(table, "provider", where)
+            with self.at(where):
+                provider = SubsystemId.parse_slash(provider_text)
+            # Only a registered subsystem provides services; the error names what is missing.
+            self.client(where, provider_text, registered)
+            code = self.text(table, "code", where)
+            version = self.text(table, "version", where) if "version" in table else None
+            with self.at(where):
+                service_id = provider.service(code, version)
+            where = f"services[{index}] ({service_id.slash()})"
+            if service_id in services:
+                raise self.error(where, "duplicate service")
+            protocol = self.text(table, "protocol", where)
+            with self.at(where):
+                services[service_id] = ServiceInfo(
+                    provider,
+                    code,
+                    version,
+                    protocol.upper(),  # as the registry store takes it
+                    table.get("description", ""),
+                    table.get("standard", ""),
+                    tuple(self.strings(table, "authorities", where)),
+                    table.get("area"),
+                )
+        return tuple(services.values())
 
 
 def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:

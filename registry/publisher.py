@@ -56,6 +56,7 @@ def build_global_conf(
         approved_tsas=definition.approved_tsas,
         ocsp_freshness_s=definition.ocsp_freshness_s,
         key_set=key_set,
+        services=definition.services,
     )
 
 

@@ -57,14 +57,22 @@ from trust.globalconf import (
     GlobalGroupInfo,
     MemberInfo,
     SecurityServerInfo,
+    ServiceInfo,
 )
+from trust.registration import RegistrationKind, RegistrationRequest, VerifiedRegistration
 
 __all__ = [
     "AuditContext",
     "AuditEntry",
+    "RegistryConflict",
     "RegistryError",
+    "RegistryNotFound",
     "RegistryStore",
+    "RegistrationEntry",
+    "REQUEST_STATES",
     "ServiceEntry",
+    "approved_ca_summary",
+    "approved_tsa_summary",
     "PROTOCOLS",
     "Base",
     "normalise_url",
@@ -937,7 +945,7 @@ class RegistryStore:
                     owner=members[server.id.member],
                     code=server.id.server_code,
                     address=server.address,
-                    maintenance_mode=False,
+                    maintenance_mode=server.maintenance_mode,
                 )
                 row.auth_certificates = [
                     AuthCertificate(pem=pems.get(fp), fingerprint=fp) for fp in server.auth_cert_fingerprints
@@ -950,6 +958,21 @@ class RegistryStore:
                     GroupMember(member=m, subsystem=s) for m, s in map(client, group.members)
                 ]
                 session.add(group_row)
+            for service in definition.services:
+                _, subsystem = client(service.provider)
+                assert subsystem is not None  # a provider is always a subsystem
+                session.add(
+                    Service(
+                        provider=subsystem,
+                        code=service.code,
+                        version=service.version or "",
+                        protocol=service.protocol,
+                        description=service.description,
+                        standard=service.standard,
+                        authorities=list(service.authorities),
+                        area=service.area,
+                    )
+                )
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -990,6 +1013,7 @@ class RegistryStore:
                         row.address,
                         tuple(a.fingerprint for a in row.auth_certificates),
                         tuple(client_id(c.member, c.subsystem) for c in row.clients),
+                        row.maintenance_mode,
                     )
                     for row in session.scalars(sa.select(SecurityServer).order_by(SecurityServer.id))
                 )
@@ -1000,6 +1024,19 @@ class RegistryStore:
                     )
                     for row in session.scalars(sa.select(GlobalGroup).order_by(GlobalGroup.id))
                 )
+                services = tuple(
+                    ServiceInfo(
+                        member_id(row.provider.member).subsystem(row.provider.code),
+                        row.code,
+                        row.version or None,  # stored as "" when unversioned
+                        row.protocol,
+                        row.description,
+                        row.standard,
+                        tuple(row.authorities),
+                        row.area,
+                    )
+                    for row in session.scalars(sa.select(Service).order_by(Service.id))
+                )
             return FederationDefinition(
                 path=Path(f"<registry database {self.engine.url.render_as_string(hide_password=True)}>"),
                 instance=instance,
@@ -1009,6 +1046,7 @@ class RegistryStore:
                 global_groups=groups,
                 approved_tsas=tsas,
                 ocsp_freshness_s=settings.ocsp_freshness_s,
+                services=services,
             )
 
     def services(

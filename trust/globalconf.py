@@ -7,8 +7,12 @@ grows and an expiry, after which security servers refuse traffic rather than act
 stale facts.
 
 The payload is the canonical JSON of :meth:`GlobalConf.to_json`: format version 2, or
-version 3 when it also announces the registry's signing :class:`~trust.anchor.KeySet`
-(a new field means a new version).  On the wire it is a JWS, ES256, each signature's
+version 3 when it also announces the registry's signing :class:`~trust.anchor.KeySet`,
+or version 4 when it also publishes the service catalogue (:class:`ServiceInfo`) or a
+security server in maintenance mode; version 4 carries ``signing_keys`` only when a key
+set is announced.  A new field means a new version, and a configuration is written in
+the lowest version that can say it, so one without the newer facts stays readable by
+security servers that predate them.  On the wire it is a JWS, ES256, each signature's
 protected header exactly ``alg``/``kid``/``typ``, in one of two forms:
 
 * compact (``header.payload.signature``), one signature: what a registry with one key
@@ -51,6 +55,7 @@ from core.identifiers import (
     IdentifierError,
     MemberId,
     SecurityServerId,
+    ServiceId,
     SubsystemId,
     parse_client_slash,
 )
@@ -71,6 +76,7 @@ __all__ = [
     "MemberInfo",
     "SecurityServerInfo",
     "GlobalGroupInfo",
+    "ServiceInfo",
     "GlobalConf",
     "ApprovedCA",
     "ApprovedTSA",
@@ -84,6 +90,11 @@ __all__ = [
     "GLOBALCONF_TYPE",
     "MAX_GLOBALCONF_BYTES",
     "MAX_CLOCK_SKEW",
+    "SERVICE_PROTOCOLS",
+    "AUTHORITY_PATTERN",
+    "AREA_PATTERN",
+    "MAX_SERVICE_TEXT",
+    "MAX_AUTHORITIES",
 ]
 
 GLOBALCONF_FORMAT = "xweg-globalconf"
@@ -92,6 +103,8 @@ GLOBALCONF_TYPE = "xweg-globalconf+jws"
 _VERSION = 2
 #: The version whose payload also carries ``signing_keys`` (a :class:`KeySet`).
 _VERSION_WITH_KEYS = 3
+#: The version whose payload also carries ``services`` and servers' ``maintenance_mode``.
+_VERSION_WITH_CATALOGUE = 4
 _ALGORITHM = "ES256"
 #: Default bound on a signed document (bytes).
 MAX_GLOBALCONF_BYTES = 4 * 1024 * 1024
@@ -100,6 +113,17 @@ MAX_CLOCK_SKEW = timedelta(seconds=300)
 _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 _ADDRESS = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.\-_]+)):(?P<port>\d{1,5})")
 _HEADER_KEYS = frozenset({"alg", "kid", "typ"})
+
+#: The protocols a catalogued service speaks.
+SERVICE_PROTOCOLS = ("REST", "SOAP")
+#: An authority identifier, ``PREFIX:key`` as FIT-Connect routes by it, e.g. ``MELDID:05774032``.
+AUTHORITY_PATTERN = re.compile(r"(?P<prefix>[A-Za-z][A-Za-z0-9_-]{0,31}):(?P<key>[A-Za-z0-9._-]{1,64})")
+#: An area: an official municipality key (AGS/ARS) or a prefix of one: state, district, municipality.
+AREA_PATTERN = re.compile(r"[0-9]{2,12}")
+#: Characters in a service's description and in the standard it implements.
+MAX_SERVICE_TEXT = 4096
+#: Authority identifiers per catalogued service.
+MAX_AUTHORITIES = 256
 
 _jws = jwt.PyJWS(options={"verify_signature": True})
 
@@ -160,6 +184,8 @@ class SecurityServerInfo:
     address: str  # "host:port" of its mTLS listener ("[v6]:port" for IPv6)
     auth_cert_fingerprints: tuple[str, ...]  # SHA-256 of the DER, lower-case hex
     clients: tuple[ClientId, ...] = ()
+    # Published so that clients prefer the server's peers while it is being serviced.
+    maintenance_mode: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, SecurityServerId):
@@ -176,6 +202,8 @@ class SecurityServerInfo:
         _unique(self.auth_cert_fingerprints, f"auth certificate fingerprint of {self.id}:")
         _check_tuple(self.clients, (MemberId, SubsystemId), f"clients of {self.id}")
         _unique(self.clients, f"client of {self.id}:")
+        if not isinstance(self.maintenance_mode, bool):
+            raise ValueError(f"maintenance_mode of {self.id} must be true or false")
 
     @property
     def host(self) -> str:
@@ -188,21 +216,32 @@ class SecurityServerInfo:
         return int(self.address.rsplit(":", 1)[1])
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        """The published form; ``maintenance_mode`` only when set (format version 4)."""
+        data: dict[str, Any] = {
             "id": self.id.slash(),
             "address": self.address,
             "auth_cert_fingerprints": list(self.auth_cert_fingerprints),
             "clients": [client.slash() for client in self.clients],
         }
+        if self.maintenance_mode:
+            data["maintenance_mode"] = True
+        return data
 
     @classmethod
-    def from_dict(cls, obj: object) -> SecurityServerInfo:
-        data = require_keys(obj, {"id", "address", "auth_cert_fingerprints", "clients"}, "security server")
+    def from_dict(cls, obj: object, *, with_maintenance: bool = True) -> SecurityServerInfo:
+        """Parse the published form; ``maintenance_mode`` is optional, refused unless ``with_maintenance``."""
+        data = require_keys(
+            obj,
+            {"id", "address", "auth_cert_fingerprints", "clients"},
+            "security server",
+            frozenset({"maintenance_mode"}) if with_maintenance else frozenset(),
+        )
         return cls(
             SecurityServerId.parse_slash(data["id"]),
             data["address"],
             _str_tuple(data["auth_cert_fingerprints"], "auth_cert_fingerprints"),
             tuple(parse_client_slash(text) for text in _str_tuple(data["clients"], "clients")),
+            data.get("maintenance_mode", False),
         )
 
 
@@ -228,6 +267,92 @@ class GlobalGroupInfo:
         return cls(
             GlobalGroupId.parse_slash(data["id"]),
             tuple(parse_client_slash(text) for text in _str_tuple(data["members"], "members")),
+        )
+
+
+def _service_text(value: object, what: str) -> None:
+    # The registry's catalogue takes these rules too (empty allowed, bounded length).
+    if not isinstance(value, str) or len(value) > MAX_SERVICE_TEXT:
+        raise ValueError(f"{what} must be a string of at most {MAX_SERVICE_TEXT} characters")
+
+
+@dataclass(frozen=True)
+class ServiceInfo:
+    """A catalogued service: which subsystem provides it, what it implements, whom and where it serves.
+
+    ``authorities`` are the identifiers (``PREFIX:key``, e.g. ``MELDID:05774020``) of the
+    authorities it answers for; ``area`` is the official key (2 to 12 digits: state,
+    district, municipality) of the area it is responsible for, None for everywhere.
+    """
+
+    provider: SubsystemId
+    code: str
+    version: str | None
+    protocol: str  # one of SERVICE_PROTOCOLS
+    description: str = ""
+    standard: str = ""  # e.g. "XGewerbeanzeige 2.2"
+    authorities: tuple[str, ...] = ()
+    area: str | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.provider, SubsystemId):
+            raise ValueError("a service's provider must be a SubsystemId")
+        try:
+            service = self.provider.service(self.code, self.version)
+        except IdentifierError as exc:
+            raise ValueError(f"service of {self.provider}: {exc}") from exc
+        if self.protocol not in SERVICE_PROTOCOLS:
+            raise ValueError(
+                f"protocol of {service} must be one of {', '.join(SERVICE_PROTOCOLS)}, got {self.protocol!r}"
+            )
+        _service_text(self.description, f"description of {service}")
+        _service_text(self.standard, f"standard of {service}")
+        _check_tuple(self.authorities, str, f"authorities of {service}")
+        if len(self.authorities) > MAX_AUTHORITIES:
+            raise ValueError(f"{service} lists more than {MAX_AUTHORITIES} authority identifiers")
+        for authority in self.authorities:
+            if not AUTHORITY_PATTERN.fullmatch(authority):
+                raise ValueError(
+                    f"authority identifier {authority!r} of {service} must be prefix:key, "
+                    "e.g. MELDID:05774032"
+                )
+        _unique(self.authorities, f"authority identifier of {service}:")
+        area = self.area
+        if area is not None and (not isinstance(area, str) or not AREA_PATTERN.fullmatch(area)):
+            raise ValueError(f"area {self.area!r} of {service} must be an official key of 2 to 12 digits")
+
+    @property
+    def service_id(self) -> ServiceId:
+        return self.provider.service(self.code, self.version)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "provider": self.provider.slash(),
+            "code": self.code,
+            "version": self.version,
+            "protocol": self.protocol,
+            "description": self.description,
+            "standard": self.standard,
+            "authorities": list(self.authorities),
+            "area": self.area,
+        }
+
+    @classmethod
+    def from_dict(cls, obj: object) -> ServiceInfo:
+        data = require_keys(
+            obj,
+            {"provider", "code", "version", "protocol", "description", "standard", "authorities", "area"},
+            "service",
+        )
+        return cls(
+            SubsystemId.parse_slash(data["provider"]),
+            data["code"],
+            data["version"],
+            data["protocol"],
+            data["description"],
+            data["standard"],
+            _str_tuple(data["authorities"], "authorities"),
+            data["area"],
         )
 
 
@@ -360,6 +485,8 @@ class GlobalConf:
     ocsp_freshness_s: int = DEFAULT_OCSP_FRESHNESS_S
     # The registry's signing keys from this serial on; None: no announcement (version 2).
     key_set: KeySet | None = None
+    # The service catalogue, in the registry's order (version 4 when not empty).
+    services: tuple[ServiceInfo, ...] = ()
     _members: Mapping[MemberId, MemberInfo] = field(init=False, repr=False, compare=False)
     _servers: Mapping[SecurityServerId, SecurityServerInfo] = field(init=False, repr=False, compare=False)
     _by_fingerprint: Mapping[str, SecurityServerInfo] = field(init=False, repr=False, compare=False)
@@ -437,6 +564,16 @@ class GlobalConf:
 
         _unique(tuple(tsa.name for tsa in self.approved_tsas), "approved TSA")
 
+        _check_tuple(self.services, ServiceInfo, "services")
+        catalogued: set[ServiceId] = set()
+        for service in self.services:
+            service_id = service.service_id
+            if not self.has_client(service.provider):
+                raise ValueError(f"provider {service.provider} of {service_id} is not a registered subsystem")
+            if service_id in catalogued:
+                raise ValueError(f"duplicate service {service_id}")
+            catalogued.add(service_id)
+
     # -- lookups ---------------------------------------------------------------------------
 
     def has_member(self, member: MemberId) -> bool:
@@ -507,10 +644,18 @@ class GlobalConf:
 
     # -- encoding --------------------------------------------------------------------------
 
+    @property
+    def format_version(self) -> int:
+        """The lowest format version that carries everything this configuration says."""
+        if self.services or any(server.maintenance_mode for server in self.security_servers):
+            return _VERSION_WITH_CATALOGUE
+        return _VERSION if self.key_set is None else _VERSION_WITH_KEYS
+
     def to_dict(self) -> dict[str, Any]:
+        version = self.format_version
         data = {
             "format": GLOBALCONF_FORMAT,
-            "version": _VERSION if self.key_set is None else _VERSION_WITH_KEYS,
+            "version": version,
             "instance": self.instance,
             "serial": self.serial,
             "generated_at": format_time(self.generated_at),
@@ -524,6 +669,8 @@ class GlobalConf:
         }
         if self.key_set is not None:
             data["signing_keys"] = self.key_set.to_dict()
+        if version == _VERSION_WITH_CATALOGUE:
+            data["services"] = [service.to_dict() for service in self.services]
         return data
 
     def to_json(self) -> bytes:
@@ -535,7 +682,14 @@ class GlobalConf:
         """Parse a payload; anything malformed or inconsistent raises :class:`GlobalConfInvalid`."""
         try:
             obj = loads_object(data, "global configuration")
-            with_keys = obj.get("version") == _VERSION_WITH_KEYS
+            version = obj.get("version")
+            # Which keys a document must (and may) carry depends on its version.
+            extra: set[str] = set()
+            optional: frozenset[str] = frozenset()
+            if version == _VERSION_WITH_KEYS:
+                extra = {"signing_keys"}
+            elif version == _VERSION_WITH_CATALOGUE:
+                extra, optional = {"services"}, frozenset({"signing_keys"})
             obj = require_keys(
                 obj,
                 {
@@ -552,14 +706,18 @@ class GlobalConf:
                     "approved_tsas",
                     "ocsp_freshness_s",
                 }
-                | ({"signing_keys"} if with_keys else set()),
+                | extra,
                 "global configuration",
+                optional,
             )
-            if obj["format"] != GLOBALCONF_FORMAT or obj["version"] not in (_VERSION, _VERSION_WITH_KEYS):
+            versions = (_VERSION, _VERSION_WITH_KEYS, _VERSION_WITH_CATALOGUE)
+            # type(): 4.0 and true compare equal to numbers but are not versions.
+            if obj["format"] != GLOBALCONF_FORMAT or type(version) is not int or version not in versions:
                 raise ValueError(
-                    f"format {obj['format']!r} version {obj['version']!r} is not {GLOBALCONF_FORMAT!r} "
-                    f"version {_VERSION} or {_VERSION_WITH_KEYS}"
+                    f"format {obj['format']!r} version {version!r} is not {GLOBALCONF_FORMAT!r} "
+                    f"version {', '.join(map(str, versions[:-1]))} or {versions[-1]}"
                 )
+            with_catalogue = version == _VERSION_WITH_CATALOGUE
             return cls(
                 instance=obj["instance"],
                 serial=obj["serial"],
@@ -567,7 +725,7 @@ class GlobalConf:
                 expires_at=parse_time(obj["expires_at"], "expires_at"),
                 members=tuple(MemberInfo.from_dict(m) for m in _list(obj["members"], "members")),
                 security_servers=tuple(
-                    SecurityServerInfo.from_dict(s)
+                    SecurityServerInfo.from_dict(s, with_maintenance=with_catalogue)
                     for s in _list(obj["security_servers"], "security_servers")
                 ),
                 global_groups=tuple(
@@ -580,7 +738,10 @@ class GlobalConf:
                     ApprovedTSA.from_dict(t) for t in _list(obj["approved_tsas"], "approved_tsas")
                 ),
                 ocsp_freshness_s=obj["ocsp_freshness_s"],
-                key_set=KeySet.from_dict(obj["signing_keys"]) if with_keys else None,
+                key_set=KeySet.from_dict(obj["signing_keys"]) if "signing_keys" in obj else None,
+                services=tuple(ServiceInfo.from_dict(x) for x in _list(obj["services"], "services"))
+                if with_catalogue
+                else (),
             )
         except GlobalConfInvalid:
             raise

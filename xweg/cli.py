@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     refresh.add_argument("path", type=Path, help="the anchor file to refresh")
 
+    from xweg.directorycmd import add_directory_commands
+
+    add_directory_commands(sub)
+
     backend = sub.add_parser("demo-backend", help="a demo information-system backend (used by xweg demo)")
     backend.add_argument("kind")
     backend.add_argument("--port", type=int, required=True)
@@ -208,6 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         return int(registry_main(str(args.config)))
     if args.command == "anchor":
         return _refresh_anchor(args.path)
+    if args.command == "directory":
+        from xweg.directorycmd import run_directory_command
+
+        return run_directory_command(args)
     if args.command == "token":
         from xweg.tokencmd import run_token_command
 

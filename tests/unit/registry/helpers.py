@@ -49,6 +49,34 @@ code = "owl-kommunen"
 members = ["NRW/MUN/05774032/gewerbeamt", "NRW/MUN/05711000/meldewesen"]
 """
 
+#: A service catalogue to append to FEDERATION_TOML.
+SERVICES_TOML = """
+[[services]]
+provider = "NRW/MUN/05774032/gewerbeamt"
+code = "gewerbeanzeige"
+version = "v1"
+protocol = "rest"
+description = "Gewerbeanzeige nach § 14 GewO"
+standard = "XGewerbeanzeige 2.2"
+authorities = ["MELDID:05774032"]
+area = "05774"
+
+[[services]]
+provider = "NRW/MUN/05711000/meldewesen"
+code = "gewerbeanzeige"
+version = "v1"
+protocol = "REST"
+standard = "XGewerbeanzeige 2.2"
+area = "05711000"
+
+[[services]]
+provider = "NRW/MUN/05711000/meldewesen"
+code = "meldeauskunft"
+protocol = "SOAP"
+standard = "XMeld 3.1"
+authorities = ["MELDID:05711000", "MELDID:05774032"]
+"""
+
 REGISTRY_TOML = """\
 federation = "federation.toml"
 state_dir = "state"
@@ -107,5 +135,6 @@ __all__ = [
     "NOW",
     "OTHER_SERVER",
     "SERVER",
+    "SERVICES_TOML",
     "write_federation",
 ]

@@ -6,10 +6,10 @@ import pytest
 
 from core.identifiers import GlobalGroupId, MemberId
 from registry.federation import FederationDefinition, FederationError
-from tests.unit.registry.helpers import FEDERATION_TOML, OTHER_SERVER, SERVER, FederationFiles
-from tests.unit.trust.helpers import MEMBER, NOW, Pki
+from tests.unit.registry.helpers import FEDERATION_TOML, OTHER_SERVER, SERVER, SERVICES_TOML, FederationFiles
+from tests.unit.trust.helpers import MEMBER, NOW, OTHER_MEMBER, Pki
 from trust.certificates import fingerprint
-from trust.globalconf import ApprovedCA
+from trust.globalconf import ApprovedCA, ServiceInfo
 from trust.keys import generate_private_key, make_csr, save_certificate
 
 
@@ -117,3 +117,75 @@ def test_same_auth_certificate_for_two_servers(files: FederationFiles, pki: Pki)
 def test_missing_file(files: FederationFiles) -> None:
     with pytest.raises(FederationError, match="cannot read"):
         FederationDefinition.load(files.root / "nope.toml")
+
+
+# -- the service catalogue ---------------------------------------------------------------------
+
+
+def test_service_catalogue_loads(files: FederationFiles) -> None:
+    files.write_federation(FEDERATION_TOML + SERVICES_TOML)
+    definition = FederationDefinition.load(files.federation)
+    gewerbeamt, meldewesen = MEMBER.subsystem("gewerbeamt"), OTHER_MEMBER.subsystem("meldewesen")
+    assert definition.services == (
+        ServiceInfo(
+            gewerbeamt,
+            "gewerbeanzeige",
+            "v1",
+            "REST",  # "rest" in the file, as the registry store takes it
+            "Gewerbeanzeige nach § 14 GewO",
+            "XGewerbeanzeige 2.2",
+            ("MELDID:05774032",),
+            "05774",
+        ),
+        ServiceInfo(meldewesen, "gewerbeanzeige", "v1", "REST", "", "XGewerbeanzeige 2.2", (), "05711000"),
+        ServiceInfo(
+            meldewesen, "meldeauskunft", None, "SOAP", "", "XMeld 3.1", ("MELDID:05711000", "MELDID:05774032")
+        ),
+    )
+
+
+def test_a_file_without_catalogue_has_none(files: FederationFiles) -> None:
+    assert FederationDefinition.load(files.federation).services == ()
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        (
+            'provider = "NRW/MUN/05774032/gewerbeamt"',
+            'provider = "NRW/MUN/05774099/gewerbeamt"',
+            "services[0]: SUBSYSTEM:NRW/MUN/05774099/gewerbeamt is not a registered member",
+        ),
+        (
+            'provider = "NRW/MUN/05774032/gewerbeamt"',
+            'provider = "NRW/MUN/05774032/kfz"',
+            "services[0]: SUBSYSTEM:NRW/MUN/05774032/kfz is not a subsystem of MEMBER:NRW/MUN/05774032",
+        ),
+        (
+            'provider = "NRW/MUN/05774032/gewerbeamt"',
+            'provider = "NRW/MUN/05774032"',
+            "services[0]: subsystem identifier 'NRW/MUN/05774032' must have 4 parts",
+        ),
+        ('protocol = "rest"', 'protocol = "grpc"', "must be one of REST, SOAP, got 'GRPC'"),
+        ('protocol = "rest"\n', "", "services[0]: missing protocol"),
+        ('version = "v1"', 'version = ""', "services[0]: version must be a non-empty string"),
+        (
+            'authorities = ["MELDID:05774032"]',
+            'authorities = ["MELDID 05774032"]',
+            "services[0] (NRW/MUN/05774032/gewerbeamt/gewerbeanzeige/v1): authority identifier "
+            "'MELDID 05774032' of SERVICE:NRW/MUN/05774032/gewerbeamt/gewerbeanzeige/v1 must be prefix:key",
+        ),
+        ('authorities = ["MELDID:05774032"]', "authorities = [5774032]", "list of non-empty strings"),
+        ('area = "05774"', 'area = "Kreis Paderborn"', "must be an official key of 2 to 12 digits"),
+        ('area = "05774"', "area = 5774", "area 5774 of"),
+        ('area = "05774"', 'areas = "05774"', "services[0]: unknown key(s) areas"),
+        ('code = "meldeauskunft"', 'code = "gewerbeanzeige"\nversion = "v1"', "duplicate service"),
+    ],
+)
+def test_broken_services_are_named(files: FederationFiles, old: str, new: str, expected: str) -> None:
+    text = FEDERATION_TOML + SERVICES_TOML
+    assert old in text
+    files.write_federation(text.replace(old, new, 1))
+    with pytest.raises(FederationError) as info:
+        FederationDefinition.load(files.federation)
+    assert expected in str(info.value)

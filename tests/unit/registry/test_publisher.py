@@ -10,7 +10,7 @@ import pytest
 
 from registry.federation import FederationDefinition
 from registry.publisher import Publisher, SerialStore, SerialStoreError, build_global_conf, make_anchor
-from tests.unit.registry.helpers import FederationFiles
+from tests.unit.registry.helpers import FEDERATION_TOML, SERVICES_TOML, FederationFiles
 from tests.unit.trust.helpers import MEMBER, NOW
 from trust.errors import GlobalConfRollback
 from trust.globalconf import verify_global_conf
@@ -74,3 +74,25 @@ def test_published_document_verifies_with_the_matching_anchor(files: FederationF
     # A server that has seen the second document refuses the first one again.
     with pytest.raises(GlobalConfRollback):
         verify_global_conf(first.document, anchor, NOW, min_serial=conf.serial)
+
+
+def test_the_catalogue_is_published_and_signed(files: FederationFiles, tmp_path: Path) -> None:
+    files.write_federation(FEDERATION_TOML + SERVICES_TOML)
+    definition = FederationDefinition.load(files.federation)
+    publisher = Publisher(files.signing_key, "k1", SerialStore(tmp_path / "s.json"), dt.timedelta(minutes=10))
+    publication = publisher.publish(definition, NOW)
+    assert publication.conf.services == definition.services and len(definition.services) == 3
+    anchor = make_anchor("NRW", ["http://127.0.0.1:8080"], [("k1", files.signing_key)], NOW)
+    conf = verify_global_conf(publication.document, anchor, NOW)
+    assert conf.format_version == 4
+    assert [s.service_id.slash() for s in conf.services] == [
+        "NRW/MUN/05774032/gewerbeamt/gewerbeanzeige/v1",
+        "NRW/MUN/05711000/meldewesen/gewerbeanzeige/v1",
+        "NRW/MUN/05711000/meldewesen/meldeauskunft",
+    ]
+
+
+def test_without_catalogue_the_published_document_stays_version_2(files: FederationFiles) -> None:
+    definition = FederationDefinition.load(files.federation)
+    conf = build_global_conf(definition, serial=42, now=NOW, validity=dt.timedelta(minutes=10))
+    assert conf.format_version == 2 and json.loads(conf.to_json())["version"] == 2

@@ -16,7 +16,7 @@ from registry.federation import FederationDefinition
 from registry.publisher import build_global_conf
 from registry.store import Base, RegistryError, RegistryStore
 from tests.unit.registry.dbfixtures import database_url
-from tests.unit.registry.helpers import OTHER_SERVER, FederationFiles
+from tests.unit.registry.helpers import OTHER_SERVER, SERVICES_TOML, FederationFiles
 from tests.unit.trust.helpers import MEMBER, NOW, OTHER_MEMBER, SERVER, Pki
 from trust.certificates import fingerprint
 from trust.keys import generate_private_key, make_csr
@@ -288,6 +288,14 @@ def test_import_gives_the_same_global_conf_as_the_file(store: RegistryStore, fil
     # Imported classes are usable afterwards.
     store.add_member("MUN", "05774020", "Stadt Delbrück")
     assert store.definition().members[-1].id == MemberId("NRW", "MUN", "05774020")
+
+
+def test_import_keeps_the_service_catalogue(store: RegistryStore, files: FederationFiles) -> None:
+    files.write_federation(files.federation.read_text() + SERVICES_TOML)
+    from_file = FederationDefinition.load(files.federation)
+    assert len(from_file.services) == 3
+    store.import_definition(from_file)
+    assert store.definition().services == from_file.services
 
 
 def test_import_into_a_non_empty_store_is_refused(populated: RegistryStore, files: FederationFiles) -> None:

@@ -17,7 +17,7 @@ from jwt.algorithms import ECAlgorithm
 from core.canonical import canonical_json
 from core.identifiers import GlobalGroupId, MemberId, SecurityServerId
 from tests.unit.trust.helpers import MEMBER, NOW, OTHER_MEMBER, SERVER, Pki
-from trust.anchor import Anchor, AnchorKey
+from trust.anchor import Anchor, AnchorKey, KeySet
 from trust.certificates import fingerprint
 from trust.errors import GlobalConfError, GlobalConfExpired, GlobalConfInvalid, GlobalConfRollback
 from trust.globalconf import (
@@ -26,6 +26,7 @@ from trust.globalconf import (
     GlobalGroupInfo,
     MemberInfo,
     SecurityServerInfo,
+    ServiceInfo,
     sign_global_conf,
     verify_global_conf,
 )
@@ -376,3 +377,234 @@ def test_der_of_the_ca_survives(pki: Pki, document: bytes) -> None:
     assert conf.approved_cas[0].certificate.public_bytes(
         serialization.Encoding.DER
     ) == pki.ca.certificate.public_bytes(serialization.Encoding.DER)
+
+
+# -- the service catalogue and maintenance mode (format version 4) --------------------------
+
+#: The keys of a version 2 document: what security servers deployed before version 4 read.
+VERSION_2_KEYS = {
+    "format",
+    "version",
+    "instance",
+    "serial",
+    "generated_at",
+    "expires_at",
+    "members",
+    "security_servers",
+    "global_groups",
+    "approved_cas",
+    "approved_tsas",
+    "ocsp_freshness_s",
+}
+GEWERBEANZEIGE = ServiceInfo(
+    GEWERBEAMT,
+    "gewerbeanzeige",
+    "v1",
+    "REST",
+    "Gewerbeanzeige nach § 14 GewO",
+    "XGewerbeanzeige 2.2",
+    ("MELDID:05774032", "LEIKA:99050012104000"),
+    "05774032",
+)
+MELDEAUSKUNFT = ServiceInfo(MELDEWESEN, "meldeauskunft", None, "SOAP", "", "XMeld 3.1", (), None)
+
+
+def catalogued(pki: Pki, **changes: Any) -> GlobalConf:
+    return make_conf(pki, services=(GEWERBEANZEIGE, MELDEAUSKUNFT), **changes)
+
+
+def test_a_configuration_without_catalogue_stays_version_2(pki: Pki) -> None:
+    obj = json.loads(make_conf(pki).to_json())
+    assert obj["version"] == 2 and set(obj) == VERSION_2_KEYS
+    assert [set(server) for server in obj["security_servers"]] == [
+        {"id", "address", "auth_cert_fingerprints", "clients"}
+    ] * 2
+
+
+def test_catalogue_round_trip_is_version_4(pki: Pki) -> None:
+    conf = catalogued(pki)
+    data = conf.to_json()
+    obj = json.loads(data)
+    assert obj["version"] == 4 and set(obj) == VERSION_2_KEYS | {"services"}
+    assert obj["services"] == [
+        {
+            "provider": "NRW/MUN/05774032/gewerbeamt",
+            "code": "gewerbeanzeige",
+            "version": "v1",
+            "protocol": "REST",
+            "description": "Gewerbeanzeige nach § 14 GewO",
+            "standard": "XGewerbeanzeige 2.2",
+            "authorities": ["MELDID:05774032", "LEIKA:99050012104000"],
+            "area": "05774032",
+        },
+        {
+            "provider": "NRW/MUN/05711000/meldewesen",
+            "code": "meldeauskunft",
+            "version": None,
+            "protocol": "SOAP",
+            "description": "",
+            "standard": "XMeld 3.1",
+            "authorities": [],
+            "area": None,
+        },
+    ]
+    assert data == canonical_json(obj)
+    assert GlobalConf.from_json(data) == conf
+    assert GEWERBEANZEIGE.service_id.slash() == "NRW/MUN/05774032/gewerbeamt/gewerbeanzeige/v1"
+
+
+def test_signed_catalogue_verifies(pki: Pki) -> None:
+    document = sign_global_conf(catalogued(pki), REGISTRY_KEY, "k1")
+    assert verify_global_conf(document, make_anchor(), NOW).services == (GEWERBEANZEIGE, MELDEAUSKUNFT)
+
+
+def test_maintenance_mode_alone_means_version_4(pki: Pki) -> None:
+    first, second = make_conf(pki).security_servers
+    conf = make_conf(pki, security_servers=(first, dataclasses.replace(second, maintenance_mode=True)))
+    obj = json.loads(conf.to_json())
+    assert obj["version"] == 4 and obj["services"] == []
+    assert "maintenance_mode" not in obj["security_servers"][0]
+    assert obj["security_servers"][1]["maintenance_mode"] is True
+    parsed = GlobalConf.from_json(conf.to_json())
+    assert parsed == conf
+    assert [server.maintenance_mode for server in parsed.security_servers] == [False, True]
+
+
+def test_catalogue_with_a_key_set_keeps_the_announcement(pki: Pki) -> None:
+    keys = KeySet((AnchorKey("k2", public_key_pem(NEXT_KEY)),), 1)
+    conf = catalogued(pki, key_set=keys)
+    obj = json.loads(conf.to_json())
+    assert obj["version"] == 4 and obj["signing_keys"] == keys.to_dict()
+    assert GlobalConf.from_json(conf.to_json()) == conf
+
+
+def test_version_4_reads_maintenance_mode_as_optional(pki: Pki) -> None:
+    def edit(obj: dict[str, Any]) -> None:
+        obj.update(version=4, services=[])
+        obj["security_servers"][0]["maintenance_mode"] = False
+
+    conf = GlobalConf.from_json(payload_with(pki, edit))
+    assert [server.maintenance_mode for server in conf.security_servers] == [False, False]
+    assert conf.services == ()
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        # The new facts are refused in the older versions, where they have no meaning yet.
+        (lambda o: o.update(services=[]), r"unexpected keys \['services'\]"),
+        (lambda o: o["security_servers"][0].update(maintenance_mode=True), r"unexpected keys \['maintenance"),
+        (lambda o: o.update(version=3, services=[], signing_keys=None), r"unexpected keys \['services'\]"),
+        (lambda o: o.update(version=4), r"lacks \['services'\]"),
+        (lambda o: o.update(version=4.0, services=[]), "version 4.0 is not"),
+        (lambda o: o.update(version=True), "version True is not"),
+        (lambda o: o.update(version=5, services=[]), "unexpected keys"),
+        (lambda o: o.update(version=4, services={}), "services must be a list"),
+        (lambda o: o.update(version=4, services=[{"provider": "NRW/MUN/05774032/gewerbeamt"}]), "lacks"),
+        (
+            lambda o: (
+                o.update(version=4, services=[]),
+                o["security_servers"][0].update(maintenance_mode="yes"),
+            ),
+            "maintenance_mode of .* must be true or false",
+        ),
+    ],
+)
+def test_malformed_catalogues_are_invalid(pki: Pki, edit: Any, match: str) -> None:
+    with pytest.raises(GlobalConfInvalid, match=match):
+        GlobalConf.from_json(payload_with(pki, edit))
+
+
+def test_malformed_service_entry_in_json_is_invalid(pki: Pki) -> None:
+    def edit(obj: dict[str, Any]) -> None:
+        entry = GEWERBEANZEIGE.to_dict()
+        entry["area"] = 5774032  # a number, not a key: leading zeros would be lost
+        obj.update(version=4, services=[entry])
+
+    with pytest.raises(GlobalConfInvalid, match="area 5774032 of .* must be an official key"):
+        GlobalConf.from_json(payload_with(pki, edit))
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        ({"provider": MEMBER}, "provider must be a SubsystemId"),
+        ({"code": ""}, "serviceCode must not be empty"),
+        ({"code": "gewerbe/anzeige"}, "illegal character"),
+        ({"version": ""}, "serviceVersion must not be empty"),
+        ({"protocol": "rest"}, "protocol of .* must be one of REST, SOAP"),
+        ({"protocol": "GRPC"}, "must be one of REST, SOAP"),
+        ({"description": "x" * 4097}, "description of .* at most 4096"),
+        ({"standard": None}, "standard of .* must be a string"),
+        ({"authorities": ["MELDID:05774032"]}, "must be a tuple"),
+        ({"authorities": ("MELDID",)}, "must be prefix:key"),
+        ({"authorities": ("MELDID:",)}, "must be prefix:key"),
+        ({"authorities": ("1X:05774032",)}, "must be prefix:key"),
+        ({"authorities": ("MELDID:0577 4032",)}, "must be prefix:key"),
+        ({"authorities": ("MELDID:1", "MELDID:1")}, "duplicate authority identifier"),
+        ({"authorities": tuple(f"MELDID:{n}" for n in range(257))}, "more than 256"),
+        ({"area": "0"}, "must be an official key of 2 to 12 digits"),
+        ({"area": "0577403200001"}, "must be an official key"),
+        ({"area": "Paderborn"}, "must be an official key"),
+        ({"area": "05774032\n"}, "must be an official key"),
+    ],
+)
+def test_service_info_validates_like_the_registry(change: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        dataclasses.replace(GEWERBEANZEIGE, **change)
+
+
+def test_service_info_bounds_are_inclusive() -> None:
+    widest = dataclasses.replace(
+        GEWERBEANZEIGE,
+        description="x" * 4096,
+        authorities=tuple(f"MELDID:{n}" for n in range(256)),
+        area="057740320001",
+    )
+    assert len(widest.authorities) == 256
+
+
+@pytest.mark.parametrize(
+    ("services", "match"),
+    [
+        (
+            (dataclasses.replace(GEWERBEANZEIGE, provider=MEMBER.subsystem("kfz")),),
+            "provider SUBSYSTEM:NRW/MUN/05774032/kfz of .* is not a registered subsystem",
+        ),
+        (
+            (dataclasses.replace(GEWERBEANZEIGE, provider=MemberId("NRW", "MUN", "1").subsystem("a")),),
+            "is not a registered subsystem",
+        ),
+        ((GEWERBEANZEIGE, dataclasses.replace(GEWERBEANZEIGE, area=None)), "duplicate service"),
+        ([GEWERBEANZEIGE], "services must be a tuple"),
+    ],
+)
+def test_inconsistent_catalogues_cannot_be_built(pki: Pki, services: Any, match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        make_conf(pki, services=services)
+
+
+def test_versions_of_one_service_are_distinct_entries(pki: Pki) -> None:
+    v2 = dataclasses.replace(GEWERBEANZEIGE, version="v2")
+    unversioned = dataclasses.replace(GEWERBEANZEIGE, version=None)
+    assert make_conf(pki, services=(GEWERBEANZEIGE, v2, unversioned)).services[2].version is None
+
+
+def test_rerouting_a_service_breaks_the_signature(pki: Pki) -> None:
+    # An attacker on the way wants Bielefeld's requests for Paderborn's service.
+    document = sign_global_conf(catalogued(pki), REGISTRY_KEY, "k1")
+    head, payload, signature = document.split(b".")
+    obj = json.loads(base64.urlsafe_b64decode(payload + b"=" * (-len(payload) % 4)))
+    obj["services"][0]["area"] = "05711000"
+    tampered = b".".join([head, b64url(canonical_json(obj)).encode(), signature])
+    with pytest.raises(GlobalConfInvalid, match="signature by key 'k1' does not verify"):
+        verify_global_conf(tampered, make_anchor(), NOW)
+
+
+def test_hiding_the_catalogue_breaks_the_signature(pki: Pki) -> None:
+    # Downgrading to version 2 to drop the catalogue and the maintenance flags is a change too.
+    document = sign_global_conf(catalogued(pki), REGISTRY_KEY, "k1")
+    head, _, signature = document.split(b".")
+    stripped = b".".join([head, b64url(make_conf(pki).to_json()).encode(), signature])
+    with pytest.raises(GlobalConfInvalid, match="does not verify"):
+        verify_global_conf(stripped, make_anchor(), NOW)
