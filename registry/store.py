@@ -5,7 +5,10 @@ SQLite file by default or on PostgreSQL by URL.  Every public change is one tran
 input is validated first (identifiers with :mod:`core.identifiers`, records with the
 constructors of :mod:`trust.globalconf`, auth certificates with the same rule as the
 federation file), and a database constraint that still trips turns into a
-:class:`RegistryError`, with nothing written.
+:class:`RegistryConflict`, with nothing written.  Refusals are typed:
+:class:`RegistryConflict` for a duplicate or a state that does not allow the change,
+:class:`RegistryNotFound` for a reference to something the registry does not hold, and
+their base :class:`RegistryError` for anything else.
 
 :meth:`RegistryStore.definition` rebuilds a :class:`registry.federation.FederationDefinition`
 from the rows, so publication (:func:`registry.publisher.build_global_conf`) does not care
@@ -20,13 +23,16 @@ management API are left to other modules.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime as dt
+import json
 import re
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import sqlalchemy as sa
 import structlog
@@ -91,7 +97,28 @@ log = structlog.get_logger("xweg.registry")
 
 
 class RegistryError(ValueError):
-    """A change or read the registry refuses; the message says what and why."""
+    """A change or read the registry refuses; the message says what and why.
+
+    ``code`` names the kind of refusal in a stable, machine-readable way; the subclasses
+    narrow it, and anything else (bad input, a certificate no approved CA issued) is
+    ``refused``.
+    """
+
+    code: ClassVar[str] = "refused"
+
+
+class RegistryConflict(RegistryError):
+    """The change collides with what the registry holds: a duplicate, something already
+    registered, hosted or a member, or a state that does not allow it."""
+
+    code: ClassVar[str] = "conflict"
+
+
+class RegistryNotFound(RegistryError):
+    """The change names something the registry does not hold: a member class, member,
+    subsystem, security server or global group."""
+
+    code: ClassVar[str] = "unknown_reference"
 
 
 # -- schema -------------------------------------------------------------------------------
@@ -329,6 +356,33 @@ class AuditEntry:
         }
 
 
+def _utc_text(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def approved_ca_summary(ca: ApprovedCA) -> dict[str, Any]:
+    """An approved CA as the API, ``--json`` and the audit trail show it: fingerprints, not PEMs."""
+    return {
+        "fingerprint": fingerprint(ca.certificate),
+        "subject": ca.certificate.subject.rfc4514_string(),
+        "not_after": _utc_text(ca.certificate.not_valid_after_utc),
+        "intermediate_fingerprints": [fingerprint(c) for c in ca.intermediates],
+        "ocsp_url": ca.ocsp_url,
+        "ocsp_responder_fingerprints": [fingerprint(c) for c in ca.ocsp_responders],
+    }
+
+
+def approved_tsa_summary(tsa: ApprovedTSA) -> dict[str, Any]:
+    """An approved TSA as the API, ``--json`` and the audit trail show it: a fingerprint, not the PEM."""
+    return {
+        "name": tsa.name,
+        "url": tsa.url,
+        "fingerprint": fingerprint(tsa.certificate),
+        "subject": tsa.certificate.subject.rfc4514_string(),
+        "not_after": _utc_text(tsa.certificate.not_valid_after_utc),
+    }
+
+
 _Record = Callable[[str, str, Any, Any], None]
 
 
@@ -456,7 +510,9 @@ class RegistryStore:
             with Session(self.engine, expire_on_commit=False) as session, session.begin():
                 yield session
         except IntegrityError as exc:
-            raise RegistryError(f"refused by the database: {_reason(exc)}") from exc
+            # The checks ran first, so a constraint that still trips is a concurrent change
+            # that got there first (e.g. the same member registered twice at once).
+            raise RegistryConflict(f"refused by the database: {_reason(exc)}") from exc
         except SQLAlchemyError as exc:
             raise RegistryError(f"registry database error: {_reason(exc)}") from exc
 
@@ -492,7 +548,7 @@ class RegistryStore:
     def _member_class(self, session: Session, code: str) -> MemberClass:
         row = session.scalar(sa.select(MemberClass).where(MemberClass.code == code))
         if row is None:
-            raise RegistryError(f"unknown member class {code}")
+            raise RegistryNotFound(f"unknown member class {code}")
         return row
 
     def _member(self, session: Session, member: MemberId) -> Member:
@@ -505,7 +561,7 @@ class RegistryStore:
             .where(MemberClass.code == member.member_class, Member.code == member.member_code)
         )
         if row is None:
-            raise RegistryError(f"{member} is not a registered member")
+            raise RegistryNotFound(f"{member} is not a registered member")
         return row
 
     def _client(self, session: Session, client: ClientId) -> tuple[Member, Subsystem | None]:
@@ -518,7 +574,7 @@ class RegistryStore:
             )
         )
         if subsystem is None:
-            raise RegistryError(f"{client} is not a subsystem of {client.member}")
+            raise RegistryNotFound(f"{client} is not a subsystem of {client.member}")
         return member, subsystem
 
     def _server(self, session: Session, server: SecurityServerId) -> SecurityServer:
@@ -529,13 +585,13 @@ class RegistryStore:
             )
         )
         if row is None:
-            raise RegistryError(f"{server} is not a registered security server")
+            raise RegistryNotFound(f"{server} is not a registered security server")
         return row
 
     def _group(self, session: Session, code: str) -> GlobalGroup:
         row = session.scalar(sa.select(GlobalGroup).where(GlobalGroup.code == code))
         if row is None:
-            raise RegistryError(f"global group {code} does not exist")
+            raise RegistryNotFound(f"global group {code} does not exist")
         return row
 
     def _client_slash(self, session: Session, member: Member, subsystem: Subsystem | None) -> str:
@@ -564,7 +620,9 @@ class RegistryStore:
         with self._transaction() as session:
             existing = session.get(Settings, 1)
             if existing is not None:
-                raise RegistryError(f"the registry is already initialised for instance {existing.instance}")
+                raise RegistryConflict(
+                    f"the registry is already initialised for instance {existing.instance}"
+                )
             session.add(Settings(id=1, instance=instance, ocsp_freshness_s=ocsp_freshness_s))
 
     def instance(self) -> str:
@@ -582,7 +640,7 @@ class RegistryStore:
         with self._change(audit) as (session, record):
             self._settings(session)
             if session.scalar(sa.select(MemberClass).where(MemberClass.code == code)) is not None:
-                raise RegistryError(f"duplicate member class {code}")
+                raise RegistryConflict(f"duplicate member class {code}")
             session.add(MemberClass(code=code, description=description))
             record("add_member_class", code, None, {"code": code, "description": description})
 
@@ -600,7 +658,7 @@ class RegistryStore:
                 session.scalar(sa.select(Member).where(Member.class_id == cls.id, Member.code == code))
                 is not None
             ):
-                raise RegistryError(f"duplicate member {member_id}")
+                raise RegistryConflict(f"duplicate member {member_id}")
             session.add(Member(member_class=cls, code=code, name=name))
             record("add_member", member_id.slash(), None, {"name": name, "subsystems": []})
         return member_id
@@ -616,7 +674,7 @@ class RegistryStore:
             row = self._member(session, member_id)
             before = [s.code for s in row.subsystems]
             if code in before:
-                raise RegistryError(f"duplicate subsystem {subsystem_id}")
+                raise RegistryConflict(f"duplicate subsystem {subsystem_id}")
             session.add(Subsystem(member=row, code=code))
             record(
                 "add_subsystem", member_id.slash(), {"subsystems": before}, {"subsystems": [*before, code]}
@@ -653,7 +711,7 @@ class RegistryStore:
                 )
                 is not None
             ):
-                raise RegistryError(f"duplicate security server {server_id}")
+                raise RegistryConflict(f"duplicate security server {server_id}")
             self._check_auth_certificate(session, cert, server_id)
             row = SecurityServer(
                 owner=owner_row, code=code, address=address, maintenance_mode=maintenance_mode
@@ -693,17 +751,52 @@ class RegistryStore:
             sa.select(AuthCertificate).where(AuthCertificate.fingerprint == fingerprint(cert))
         )
         if holder is not None:
-            raise RegistryError(f"{describe(cert)} is already registered for a security server")
+            raise RegistryConflict(f"{describe(cert)} is already registered for a security server")
 
-    def add_auth_certificate(self, server: str | SecurityServerId, pem: str) -> None:
+    def add_auth_certificate(
+        self, server: str | SecurityServerId, pem: str, *, audit: AuditContext | None = None
+    ) -> None:
         """Register another auth certificate for a server (e.g. while rotating keys)."""
         with _refusing():
             server_id = SecurityServerId.parse_slash(server) if isinstance(server, str) else server
         cert = _certificate(pem, f"auth certificate of {server_id}")
-        with self._transaction() as session:
+        with self._change(audit) as (session, record):
             row = self._server(session, server_id)
             self._check_auth_certificate(session, cert, server_id)
-            row.auth_certificates.append(AuthCertificate(pem=_pem(cert), fingerprint=fingerprint(cert)))
+            before = [a.fingerprint for a in row.auth_certificates]
+            fp = fingerprint(cert)
+            row.auth_certificates.append(AuthCertificate(pem=_pem(cert), fingerprint=fp))
+            record(
+                "add_auth_certificate",
+                server_id.slash(),
+                {"auth_certificate_fingerprints": before},
+                {"auth_certificate_fingerprints": [*before, fp]},
+            )
+
+    def set_maintenance_mode(
+        self, server: str | SecurityServerId, enabled: bool, *, audit: AuditContext | None = None
+    ) -> bool:
+        """Put a registered server into maintenance mode or take it out; True when that changed it.
+
+        Asking for the mode the server already has is accepted and changes nothing: no
+        row is written, not even to the audit trail, which records changes only.
+        """
+        with _refusing():
+            server_id = SecurityServerId.parse_slash(server) if isinstance(server, str) else server
+        if not isinstance(enabled, bool):
+            raise RegistryError(f"maintenance mode must be true or false, got {enabled!r}")
+        with self._change(audit) as (session, record):
+            row = self._server(session, server_id)
+            if row.maintenance_mode == enabled:
+                return False
+            row.maintenance_mode = enabled
+            record(
+                "set_maintenance_mode",
+                server_id.slash(),
+                {"maintenance_mode": not enabled},
+                {"maintenance_mode": enabled},
+            )
+        return True
 
     def add_server_client(
         self, server: str | SecurityServerId, client: str | ClientId, *, audit: AuditContext | None = None
@@ -716,7 +809,7 @@ class RegistryStore:
             row = self._server(session, server_id)
             member_row, subsystem_row = self._client(session, client_id)
             if any(c.member_id == member_row.id and c.subsystem is subsystem_row for c in row.clients):
-                raise RegistryError(f"{server_id} already hosts {client_id}")
+                raise RegistryConflict(f"{server_id} already hosts {client_id}")
             before = [self._client_slash(session, c.member, c.subsystem) for c in row.clients]
             row.clients.append(ServerClient(member=member_row, subsystem=subsystem_row))
             record(
@@ -744,7 +837,7 @@ class RegistryStore:
                 group_id = GlobalGroupId(instance, code)
                 GlobalGroupInfo(group_id, client_ids)  # no member twice
             if session.scalar(sa.select(GlobalGroup).where(GlobalGroup.code == code)) is not None:
-                raise RegistryError(f"duplicate global group {group_id}")
+                raise RegistryConflict(f"duplicate global group {group_id}")
             row = GlobalGroup(code=code, description=description)
             for client in client_ids:
                 member_row, subsystem_row = self._client(session, client)
@@ -768,7 +861,7 @@ class RegistryStore:
             row = self._group(session, group)
             member_row, subsystem_row = self._client(session, client_id)
             if any(m.member_id == member_row.id and m.subsystem is subsystem_row for m in row.members):
-                raise RegistryError(f"{client_id} is already a member of global group {group}")
+                raise RegistryConflict(f"{client_id} is already a member of global group {group}")
             before = [self._client_slash(session, m.member, m.subsystem) for m in row.members]
             row.members.append(GroupMember(member=member_row, subsystem=subsystem_row))
             target = GlobalGroupId(self._settings(session).instance, group).slash()
@@ -781,16 +874,24 @@ class RegistryStore:
         intermediates_pem: Sequence[str] = (),
         ocsp_url: str | None = None,
         ocsp_responders_pem: Sequence[str] = (),
-    ) -> None:
-        """Approve a root CA, with the issuing CAs under it and its OCSP service."""
+        audit: AuditContext | None = None,
+    ) -> ApprovedCA:
+        """Approve a root CA, with the issuing CAs under it and its OCSP service.
+
+        Each PEM of ``intermediates_pem`` and ``ocsp_responders_pem`` may hold several
+        certificates.  The audit trail keeps fingerprints, subject and URL, not the PEMs.
+        """
         root = _certificate(certificate_pem, "approved CA")
         intermediates = [c for pem in intermediates_pem for c in _certificates(pem, "intermediate")]
         responders = [c for pem in ocsp_responders_pem for c in _certificates(pem, "OCSP responder")]
         with _refusing():
-            ApprovedCA(root, tuple(intermediates), ocsp_url, tuple(responders))
-        with self._transaction() as session:
+            ca = ApprovedCA(root, tuple(intermediates), ocsp_url, tuple(responders))
+        with self._change(audit) as (session, record):
             self._settings(session)
             self._insert_ca(session, root, intermediates, ocsp_url, responders)
+            after = approved_ca_summary(ca)
+            record("add_approved_ca", after["fingerprint"], None, after)
+        return ca
 
     def _insert_ca(
         self,
@@ -802,7 +903,7 @@ class RegistryStore:
     ) -> None:
         fp = fingerprint(root)
         if session.scalar(sa.select(ApprovedCARow).where(ApprovedCARow.fingerprint == fp)) is not None:
-            raise RegistryError(f"{describe(root)} is already an approved CA")
+            raise RegistryConflict(f"{describe(root)} is already an approved CA")
         session.add(
             ApprovedCARow(
                 certificate_pem=_pem(root),
@@ -813,16 +914,25 @@ class RegistryStore:
             )
         )
 
-    def add_approved_tsa(self, name: str, url: str, certificate_pem: str) -> None:
-        """Approve a timestamping authority whose certificate an approved CA issued."""
+    def add_approved_tsa(
+        self, name: str, url: str, certificate_pem: str, *, audit: AuditContext | None = None
+    ) -> ApprovedTSA:
+        """Approve a timestamping authority whose certificate an approved CA issued.
+
+        Names are unique: the global configuration refuses two TSAs of one name.
+        """
         cert = _certificate(certificate_pem, f"certificate of TSA {name}")
         with _refusing():
-            ApprovedTSA(name, url, cert)
-        with self._transaction() as session:
+            tsa = ApprovedTSA(name, url, cert)
+        with self._change(audit) as (session, record):
             self._settings(session)
+            if session.scalar(sa.select(ApprovedTSARow).where(ApprovedTSARow.name == name)) is not None:
+                raise RegistryConflict(f"duplicate approved TSA {name}")
             if not any(_issued_by(cert, ca) for ca in self._ca_certificates(session)):
                 raise RegistryError(f"{describe(cert)} was not issued by an approved CA")
             session.add(ApprovedTSARow(name=name, url=url, certificate_pem=_pem(cert)))
+            record("add_approved_tsa", name, None, approved_tsa_summary(tsa))
+        return tsa
 
     def add_service(
         self,
@@ -873,7 +983,7 @@ class RegistryStore:
                 )
                 is not None
             ):
-                raise RegistryError(f"duplicate service {provider_id.service(code, version or None)}")
+                raise RegistryConflict(f"duplicate service {provider_id.service(code, version or None)}")
             session.add(
                 Service(
                     provider=subsystem,
@@ -913,7 +1023,7 @@ class RegistryStore:
                 settings.ocsp_freshness_s = definition.ocsp_freshness_s
             for table in (Member, ApprovedCARow, ApprovedTSARow, GlobalGroup):
                 if session.scalar(sa.select(sa.func.count()).select_from(table)):
-                    raise RegistryError("import needs an empty registry; this one already holds entries")
+                    raise RegistryConflict("import needs an empty registry; this one already holds entries")
             for ca in definition.approved_cas:
                 self._insert_ca(session, ca.certificate, ca.intermediates, ca.ocsp_url, ca.ocsp_responders)
             for tsa in definition.approved_tsas:
@@ -1083,6 +1193,45 @@ class RegistryStore:
                     continue
                 entries.append(entry)
             return tuple(entries)
+
+    def approved_cas(self) -> tuple[ApprovedCA, ...]:
+        """The approved CAs, in the order they were approved."""
+        with self._transaction() as session, _refusing():
+            self._settings(session)
+            return tuple(
+                ApprovedCA(
+                    _certificate(row.certificate_pem, "approved CA"),
+                    tuple(_certificate(p, "intermediate") for p in row.intermediates_pem),
+                    row.ocsp_url,
+                    tuple(_certificate(p, "OCSP responder") for p in row.ocsp_responders_pem),
+                )
+                for row in session.scalars(sa.select(ApprovedCARow).order_by(ApprovedCARow.id))
+            )
+
+    def approved_tsas(self) -> tuple[ApprovedTSA, ...]:
+        """The approved timestamping authorities, in the order they were approved."""
+        with self._transaction() as session, _refusing():
+            self._settings(session)
+            return tuple(
+                ApprovedTSA(row.name, row.url, _certificate(row.certificate_pem, "TSA"))
+                for row in session.scalars(sa.select(ApprovedTSARow).order_by(ApprovedTSARow.id))
+            )
+
+    def maintenance_modes(self) -> dict[SecurityServerId, bool]:
+        """Whether each registered security server is in maintenance mode."""
+        with self._transaction() as session:
+            instance = self._settings(session).instance
+            rows = session.execute(
+                sa.select(MemberClass.code, Member.code, SecurityServer.code, SecurityServer.maintenance_mode)
+                .select_from(SecurityServer)
+                .join(Member, SecurityServer.owner_id == Member.id)
+                .join(MemberClass, Member.class_id == MemberClass.id)
+                .order_by(SecurityServer.id)
+            )
+            return {
+                SecurityServerId(MemberId(instance, cls, member), code): bool(mode)
+                for cls, member, code, mode in rows
+            }
 
     def audit_trail(self, *, after_id: int = 0, limit: int = 100) -> tuple[AuditEntry, ...]:
         """Audit-trail entries with an id above ``after_id``, oldest first, at most ``limit``."""

@@ -3,21 +3,25 @@
 Each command opens the store (``--database-url``; a SQLite file by default), makes one
 change in one transaction and closes it.  Errors are one line on stderr and exit
 status 1 (2 for a bad command line, from argparse); ``--json`` prints what a script
-wants.  ``registry serve`` stays in :mod:`xweg.cli`; it publishes from the same store
-when its configuration names ``database_url``.  ``registry token issue`` prints a bearer
-token for the management API, signed with the key in the registry's state folder.
+wants.  ``registry ca|tsa add|list`` approve and list CAs and TSAs (certificates from
+PEM files), ``registry server maintenance SERVER_ID on|off`` sets a server's maintenance
+mode; changes made here are audited with the actor ``local``.  ``registry serve`` stays
+in :mod:`xweg.cli`; it publishes from the same store when its configuration names
+``database_url``.  ``registry token issue`` prints a bearer token for the management
+API, signed with the key in the registry's state folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import sys
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 
@@ -39,6 +43,7 @@ DEFAULT_MEMBER_CLASSES = (
 
 _TOKEN_ROLES = ("registry-admin", "registration-officer", "observer")  # registry.api.ROLES
 _SHOWN_VALIDITY = dt.timedelta(minutes=10)  # validity of the unsigned document `globalconf show` prints
+_MAX_PEM_FILE_BYTES = 1024 * 1024  # a certificate file (a chain of a few certificates is far smaller)
 
 
 def _database(parser: argparse.ArgumentParser) -> None:
@@ -116,6 +121,51 @@ def add_registry_commands(registry_sub: argparse._SubParsersAction[argparse.Argu
     service_list.add_argument("--area")
     service_list.add_argument("--json", action="store_true")
 
+    cas = group("ca", "approved certificate authorities")
+    ca_add = cas.add_parser("add", help="approve a root CA with its intermediates and OCSP service")
+    _database(ca_add)
+    ca_add.add_argument("--certificate", required=True, type=Path, metavar="PEMFILE", help="the root CA")
+    ca_add.add_argument(
+        "--intermediate",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PEMFILE",
+        help="an issuing CA under the root (repeatable; a file may hold several)",
+    )
+    ca_add.add_argument("--ocsp-url", help="where the CA answers OCSP requests, e.g. http://ocsp.example/")
+    ca_add.add_argument(
+        "--ocsp-responder",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="PEMFILE",
+        help="a delegated OCSP responder certificate (repeatable; needs --ocsp-url)",
+    )
+    ca_add.add_argument("--json", action="store_true", help="print the approved CA as JSON")
+    ca_list = cas.add_parser("list", help="list the approved CAs")
+    _database(ca_list)
+    ca_list.add_argument("--json", action="store_true")
+
+    tsas = group("tsa", "approved timestamping authorities")
+    tsa_add = tsas.add_parser("add", help="approve a TSA whose certificate an approved CA issued")
+    _database(tsa_add)
+    tsa_add.add_argument("--name", required=True, help='e.g. "IT.NRW TSA"')
+    tsa_add.add_argument("--url", required=True, help="its RFC 3161 endpoint")
+    tsa_add.add_argument("--certificate", required=True, type=Path, metavar="PEMFILE")
+    tsa_add.add_argument("--json", action="store_true", help="print the approved TSA as JSON")
+    tsa_list = tsas.add_parser("list", help="list the approved TSAs")
+    _database(tsa_list)
+    tsa_list.add_argument("--json", action="store_true")
+
+    maintenance = group("server", "security servers").add_parser(
+        "maintenance", help="put a security server into maintenance mode (on) or take it out (off)"
+    )
+    _database(maintenance)
+    maintenance.add_argument("server", metavar="SERVER_ID", help="e.g. NRW/MUN/05774032/ss1")
+    maintenance.add_argument("mode", choices=["on", "off"])
+    maintenance.add_argument("--json", action="store_true", help="print the server's id and mode as JSON")
+
     imported = registry_sub.add_parser(
         "import", help="load a federation definition (TOML) into an empty store"
     )
@@ -145,6 +195,90 @@ def _auth_certificates(path: Path) -> list[x509.Certificate]:
         for name in [*names, *table.get("auth_certificates", [])]:
             certificates.append(load_certificate((path.parent / name).resolve()))
     return certificates
+
+
+def _read_pem(path: Path) -> str:
+    """A PEM file's text, at most :data:`_MAX_PEM_FILE_BYTES`; errors as one-line ValueErrors."""
+    try:
+        with path.open("rb") as fh:
+            data = fh.read(_MAX_PEM_FILE_BYTES + 1)
+        if len(data) > _MAX_PEM_FILE_BYTES:
+            raise ValueError(f"larger than {_MAX_PEM_FILE_BYTES} bytes")
+        return data.decode("utf-8")
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValueError(f"cannot read {path}: {reason}") from exc
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _ca_line(ca: dict[str, Any]) -> str:
+    count = len(ca["intermediate_fingerprints"])
+    chain = f" intermediates: {count}" if count else ""
+    return f"{ca['fingerprint']} {ca['subject']} until {ca['not_after']} OCSP {ca['ocsp_url'] or '-'}{chain}"
+
+
+def _tsa_line(tsa: dict[str, Any]) -> str:
+    return f"{tsa['name']} {tsa['url']} {tsa['subject']} until {tsa['not_after']} {tsa['fingerprint']}"
+
+
+def _trust_command(args: argparse.Namespace) -> Callable[[RegistryStore], str]:
+    """``registry ca|tsa add|list`` and ``registry server maintenance``."""
+    from registry.store import approved_ca_summary, approved_tsa_summary
+
+    action, sub = args.action, args.registry_action
+    if action == "ca" and sub == "add":
+
+        def ca_add(store: RegistryStore) -> str:
+            certificate = _read_pem(args.certificate)
+            intermediates = [_read_pem(path) for path in args.intermediate]
+            responders = [_read_pem(path) for path in args.ocsp_responder]
+            ca = approved_ca_summary(
+                store.add_approved_ca(
+                    certificate,
+                    intermediates_pem=intermediates,
+                    ocsp_url=args.ocsp_url,
+                    ocsp_responders_pem=responders,
+                )
+            )
+            return _json(ca) if args.json else f"approved CA {ca['subject']} ({ca['fingerprint']})"
+
+        return ca_add
+    if action == "ca":
+
+        def ca_list(store: RegistryStore) -> str:
+            cas = [approved_ca_summary(ca) for ca in store.approved_cas()]
+            return _json(cas) if args.json else "\n".join(map(_ca_line, cas))
+
+        return ca_list
+    if action == "tsa" and sub == "add":
+
+        def tsa_add(store: RegistryStore) -> str:
+            tsa = approved_tsa_summary(
+                store.add_approved_tsa(args.name, args.url, _read_pem(args.certificate))
+            )
+            return _json(tsa) if args.json else f"approved TSA {tsa['name']} {tsa['url']}"
+
+        return tsa_add
+    if action == "tsa":
+
+        def tsa_list(store: RegistryStore) -> str:
+            tsas = [approved_tsa_summary(tsa) for tsa in store.approved_tsas()]
+            return _json(tsas) if args.json else "\n".join(map(_tsa_line, tsas))
+
+        return tsa_list
+
+    def server_maintenance(store: RegistryStore) -> str:
+        enabled = args.mode == "on"
+        changed = store.set_maintenance_mode(args.server, enabled)
+        if args.json:
+            return _json({"server": args.server, "maintenance_mode": enabled, "changed": changed})
+        state = "in maintenance mode" if enabled else "out of maintenance mode"
+        return f"{args.server} is {'now' if changed else 'already'} {state}"
+
+    return server_maintenance
 
 
 def _summary(conf: GlobalConf) -> str:
@@ -230,6 +364,8 @@ def _command(args: argparse.Namespace) -> Callable[[RegistryStore], str]:
             )
 
         return service_list
+    if action in ("ca", "tsa", "server"):
+        return _trust_command(args)
     if action == "import":
 
         def import_file(store: RegistryStore) -> str:
@@ -291,7 +427,9 @@ def run_registry_command(args: argparse.Namespace) -> int:
         return _issue_token(args)
     try:
         command = _command(args)
-        with RegistryStore.open(args.database_url) as store:
+        # Standard output carries only what the command prints (scripts parse --json);
+        # log lines, such as the store's registry.audit entries, go to standard error.
+        with contextlib.redirect_stdout(sys.stderr), RegistryStore.open(args.database_url) as store:
             output = command(store)
     except (RegistryError, FederationError) as exc:
         print(f"xweg registry {args.action}: {exc}", file=sys.stderr)
