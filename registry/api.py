@@ -10,10 +10,13 @@ OpenAPI document (:mod:`registry.openapi`).  Each call:
 4. has its JSON body bounded (:data:`MAX_BODY_BYTES`, else 413) and checked against the
    documented schema (malformed JSON or unknown fields: 400);
 5. runs one store change (:mod:`registry.store`), which writes the audit trail with
-   the token's subject in the same transaction; a refused change is 409 (a duplicate)
-   or 422 (anything else the registry refuses), with nothing written.
+   the token's subject in the same transaction; a refused change is 409
+   (:class:`registry.store.RegistryConflict`: a duplicate, or a state that does not
+   allow it) or 422 (anything else the registry refuses), with nothing written.
 
-Errors are JSON ``{"type", "message", "detail"}``; an unexpected failure is logged with
+Errors are JSON ``{"type", "message", "detail"}``; for a refused change ``type`` is the
+refusal's stable code (``conflict``, ``unknown_reference`` or ``refused``, from
+:attr:`registry.store.RegistryError.code`).  An unexpected failure is logged with
 its traceback and answered 500 without one.  Tokens are issued by
 ``xweg registry token issue``; the key lives in the registry's state folder.
 """
@@ -28,7 +31,7 @@ import os
 import secrets
 import stat
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +46,17 @@ from core.clock import Clock, require_utc
 from core.identifiers import IdentifierError, MemberId
 from registry.openapi import MAX_ID, MAX_STRING, REQUEST_SCHEMAS, openapi_document
 from registry.publisher import build_global_conf
-from registry.store import AuditContext, RegistryError, RegistryStore
+from registry.store import (
+    REQUEST_STATES,
+    AuditContext,
+    RegistrationEntry,
+    RegistryConflict,
+    RegistryError,
+    RegistryNotFound,
+    RegistryStore,
+    approved_ca_summary,
+    approved_tsa_summary,
+)
 from trust.keys import generate_private_key, load_private_key
 from trust.tokens import MAX_LEEWAY_S, MAX_SUBJECT_LENGTH, MAX_TOKEN_LENGTH, MAX_TTL_S, TokenInvalid, key_id
 
@@ -260,10 +273,12 @@ def _error_response(status: int, kind: str, message: str, correlation_id: str) -
 
 
 def _refused(exc: RegistryError | IdentifierError) -> ApiError:
-    text = str(exc)
-    if text.startswith("duplicate") or " already " in text:
-        return ApiError(409, "conflict", text)
-    return ApiError(422, "refused", text)
+    """409 for a conflict, 422 for any other refusal; the body's ``type`` is the refusal's code."""
+    if isinstance(exc, RegistryConflict):
+        return ApiError(409, exc.code, str(exc))
+    if isinstance(exc, RegistryError):
+        return ApiError(422, exc.code, str(exc))
+    return ApiError(422, RegistryError.code, str(exc))
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -299,6 +314,9 @@ def _check(schema: dict[str, Any], value: Any, where: str) -> None:
         low, high = schema.get("minLength", 0), schema.get("maxLength", MAX_STRING)
         if not isinstance(value, str) or not low <= len(value) <= high:
             raise ApiError(400, "invalid_request", f"{where} must be a string of {low} to {high} characters")
+    elif "boolean" in kinds:
+        if not isinstance(value, bool):
+            raise ApiError(400, "invalid_request", f"{where} must be true or false")
     if "enum" in schema and value not in schema["enum"]:
         raise ApiError(400, "invalid_request", f"{where} must be one of {', '.join(schema['enum'])}")
 
@@ -357,6 +375,8 @@ def _members(store: RegistryStore) -> list[dict[str, Any]]:
 
 
 def _servers(store: RegistryStore) -> list[dict[str, Any]]:
+    servers = store.definition().security_servers
+    maintenance = store.maintenance_modes()
     return [
         {
             "id": s.id.slash(),
@@ -365,9 +385,16 @@ def _servers(store: RegistryStore) -> list[dict[str, Any]]:
             "address": s.address,
             "auth_certificate_fingerprints": list(s.auth_cert_fingerprints),
             "clients": [c.slash() for c in s.clients],
+            "maintenance_mode": maintenance.get(s.id, False),
         }
-        for s in store.definition().security_servers
+        for s in servers
     ]
+
+
+def _server_path(store: RegistryStore, info: Mapping[str, str]) -> str:
+    """The slash form of the security server a path's member_class, member_code and server_code name."""
+    member = MemberId(store.instance(), info["member_class"], info["member_code"]).slash()
+    return f"{member}/{info['server_code']}"
 
 
 def _groups(store: RegistryStore) -> list[dict[str, Any]]:
@@ -450,12 +477,23 @@ async def add_server_client(request: web.Request) -> web.Response:
     info = request.match_info
 
     def work() -> dict[str, Any]:
-        server = MemberId(store.instance(), info["member_class"], info["member_code"]).slash()
-        server = f"{server}/{info['server_code']}"
+        server = _server_path(store, info)
         store.add_server_client(server, body["client"], audit=audit)
         return _one(_servers(store), "id", server)
 
     return web.json_response(await _run(work), status=201)
+
+
+async def set_maintenance_mode(request: web.Request) -> web.Response:
+    body, store, audit = await _body(request, "setMaintenanceMode"), _store(request), _audit(request)
+    info = request.match_info
+
+    def work() -> dict[str, Any]:
+        server = _server_path(store, info)
+        store.set_maintenance_mode(server, body["maintenance_mode"], audit=audit)
+        return _one(_servers(store), "id", server)
+
+    return web.json_response(await _run(work))
 
 
 async def list_groups(request: web.Request) -> web.Response:
@@ -517,6 +555,42 @@ async def add_service(request: web.Request) -> web.Response:
     return web.json_response(await _run(work), status=201)
 
 
+async def list_approved_cas(request: web.Request) -> web.Response:
+    store = _store(request)
+    return web.json_response(await _run(lambda: [approved_ca_summary(ca) for ca in store.approved_cas()]))
+
+
+async def add_approved_ca(request: web.Request) -> web.Response:
+    body, store, audit = await _body(request, "addApprovedCA"), _store(request), _audit(request)
+
+    def work() -> dict[str, Any]:
+        ca = store.add_approved_ca(
+            body["certificate_pem"],
+            intermediates_pem=body.get("intermediates_pem", []),
+            ocsp_url=body.get("ocsp_url"),
+            ocsp_responders_pem=body.get("ocsp_responders_pem", []),
+            audit=audit,
+        )
+        return approved_ca_summary(ca)
+
+    return web.json_response(await _run(work), status=201)
+
+
+async def list_approved_tsas(request: web.Request) -> web.Response:
+    store = _store(request)
+    return web.json_response(await _run(lambda: [approved_tsa_summary(t) for t in store.approved_tsas()]))
+
+
+async def add_approved_tsa(request: web.Request) -> web.Response:
+    body, store, audit = await _body(request, "addApprovedTSA"), _store(request), _audit(request)
+
+    def work() -> dict[str, Any]:
+        tsa = store.add_approved_tsa(body["name"], body["url"], body["certificate_pem"], audit=audit)
+        return approved_tsa_summary(tsa)
+
+    return web.json_response(await _run(work), status=201)
+
+
 async def get_globalconf(request: web.Request) -> web.Response:
     store, now = _store(request), request.config_dict[API_CONTEXT_KEY].clock.now()
 
@@ -545,6 +619,40 @@ async def list_audit_trail(request: web.Request) -> web.Response:
     return web.json_response([e.to_dict() for e in entries])
 
 
+async def list_registration_requests(request: web.Request) -> web.Response:
+    status, store = request.query.get("status"), _store(request)
+    if status is not None and status not in REQUEST_STATES:
+        raise ApiError(400, "invalid_request", f"status must be one of {', '.join(REQUEST_STATES)}")
+    entries = await _run(lambda: store.registrations(status=status))
+    return web.json_response([e.to_dict() for e in entries])
+
+
+async def _registration(request: web.Request, function: Callable[[], RegistrationEntry]) -> web.Response:
+    try:
+        entry = await asyncio.to_thread(function)
+    except RegistryNotFound as exc:  # the id in the path names no request
+        raise ApiError(404, "not_found", str(exc)) from exc
+    except RegistryError as exc:
+        raise _refused(exc) from exc
+    return web.json_response(entry.to_dict())
+
+
+async def get_registration_request(request: web.Request) -> web.Response:
+    store, request_id = _store(request), request.match_info["id"]
+    return await _registration(request, lambda: store.registration(request_id))
+
+
+async def decide_registration_request(request: web.Request) -> web.Response:
+    body = await _body(request, "decideRegistrationRequest")
+    store, audit, request_id = _store(request), _audit(request), request.match_info["id"]
+    return await _registration(
+        request,
+        lambda: store.decide_registration(
+            request_id, body["decision"], reason=body.get("reason"), audit=audit
+        ),
+    )
+
+
 _HANDLERS: dict[str, Handler] = {
     "listMembers": list_members,
     "addMember": add_member,
@@ -553,12 +661,20 @@ _HANDLERS: dict[str, Handler] = {
     "listSecurityServers": list_servers,
     "addSecurityServer": add_server,
     "addServerClient": add_server_client,
+    "setMaintenanceMode": set_maintenance_mode,
     "listGroups": list_groups,
     "addGroup": add_group,
     "addGroupMember": add_group_member,
     "listServices": list_services,
     "addService": add_service,
+    "listApprovedCAs": list_approved_cas,
+    "addApprovedCA": add_approved_ca,
+    "listApprovedTSAs": list_approved_tsas,
+    "addApprovedTSA": add_approved_tsa,
     "getGlobalConf": get_globalconf,
+    "listRegistrationRequests": list_registration_requests,
+    "getRegistrationRequest": get_registration_request,
+    "decideRegistrationRequest": decide_registration_request,
     "listAuditTrail": list_audit_trail,
 }
 

@@ -20,6 +20,8 @@ API_PREFIX = "/api/v1"
 MAX_STRING = 4096  # characters in any string of a request body
 _MAX_PEM = 16 * 1024  # characters in a PEM certificate
 _MAX_ITEMS = 256  # entries in a list of a request body
+_MAX_CA_PEMS = 16  # intermediates, or OCSP responders, of one approved CA
+_MAX_URL = 2048  # characters in a URL, as trust.globalconf allows
 MAX_ID = 2**31 - 1  # audit-trail ids are 32-bit integers on every backend
 
 
@@ -33,6 +35,10 @@ def _nullable_string(max_length: int = MAX_STRING) -> dict[str, Any]:
 
 def _strings() -> dict[str, Any]:
     return {"type": "array", "items": _string(), "maxItems": _MAX_ITEMS}
+
+
+def _pems() -> dict[str, Any]:
+    return {"type": "array", "items": _string(_MAX_PEM), "maxItems": _MAX_CA_PEMS}
 
 
 def _object(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
@@ -74,6 +80,27 @@ REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
         },
         ["provider", "code", "protocol"],
     ),
+    "setMaintenanceMode": _object({"maintenance_mode": {"type": "boolean"}}, ["maintenance_mode"]),
+    "decideRegistrationRequest": _object(
+        {
+            "decision": {"type": "string", "enum": ["approve", "reject", "revoke"]},
+            "reason": _string(),
+        },
+        ["decision"],
+    ),
+    "addApprovedCA": _object(
+        {
+            "certificate_pem": _string(_MAX_PEM),
+            "intermediates_pem": _pems(),
+            "ocsp_url": _nullable_string(_MAX_URL),
+            "ocsp_responders_pem": _pems(),
+        },
+        ["certificate_pem"],
+    ),
+    "addApprovedTSA": _object(
+        {"name": _string(255), "url": _string(_MAX_URL), "certificate_pem": _string(_MAX_PEM)},
+        ["name", "url", "certificate_pem"],
+    ),
 }
 
 _RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -111,8 +138,47 @@ _RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "address": {"type": "string"},
             "auth_certificate_fingerprints": {"type": "array", "items": {"type": "string"}},
             "clients": {"type": "array", "items": {"type": "string"}},
+            "maintenance_mode": {"type": "boolean"},
         },
-        "required": ["id", "owner", "code", "address", "auth_certificate_fingerprints", "clients"],
+        "required": [
+            "id",
+            "owner",
+            "code",
+            "address",
+            "auth_certificate_fingerprints",
+            "clients",
+            "maintenance_mode",
+        ],
+    },
+    "ApprovedCA": {
+        "type": "object",
+        "properties": {
+            "fingerprint": {"type": "string", "description": "SHA-256 of the DER, lower-case hex"},
+            "subject": {"type": "string", "description": "RFC 4514"},
+            "not_after": {"type": "string", "description": "UTC, e.g. 2035-01-01T00:00:00Z"},
+            "intermediate_fingerprints": {"type": "array", "items": {"type": "string"}},
+            "ocsp_url": {"type": ["string", "null"]},
+            "ocsp_responder_fingerprints": {"type": "array", "items": {"type": "string"}},
+        },
+        "required": [
+            "fingerprint",
+            "subject",
+            "not_after",
+            "intermediate_fingerprints",
+            "ocsp_url",
+            "ocsp_responder_fingerprints",
+        ],
+    },
+    "ApprovedTSA": {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string"},
+            "url": {"type": "string"},
+            "fingerprint": {"type": "string", "description": "SHA-256 of the DER, lower-case hex"},
+            "subject": {"type": "string", "description": "RFC 4514"},
+            "not_after": {"type": "string", "description": "UTC, e.g. 2035-01-01T00:00:00Z"},
+        },
+        "required": ["name", "url", "fingerprint", "subject", "not_after"],
     },
     "Group": {
         "type": "object",
@@ -163,6 +229,38 @@ _RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["id", "at", "actor", "operation", "target", "before", "after", "correlation_id"],
     },
     "GlobalConf": {"type": "object", "description": "the unsigned global configuration document"},
+    "RegistrationRequest": {
+        "type": "object",
+        "description": "a security server's registration request (auth-cert or client) and its state",
+        "properties": {
+            "id": {"type": "string"},
+            "kind": {"type": "string", "enum": ["auth-cert", "client"]},
+            "server": {"type": "string"},
+            "client": {"type": ["string", "null"]},
+            "address": {"type": ["string", "null"]},
+            "auth_certificate_fingerprint": {"type": ["string", "null"]},
+            "consent_by": {"type": "string", "description": "the member whose sign key consented"},
+            "status": {"type": "string", "enum": ["pending", "approved", "rejected", "revoked"]},
+            "reason": {"type": ["string", "null"]},
+            "received_at": {"type": "string"},
+            "decided_at": {"type": ["string", "null"]},
+            "decided_by": {"type": ["string", "null"]},
+        },
+        "required": [
+            "id",
+            "kind",
+            "server",
+            "client",
+            "address",
+            "auth_certificate_fingerprint",
+            "consent_by",
+            "status",
+            "reason",
+            "received_at",
+            "decided_at",
+            "decided_by",
+        ],
+    },
 }
 
 _ERRORS = {
@@ -170,9 +268,11 @@ _ERRORS = {
     "401": "no token, or one that does not verify",
     "403": "the token's role may not do this",
     "404": "no such entry",
-    "409": "a duplicate",
+    "409": "a conflict (type conflict): a duplicate, or something already registered",
     "413": "the body is too large",
-    "422": "refused by the registry (unknown owner, illegal identifier characters, ...)",
+    "422": "refused by the registry: type unknown_reference for something it does not hold "
+    "(an unknown owner, server, group, ...), type refused for anything else (illegal "
+    "identifier characters, a certificate no approved CA issued, ...)",
 }
 
 
@@ -227,6 +327,15 @@ _PART = {"type": "string", "minLength": 1, "maxLength": 255, "pattern": r"^[A-Za
 
 def _path_param(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": _PART}
+
+
+# Registration request ids are UUIDs in their canonical form.
+_REQUEST_ID = {
+    "name": "id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 36, "maxLength": 36, "pattern": "^[0-9a-f-]{36}$"},
+}
 
 
 def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -295,6 +404,18 @@ def _build() -> dict[str, Any]:
                 parameters=[*member_params, _path_param("server_code")],
             ),
         },
+        "/security-servers/{member_class}/{member_code}/{server_code}/maintenance": {
+            "put": _operation(
+                "setMaintenanceMode",
+                "put a security server into maintenance mode or take it out (idempotent)",
+                OFFICER,
+                "200",
+                _ref("SecurityServer"),
+                (),
+                body=True,
+                parameters=[*member_params, _path_param("server_code")],
+            ),
+        },
         "/groups": {
             "get": _operation("listGroups", "list global groups", READERS, "200", _list("Group"), ()),
             "post": _operation(
@@ -331,6 +452,39 @@ def _build() -> dict[str, Any]:
                 "addService", "catalogue a service", OFFICER, "201", _ref("Service"), ("409",), body=True
             ),
         },
+        "/approved-cas": {
+            "get": _operation(
+                "listApprovedCAs", "list approved CAs", READERS, "200", _list("ApprovedCA"), ("422",)
+            ),
+            "post": _operation(
+                "addApprovedCA",
+                "approve a root CA with its intermediates and OCSP service",
+                ADMIN,
+                "201",
+                _ref("ApprovedCA"),
+                ("409",),
+                body=True,
+            ),
+        },
+        "/approved-tsas": {
+            "get": _operation(
+                "listApprovedTSAs",
+                "list approved timestamping authorities",
+                READERS,
+                "200",
+                _list("ApprovedTSA"),
+                ("422",),
+            ),
+            "post": _operation(
+                "addApprovedTSA",
+                "approve a timestamping authority an approved CA certified",
+                ADMIN,
+                "201",
+                _ref("ApprovedTSA"),
+                ("409",),
+                body=True,
+            ),
+        },
         "/globalconf": {
             "get": _operation(
                 "getGlobalConf",
@@ -339,6 +493,44 @@ def _build() -> dict[str, Any]:
                 "200",
                 _ref("GlobalConf"),
                 ("422",),
+            ),
+        },
+        "/registration-requests": {
+            "get": _operation(
+                "listRegistrationRequests",
+                "registration requests from security servers, oldest first",
+                READERS,
+                "200",
+                _list("RegistrationRequest"),
+                (),
+                parameters=[
+                    _query(
+                        "status", {"type": "string", "enum": ["pending", "approved", "rejected", "revoked"]}
+                    )
+                ],
+            ),
+        },
+        "/registration-requests/{id}": {
+            "get": _operation(
+                "getRegistrationRequest",
+                "one registration request",
+                READERS,
+                "200",
+                _ref("RegistrationRequest"),
+                ("404",),
+                parameters=[_REQUEST_ID],
+            ),
+        },
+        "/registration-requests/{id}/decision": {
+            "post": _operation(
+                "decideRegistrationRequest",
+                "approve (and apply), reject with a reason the server reads, or revoke a pending request",
+                OFFICER,
+                "200",
+                _ref("RegistrationRequest"),
+                ("404", "409"),
+                body=True,
+                parameters=[_REQUEST_ID],
             ),
         },
         "/audit-trail": {
@@ -364,9 +556,10 @@ def _build() -> dict[str, Any]:
         "info": {
             "title": "xweg registry management API",
             "version": "1.0.0",
-            "description": "Members, security servers, global groups and the service catalogue of an "
-            "xweg registry. Every call needs a bearer JWT (ES256) issued by the registry "
-            "(`xweg registry token issue`); every change is written to the audit trail.",
+            "description": "Members, security servers, global groups, approved CAs and TSAs, the "
+            "service catalogue and the registration requests of an xweg registry. Every call needs a "
+            "bearer JWT (ES256) issued by the registry (`xweg registry token issue`); every change is "
+            "written to the audit trail.",
         },
         "servers": [{"url": API_PREFIX}],
         "security": [{"bearer": []}],

@@ -13,7 +13,11 @@ the same bytes; security servers trust the signature, not the transport.
 With ``database_url`` the registry also serves its management API under ``/api/v1``
 (:mod:`registry.api`) and its OpenAPI document at ``/openapi.json``; API tokens are
 signed with ``state_dir/registry-token.key`` (created on first start, encrypted with the
-signing-key passphrase), issued by ``xweg registry token issue``.
+signing-key passphrase), issued by ``xweg registry token issue``.  Security servers
+submit registration requests under ``/registration/v1`` (:mod:`registry.registration`).
+It looks for changes every ``change_poll_s`` (the newest audit-trail entry moves with
+every change, whichever process made it) and publishes a new document at once when
+there is one, so an approval reaches the security servers within their next poll.
 
 Configuration is one TOML file (paths relative to it)::
 
@@ -23,6 +27,9 @@ Configuration is one TOML file (paths relative to it)::
     port = 8080
     interval_s = 60
     validity_s = 600
+    change_poll_s = 2                     # with database_url: publish changes this soon
+    [registration]
+    auto_approve = []                     # or ["client"], ["auth-cert", "client"]
     [signing]
     key = "keys/globalconf.key"
     key_id = "2025-1"
@@ -70,9 +77,16 @@ from registry.api import (
 from registry.federation import FederationDefinition, FederationError
 from registry.openapi import API_PREFIX
 from registry.publisher import Publication, Publisher, SerialStore
+from registry.registration import (
+    REGISTRATION_CONTEXT_KEY,
+    REGISTRATION_PREFIX,
+    RegistrationContext,
+    make_registration_app,
+)
 from registry.store import RegistryError, RegistryStore, normalise_url
 from trust.anchor import AnchorKey, KeySet
 from trust.keys import load_private_key, public_key_pem, write_atomic
+from trust.registration import RegistrationKind
 from trust.service.runner import run_until_signalled, serve_app
 
 __all__ = [
@@ -120,6 +134,10 @@ class RegistrySettings:
     # Key ids (of the signing keys above) announced as the next key set, and its threshold.
     announce_key_ids: tuple[str, ...] = ()
     announce_threshold: int = 1
+    # Registration-request kinds approved without an officer (X-Road: off by default).
+    auto_approve: tuple[RegistrationKind, ...] = ()
+    # With a store: how often to look for changes, so a change is published within this time.
+    change_poll_s: float = 2.0
 
     def __post_init__(self) -> None:
         for name in ("signing_key_path", "state_dir"):
@@ -166,6 +184,12 @@ class RegistrySettings:
             raise ValueError(f"validity_s ({self.validity_s}) must exceed interval_s ({self.interval_s})")
         if not isinstance(self.max_body_bytes, int) or self.max_body_bytes < 0:
             raise ValueError("max_body_bytes must be a non-negative integer")
+        if not isinstance(self.auto_approve, tuple) or not all(
+            isinstance(kind, RegistrationKind) for kind in self.auto_approve
+        ):
+            raise ValueError("auto_approve must be a tuple of RegistrationKind")
+        if not 0.05 <= self.change_poll_s <= 3600:
+            raise ValueError("change_poll_s must be from 0.05 to 3600 seconds")
 
     @property
     def signing_key_ids(self) -> tuple[str, ...]:
@@ -197,6 +221,8 @@ class RegistrySettings:
             "validity_s",
             "max_body_bytes",
             "signing",
+            "registration",
+            "change_poll_s",
         }
         unknown = data.keys() - known
         if unknown:
@@ -258,6 +284,13 @@ class RegistrySettings:
         announce = signing.get("announce", [])
         if not isinstance(announce, list) or not all(isinstance(kid, str) for kid in announce):
             raise ValueError(f"{path}: [signing] announce must be a list of key ids")
+        registration = data.get("registration", {})
+        if not isinstance(registration, dict) or registration.keys() - {"auto_approve"}:
+            raise ValueError(f"{path}: [registration] takes only auto_approve")
+        kinds = registration.get("auto_approve", [])
+        allowed = [kind.value for kind in RegistrationKind]
+        if not isinstance(kinds, list) or any(kind not in allowed for kind in kinds):
+            raise ValueError(f"{path}: [registration] auto_approve must list kinds out of {allowed}")
         federation_path: Path | None = None
         database_url: str | None = None
         if "database_url" in data:
@@ -288,6 +321,8 @@ class RegistrySettings:
                 interval_s=float(data.get("interval_s", 60.0)),
                 validity_s=float(data.get("validity_s", 600.0)),
                 max_body_bytes=data.get("max_body_bytes", 16 * 1024),
+                auto_approve=tuple(RegistrationKind(kind) for kind in kinds),
+                change_poll_s=float(data.get("change_poll_s", 2.0)),
             )
         except (TypeError, ValueError) as exc:
             raise ValueError(f"{path}: {exc}") from exc
@@ -359,10 +394,26 @@ async def regenerate(app: web.Application) -> Publication:
 
 
 async def _regenerate_forever(app: web.Application) -> None:
-    interval = app[SETTINGS_KEY].interval_s
+    """Regenerate every ``interval_s``, and, with a store, as soon as a change is seen."""
+    settings, state, loop = app[SETTINGS_KEY], app[STATE_KEY], asyncio.get_running_loop()
+    store = state.store
+    published_marker = None if store is None else await asyncio.to_thread(store.change_marker)
+    due = loop.time() + settings.interval_s
     while True:
-        await asyncio.sleep(interval)
+        await asyncio.sleep(
+            max(0.0, due - loop.time())
+            if store is None
+            else min(settings.change_poll_s, max(0.0, due - loop.time()))
+        )
         try:
+            if store is not None and loop.time() < due:
+                marker = await asyncio.to_thread(store.change_marker)
+                if marker == published_marker:
+                    continue
+                published_marker = marker
+            elif store is not None:
+                published_marker = await asyncio.to_thread(store.change_marker)
+            due = loop.time() + settings.interval_s
             await regenerate(app)
         except asyncio.CancelledError:
             raise
@@ -405,6 +456,9 @@ async def _publisher_ctx(app: web.Application) -> AsyncIterator[None]:
                     registry_token_key_path(settings.state_dir), settings.key_passphrase
                 )
                 app[API_CONTEXT_KEY] = ApiContext(store, token_key.public_key(), clock)
+                app[REGISTRATION_CONTEXT_KEY] = RegistrationContext(
+                    store, clock, frozenset(settings.auto_approve)
+                )
         except BaseException:
             if store is not None:
                 store.close()
@@ -464,6 +518,7 @@ def make_app(settings: RegistrySettings, clock: Clock) -> web.Application:
     if settings.database_url is not None:
         app.router.add_get("/openapi.json", openapi_handler)
         app.add_subapp(API_PREFIX, make_api())
+        app.add_subapp(REGISTRATION_PREFIX, make_registration_app())
     return app
 
 

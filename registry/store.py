@@ -275,6 +275,28 @@ class AuditTrail(Base):
     correlation_id: Mapped[str | None] = mapped_column(sa.String(64))
 
 
+class RegistrationRequestRow(Base):
+    """A registration request as received (``signed_request`` is the exact JSON), and its decision."""
+
+    __tablename__ = "registration_requests"
+    __table_args__ = (sa.Index("ix_registration_requests_status", "status"),)
+    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
+    kind: Mapped[str] = mapped_column(sa.String(16))
+    server: Mapped[str] = mapped_column(sa.String(1100))
+    client: Mapped[str | None] = mapped_column(sa.String(1400))
+    address: Mapped[str | None] = mapped_column(sa.String(300))
+    auth_certificate_pem: Mapped[str | None] = mapped_column(sa.Text)
+    auth_certificate_fingerprint: Mapped[str | None] = mapped_column(sa.String(64))
+    consent_by: Mapped[str] = mapped_column(sa.String(1100))
+    digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
+    signed_request: Mapped[str] = mapped_column(sa.Text)
+    status: Mapped[str] = mapped_column(sa.String(16))
+    reason: Mapped[str | None] = mapped_column(sa.Text)
+    received_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    decided_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
+    decided_by: Mapped[str | None] = mapped_column(sa.String(255))
+
+
 # -- values handed out ----------------------------------------------------------------------
 
 
@@ -304,6 +326,74 @@ class ServiceEntry:
             "authorities": list(self.authorities),
             "area": self.area,
         }
+
+
+#: The states of a registration request; only a pending one can be decided.
+REQUEST_STATES = ("pending", "approved", "rejected", "revoked")
+_DECISIONS = {"approve": "approved", "reject": "rejected", "revoke": "revoked"}
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    # SQLite hands back naive datetimes; every one stored is UTC.
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def _format(value: dt.datetime | None) -> str | None:
+    return None if value is None else _utc(value).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+@dataclass(frozen=True)
+class RegistrationEntry:
+    """A registration request and its state, as :meth:`RegistryStore.registrations` lists it."""
+
+    id: str
+    kind: str
+    server: str
+    client: str | None
+    address: str | None
+    auth_certificate_fingerprint: str | None
+    consent_by: str
+    status: str
+    reason: str | None
+    received_at: dt.datetime
+    decided_at: dt.datetime | None
+    decided_by: str | None
+
+    @classmethod
+    def of(cls, row: RegistrationRequestRow) -> RegistrationEntry:
+        return cls(
+            row.id,
+            row.kind,
+            row.server,
+            row.client,
+            row.address,
+            row.auth_certificate_fingerprint,
+            row.consent_by,
+            row.status,
+            row.reason,
+            _utc(row.received_at),
+            None if row.decided_at is None else _utc(row.decided_at),
+            row.decided_by,
+        )
+
+    def to_dict(self, *, public: bool = False) -> dict[str, Any]:
+        """JSON form; ``public`` leaves out who decided (the submitting server's view)."""
+        data: dict[str, Any] = {
+            "id": self.id,
+            "kind": self.kind,
+            "server": self.server,
+            "client": self.client,
+            "address": self.address,
+            "auth_certificate_fingerprint": self.auth_certificate_fingerprint,
+            "consent_by": self.consent_by,
+            "status": self.status,
+            "reason": self.reason,
+            "received_at": _format(self.received_at),
+            "decided_at": _format(self.decided_at),
+        }
+        if not public:
+            data["decided_by"] = self.decided_by
+        return data
 
 
 @dataclass(frozen=True)
@@ -1258,6 +1348,210 @@ class RegistryStore:
                 for row in rows
             )
 
+    # -- registration requests --------------------------------------------------------------
+
+    def submit_registration(
+        self,
+        verified: VerifiedRegistration,
+        signed_request: bytes,
+        *,
+        auto_approve: bool = False,
+        audit: AuditContext | None = None,
+    ) -> RegistrationEntry:
+        """Record a verified request as pending (or, with ``auto_approve``, apply it at once).
+
+        Refused with nothing written when it cannot be granted as things stand: an
+        unregistered owner or server, an auth certificate already registered or already
+        pending, a client already hosted or already pending, or the same request twice
+        (:class:`RegistryConflict` for collisions, :class:`RegistryNotFound` for unknown names).
+        """
+        context = audit or AuditContext.local()
+        request = verified.request
+        cert = request.auth_certificate
+        with self._change(context) as (session, record):
+            self._settings(session)
+            replay = session.scalar(
+                sa.select(RegistrationRequestRow).where(RegistrationRequestRow.digest == verified.digest)
+            )
+            if replay is not None:
+                raise RegistryConflict(f"this request was already received as {replay.id}")
+            self._check_grantable(session, request)
+            row = RegistrationRequestRow(
+                id=str(uuid.uuid4()),
+                kind=str(request.kind),
+                server=request.server.slash(),
+                client=None if request.client is None else request.client.slash(),
+                address=request.address,
+                auth_certificate_pem=None if cert is None else _pem(cert),
+                auth_certificate_fingerprint=verified.auth_certificate_fingerprint,
+                consent_by=verified.consent_by.slash(),
+                digest=verified.digest,
+                signed_request=signed_request.decode("ascii"),
+                status="pending",
+                received_at=context.at,
+            )
+            session.add(row)
+            record("submit_registration", row.id, None, RegistrationEntry.of(row).to_dict())
+            if auto_approve:
+                self._decide(session, record, row, "approve", None, "auto-approval", context.at)
+            return RegistrationEntry.of(row)
+
+    def _pending_conflict(self, session: Session, besides: str | None, **where: str) -> None:
+        clauses = [getattr(RegistrationRequestRow, name) == value for name, value in where.items()]
+        if besides is not None:
+            clauses.append(RegistrationRequestRow.id != besides)
+        pending = session.scalar(
+            sa.select(RegistrationRequestRow).where(RegistrationRequestRow.status == "pending", *clauses)
+        )
+        if pending is not None:
+            raise RegistryConflict(f"request {pending.id} for the same is already pending")
+
+    def _check_grantable(
+        self, session: Session, request: RegistrationRequest, besides: str | None = None
+    ) -> None:
+        """Raise unless ``request`` could be approved now and no other pending request
+        (than ``besides``, the one being decided) asks the same."""
+        if request.kind is RegistrationKind.AUTH_CERT:
+            assert request.auth_certificate is not None  # an auth-cert request always has one
+            self._member(session, request.server.owner)
+            self._check_auth_certificate(session, request.auth_certificate, request.server)
+            self._pending_conflict(
+                session, besides, auth_certificate_fingerprint=fingerprint(request.auth_certificate)
+            )
+        else:
+            assert request.client is not None  # a client request always has one
+            server = self._server(session, request.server)
+            member = self._member(session, request.client.member)
+            if any(
+                c.member_id == member.id
+                and c.subsystem is not None
+                and c.subsystem.code == request.client.subsystem_code
+                for c in server.clients
+            ):
+                raise RegistryConflict(f"{request.server} already hosts {request.client}")
+            self._pending_conflict(
+                session, besides, server=request.server.slash(), client=request.client.slash()
+            )
+
+    def _decide(
+        self,
+        session: Session,
+        record: _Record,
+        row: RegistrationRequestRow,
+        decision: str,
+        reason: str | None,
+        actor: str,
+        at: dt.datetime,
+    ) -> None:
+        if row.status != "pending":
+            raise RegistryConflict(
+                f"request {row.id} was already {row.status}; only a pending request is decided"
+            )
+        before = RegistrationEntry.of(row).to_dict()
+        if decision == "approve":
+            request = RegistrationRequest.from_bytes(
+                base64.b64decode(json.loads(row.signed_request)["payload"])
+            )
+            # The registry may have changed since submission: check again, then apply.
+            self._check_grantable(session, request, besides=row.id)
+            self._apply(session, record, request)
+        row.status, row.reason, row.decided_at, row.decided_by = _DECISIONS[decision], reason, at, actor
+        record(f"{decision}_registration", row.id, before, RegistrationEntry.of(row).to_dict())
+
+    def _apply(self, session: Session, record: _Record, request: RegistrationRequest) -> None:
+        """Make the change an approved request asks for."""
+        if request.kind is RegistrationKind.AUTH_CERT:
+            cert = request.auth_certificate
+            assert cert is not None and request.address is not None
+            owner = self._member(session, request.server.owner)
+            server = session.scalar(
+                sa.select(SecurityServer).where(
+                    SecurityServer.owner_id == owner.id, SecurityServer.code == request.server.server_code
+                )
+            )
+            if server is None:
+                server = SecurityServer(owner=owner, code=request.server.server_code, address=request.address)
+                session.add(server)
+                before: Any = None
+            else:
+                before = {
+                    "address": server.address,
+                    "auth_certificate_fingerprints": [a.fingerprint for a in server.auth_certificates],
+                }
+                server.address = request.address
+            server.auth_certificates.append(AuthCertificate(pem=_pem(cert), fingerprint=fingerprint(cert)))
+            after = {
+                "address": request.address,
+                "auth_certificate_fingerprints": [a.fingerprint for a in server.auth_certificates],
+            }
+            record("register_auth_certificate", request.server.slash(), before, after)
+        else:
+            assert request.client is not None
+            server = self._server(session, request.server)
+            member = self._member(session, request.client.member)
+            subsystem = next((s for s in member.subsystems if s.code == request.client.subsystem_code), None)
+            if subsystem is None:
+                # As in X-Road, registering a client of a new subsystem creates the subsystem.
+                subsystem = Subsystem(member=member, code=request.client.subsystem_code)
+                session.add(subsystem)
+                record("add_subsystem", request.client.member.slash(), None, {"subsystem": subsystem.code})
+            before_clients = [self._client_slash(session, c.member, c.subsystem) for c in server.clients]
+            server.clients.append(ServerClient(member=member, subsystem=subsystem))
+            record(
+                "add_server_client",
+                request.server.slash(),
+                {"clients": before_clients},
+                {"clients": [*before_clients, request.client.slash()]},
+            )
+
+    def decide_registration(
+        self,
+        request_id: str,
+        decision: str,
+        *,
+        reason: str | None = None,
+        audit: AuditContext | None = None,
+    ) -> RegistrationEntry:
+        """Approve, reject (with a reason the submitting server can read) or revoke a pending request."""
+        if decision not in _DECISIONS:
+            raise RegistryError(f"decision must be one of {', '.join(_DECISIONS)}")
+        if decision == "reject" and not (isinstance(reason, str) and reason.strip()):
+            raise RegistryError("a rejection needs a reason the submitting server can read")
+        if reason is not None:
+            _text(reason, "reason")
+        context = audit or AuditContext.local()
+        with self._change(context) as (session, record):
+            row = session.get(RegistrationRequestRow, _request_id(request_id))
+            if row is None:
+                raise RegistryNotFound(f"no registration request {request_id}")
+            self._decide(session, record, row, decision, reason, context.actor, context.at)
+            return RegistrationEntry.of(row)
+
+    def registration(self, request_id: str) -> RegistrationEntry:
+        """One request, by id; :class:`RegistryNotFound` when there is none."""
+        with self._transaction() as session:
+            row = session.get(RegistrationRequestRow, _request_id(request_id))
+            if row is None:
+                raise RegistryNotFound(f"no registration request {request_id}")
+            return RegistrationEntry.of(row)
+
+    def registrations(self, *, status: str | None = None) -> tuple[RegistrationEntry, ...]:
+        """Requests, oldest first, optionally only those in ``status``."""
+        if status is not None and status not in REQUEST_STATES:
+            raise RegistryError(f"status must be one of {', '.join(REQUEST_STATES)}")
+        with self._transaction() as session:
+            query = sa.select(RegistrationRequestRow).order_by(
+                RegistrationRequestRow.received_at, RegistrationRequestRow.id
+            )
+            if status is not None:
+                query = query.where(RegistrationRequestRow.status == status)
+            return tuple(RegistrationEntry.of(row) for row in session.scalars(query))
+
+    def change_marker(self) -> int:
+        """The id of the newest audit-trail entry: it moves whenever anything changes."""
+        with self._transaction() as session:
+            return int(session.scalar(sa.select(sa.func.max(AuditTrail.id))) or 0)
+
     def counts(self) -> dict[str, int]:
         """Rows per table, for operators and tests."""
         with self._transaction() as session:
@@ -1265,6 +1559,14 @@ class RegistryStore:
                 table.name: int(session.scalar(sa.select(sa.func.count()).select_from(table)) or 0)
                 for table in Base.metadata.sorted_tables
             }
+
+
+def _request_id(text: object) -> str:
+    """A request id in its canonical form (a UUID); anything else names no request."""
+    try:
+        return str(uuid.UUID(str(text)))
+    except ValueError as exc:
+        raise RegistryNotFound(f"no registration request {str(text)[:64]!r}") from exc
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

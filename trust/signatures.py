@@ -160,9 +160,7 @@ def check_signed_by(
     try:
         _jws.decode_complete(token, public, algorithms=[_ALGORITHM], detached_payload=digest)
     except jwt.InvalidSignatureError as exc:
-        raise SignatureInvalid(
-            f"signature by {describe(certificate)} does not match {what}"
-        ) from exc
+        raise SignatureInvalid(f"signature by {describe(certificate)} does not match {what}") from exc
     except jwt.PyJWTError as exc:
         raise SignatureInvalid(f"signature by {describe(certificate)} is malformed: {exc}") from exc
 

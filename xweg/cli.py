@@ -26,6 +26,10 @@ def _parser() -> argparse.ArgumentParser:
     serve = gateway_sub.add_parser("serve", help="run one security server")
     serve.add_argument("--config", type=Path, required=True)
 
+    from xweg.registercmd import add_register_commands
+
+    add_register_commands(gateway_sub)
+
     registry = sub.add_parser("registry", help="the central registry")
     registry_sub = registry.add_subparsers(dest="action", required=True)
     rserve = registry_sub.add_parser("serve", help="publish signed global configuration")
@@ -34,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     from xweg.registrycmd import add_registry_commands
 
     add_registry_commands(registry_sub)
+
+    from xweg.requestscmd import add_requests_commands
+
+    add_requests_commands(registry_sub)
 
     _add_audit_commands(sub)
 
@@ -194,6 +202,14 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_demo(args.data, once=args.once)
     serving = args.command == "trust" and getattr(args, "trust_action", None) == "serve"
+    if args.command == "gateway" and args.action == "register":
+        from xweg.registercmd import run_register_command
+
+        return run_register_command(args)
+    if args.command == "registry" and args.action == "requests":
+        from xweg.requestscmd import run_requests_command
+
+        return run_requests_command(args)
     if args.command == "registry" and args.action != "serve":
         from xweg.registrycmd import run_registry_command
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import jsonschema_rs
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from structlog.testing import capture_logs
 
 from core.identifiers import SecurityServerId
@@ -16,6 +18,7 @@ from registry.openapi import openapi_document
 from tests.unit.registry.apihelpers import Api, api
 from tests.unit.registry.dbfixtures import database_url
 from tests.unit.trust.helpers import MEMBER, NOW, Pki
+from trust.ca import CertificateAuthority
 from trust.certificates import fingerprint
 from trust.keys import generate_private_key, make_csr
 from xweg.cli import main
@@ -33,6 +36,18 @@ SERVICE = {
     "authorities": ["MELDID:05774032"],
     "area": "05774032",
 }
+
+
+def pem_text(cert: x509.Certificate) -> str:
+    return cert.public_bytes(serialization.Encoding.PEM).decode("ascii")
+
+
+# A CA the federation has not approved yet, and a TSA it certifies.
+LIPPE_CA = CertificateAuthority.create_root("Kreis Lippe Root CA", generate_private_key(), now=NOW)
+LIPPE_TSA = LIPPE_CA.issue_tsa_certificate(make_csr(generate_private_key(), "t"), "Lippe TSA", now=NOW)
+ADD_CA = {"certificate_pem": pem_text(LIPPE_CA.certificate)}
+ADD_TSA = {"name": "Lippe TSA", "url": "http://127.0.0.1:8889/", "certificate_pem": pem_text(LIPPE_TSA)}
+PADERBORN_MAINTENANCE = "/security-servers/MUN/05774032/ss1/maintenance"
 
 
 def response_schema(path: str, method: str, status: int) -> dict[str, Any]:
@@ -136,6 +151,16 @@ CALLS: list[tuple[str, str, Any, set[str]]] = [
         "POST",
         "/security-servers/MUN/05711000/ss1/clients",
         {"client": "NRW/MUN/05711000"},
+        {"registry-admin", "registration-officer"},
+    ),
+    ("GET", "/approved-cas", None, set(ROLES)),
+    ("GET", "/approved-tsas", None, set(ROLES)),
+    ("POST", "/approved-cas", ADD_CA, {"registry-admin"}),
+    ("POST", "/approved-tsas", ADD_TSA, {"registry-admin"}),  # after its CA
+    (
+        "PUT",
+        PADERBORN_MAINTENANCE,
+        {"maintenance_mode": True},
         {"registry-admin", "registration-officer"},
     ),
 ]
@@ -252,29 +277,70 @@ async def test_oversize_body_is_413(api: Api) -> None:
     assert api.store.counts() == counts
 
 
+SERVER_CLIENTS = "/security-servers/MUN/05774032/ss1/clients"
+
+
 @pytest.mark.parametrize(
-    ("path", "body", "status"),
+    ("method", "path", "body", "status", "kind", "message"),
     [
-        ("/members", {**ADD_MEMBER, "member_code": "05774032"}, 409),
-        ("/members/MUN/05774032/subsystems", {"code": "gewerbeamt"}, 409),
-        ("/groups", {"code": "owl-kommunen"}, 409),
-        ("/groups/owl-kommunen/members", {"member": "NRW/MUN/05774032/gewerbeamt"}, 409),
-        ("/members", {**ADD_MEMBER, "member_code": "0577/4020"}, 422),
-        ("/members", {**ADD_MEMBER, "member_code": "05774020:x"}, 422),
-        ("/members", {**ADD_MEMBER, "member_class": "XYZ"}, 422),
-        ("/members/MUN/12345678/subsystems", {"code": "bauamt"}, 422),
-        ("/services", {**SERVICE, "provider": "NRW/MUN/12345678/x"}, 422),
-        ("/services", {**SERVICE, "area": "abc"}, 422),
+        # RegistryConflict: 409, type conflict
+        ("POST", "/members", {**ADD_MEMBER, "member_code": "05774032"}, 409, "conflict", "duplicate member"),
+        ("POST", "/members/MUN/05774032/subsystems", {"code": "gewerbeamt"}, 409, "conflict", "duplicate"),
+        ("POST", "/groups", {"code": "owl-kommunen"}, 409, "conflict", "duplicate global group"),
+        (
+            "POST", "/groups/owl-kommunen/members", {"member": "NRW/MUN/05774032/gewerbeamt"},
+            409, "conflict", "is already a member of global group owl-kommunen",
+        ),
+        (
+            "POST", SERVER_CLIENTS, {"client": "NRW/MUN/05774032"},
+            409, "conflict", "SERVER:NRW/MUN/05774032/ss1 already hosts MEMBER:NRW/MUN/05774032",
+        ),
+        # RegistryNotFound: 422, type unknown_reference
+        (
+            "POST", "/members", {**ADD_MEMBER, "member_class": "XYZ"},
+            422, "unknown_reference", "unknown member class XYZ",
+        ),
+        (
+            "POST", "/members/MUN/12345678/subsystems", {"code": "bauamt"},
+            422, "unknown_reference", "MEMBER:NRW/MUN/12345678 is not a registered member",
+        ),
+        (
+            "POST", "/services", {**SERVICE, "provider": "NRW/MUN/12345678/x"},
+            422, "unknown_reference", "is not a registered member",
+        ),
+        (
+            "POST", "/groups/nope/members", {"member": "NRW/MUN/05774032"},
+            422, "unknown_reference", "global group nope does not exist",
+        ),
+        (
+            "POST", "/security-servers/MUN/05774032/ss9/clients", {"client": "NRW/MUN/05774032"},
+            422, "unknown_reference", "SERVER:NRW/MUN/05774032/ss9 is not a registered security server",
+        ),
+        (
+            "PUT", "/security-servers/MUN/05774032/ss9/maintenance", {"maintenance_mode": True},
+            422, "unknown_reference", "SERVER:NRW/MUN/05774032/ss9 is not a registered security server",
+        ),
+        (
+            "POST", SERVER_CLIENTS, {"client": "NRW/MUN/05774032/kfz"},
+            422, "unknown_reference", "is not a subsystem of MEMBER:NRW/MUN/05774032",
+        ),
+        # any other RegistryError, or a bad identifier in the path: 422, type refused
+        ("POST", "/members", {**ADD_MEMBER, "member_code": "0577/4020"}, 422, "refused", "illegal character"),
+        ("POST", "/members", {**ADD_MEMBER, "member_code": "05774020:x"}, 422, "refused", "illegal"),
+        ("POST", "/members/MUN/0577:4032/subsystems", {"code": "bauamt"}, 422, "refused", "illegal"),
+        ("POST", "/services", {**SERVICE, "area": "abc"}, 422, "refused", "must be a municipality key"),
+        ("POST", "/approved-cas", {"certificate_pem": "hello"}, 422, "refused", "not a PEM certificate"),
     ],
-)
+)  # fmt: skip
 async def test_refused_changes_write_nothing_not_even_the_audit_trail(
-    api: Api, path: str, body: Any, status: int
+    api: Api, method: str, path: str, body: Any, status: int, kind: str, message: str
 ) -> None:
     counts, trail = api.store.counts(), api.store.audit_trail()
     with capture_logs() as logs:
-        got, payload, headers = await call(api, "POST", path, "registry-admin", body)
+        got, payload, headers = await call(api, method, path, "registry-admin", body)
     assert got == status, payload
-    assert payload["type"] == ("conflict" if status == 409 else "refused")
+    assert payload["type"] == kind
+    assert message in payload["message"]
     assert payload["detail"] == headers["X-Correlation-Id"]
     assert "Traceback" not in payload["message"]
     assert api.store.counts() == counts
@@ -287,6 +353,186 @@ async def test_duplicate_service_is_409(api: Api) -> None:
     trail = api.store.audit_trail()
     assert (await call(api, "POST", "/services", "registration-officer", SERVICE))[0] == 409
     assert api.store.audit_trail() == trail
+
+
+# -- approved CAs and TSAs, maintenance mode --------------------------------------------------
+
+
+async def refused_unchanged(
+    api: Api, method: str, path: str, role: str | None, body: Any, status: int, kind: str
+) -> dict[str, Any]:
+    """Call, expect ``status`` and ``kind``, and check that nothing was written."""
+    counts, trail = api.store.counts(), api.store.audit_trail()
+    got, payload, _ = await call(api, method, path, role, body)
+    assert (got, payload["type"]) == (status, kind), payload
+    assert api.store.counts() == counts
+    assert api.store.audit_trail() == trail
+    return dict(payload)
+
+
+async def test_approved_cas_are_listed_and_approved_with_an_audit_entry(api: Api, pki: Pki) -> None:
+    status, cas, _ = await call(api, "GET", "/approved-cas", "observer")
+    assert status == 200
+    assert cas == [
+        {
+            "fingerprint": fingerprint(pki.ca.certificate),
+            "subject": "CN=xweg NRW Root CA",
+            "not_after": pki.ca.certificate.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "intermediate_fingerprints": [],
+            "ocsp_url": None,
+            "ocsp_responder_fingerprints": [],
+        }
+    ]
+    issuing = CertificateAuthority.create_intermediate(
+        LIPPE_CA, "Kreis Lippe Issuing CA", generate_private_key(), now=NOW
+    )
+    responder = issuing.issue_ocsp_responder_certificate(
+        generate_private_key().public_key(), "Kreis Lippe OCSP", now=NOW
+    )
+    body = {
+        **ADD_CA,
+        "intermediates_pem": [pem_text(issuing.certificate)],
+        "ocsp_url": "http://127.0.0.1:8888/ocsp",
+        "ocsp_responders_pem": [pem_text(responder)],
+    }
+    await refused_unchanged(api, "POST", "/approved-cas", None, body, 401, "unauthorized")
+    await refused_unchanged(api, "POST", "/approved-cas", "registration-officer", body, 403, "forbidden")
+
+    status, added, headers = await call(api, "POST", "/approved-cas", "registry-admin", body)
+    assert status == 201
+    assert added == {
+        "fingerprint": fingerprint(LIPPE_CA.certificate),
+        "subject": "CN=Kreis Lippe Root CA",
+        "not_after": LIPPE_CA.certificate.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "intermediate_fingerprints": [fingerprint(issuing.certificate)],
+        "ocsp_url": "http://127.0.0.1:8888/ocsp",
+        "ocsp_responder_fingerprints": [fingerprint(responder)],
+    }
+    assert (await call(api, "GET", "/approved-cas", "observer"))[1] == [*cas, added]
+    entry = api.store.audit_trail()[-1]
+    assert (entry.actor, entry.operation, entry.target) == (
+        "registry-admin-user",
+        "add_approved_ca",
+        fingerprint(LIPPE_CA.certificate),
+    )
+    assert (entry.before, entry.after, entry.correlation_id) == (None, added, headers["X-Correlation-Id"])
+    assert "BEGIN CERTIFICATE" not in json.dumps(entry.to_dict())
+
+    payload = await refused_unchanged(api, "POST", "/approved-cas", "registry-admin", ADD_CA, 409, "conflict")
+    assert payload["message"].endswith("is already an approved CA")
+    payload = await refused_unchanged(
+        api,
+        "POST",
+        "/approved-cas",
+        "registry-admin",
+        {"certificate_pem": pem_text(pki.auth_cert)},
+        422,
+        "refused",
+    )
+    assert "is not a CA certificate" in payload["message"]
+    no_url = {
+        "certificate_pem": pem_text(pki.foreign_ca.certificate),
+        "ocsp_responders_pem": [pem_text(responder)],
+    }
+    payload = await refused_unchanged(api, "POST", "/approved-cas", "registry-admin", no_url, 422, "refused")
+    assert payload["message"].endswith("lists OCSP responders but no URL")
+    for bad in ({**ADD_CA, "ocsp_url": 5}, {**ADD_CA, "intermediates_pem": "x"}, {**ADD_CA, "pem": "x"}):
+        await refused_unchanged(api, "POST", "/approved-cas", "registry-admin", bad, 400, "invalid_request")
+
+
+async def test_approved_tsas_need_an_approved_ca_and_a_new_name(api: Api, pki: Pki) -> None:
+    status, tsas, _ = await call(api, "GET", "/approved-tsas", "observer")
+    assert (status, tsas) == (200, [])
+    unapproved = {**ADD_TSA, "certificate_pem": pem_text(LIPPE_TSA)}  # Kreis Lippe's CA is not approved
+    payload = await refused_unchanged(
+        api, "POST", "/approved-tsas", "registry-admin", unapproved, 422, "refused"
+    )
+    assert payload["message"].endswith("was not issued by an approved CA")
+
+    tsa = pki.ca.issue_tsa_certificate(make_csr(generate_private_key(), "t"), "IT.NRW TSA", now=NOW)
+    body = {"name": "IT.NRW TSA", "url": "http://127.0.0.1:8889/", "certificate_pem": pem_text(tsa)}
+    await refused_unchanged(api, "POST", "/approved-tsas", None, body, 401, "unauthorized")
+    await refused_unchanged(api, "POST", "/approved-tsas", "registration-officer", body, 403, "forbidden")
+    status, added, _ = await call(api, "POST", "/approved-tsas", "registry-admin", body)
+    assert status == 201
+    assert added == {
+        "name": "IT.NRW TSA",
+        "url": "http://127.0.0.1:8889/",
+        "fingerprint": fingerprint(tsa),
+        "subject": "CN=IT.NRW TSA",
+        "not_after": tsa.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    entry = api.store.audit_trail()[-1]
+    assert (entry.operation, entry.target, entry.before, entry.after) == (
+        "add_approved_tsa",
+        "IT.NRW TSA",
+        None,
+        added,
+    )
+    payload = await refused_unchanged(api, "POST", "/approved-tsas", "registry-admin", body, 409, "conflict")
+    assert payload["message"] == "duplicate approved TSA IT.NRW TSA"
+    status, tsas, _ = await call(api, "GET", "/approved-tsas", "observer")
+    assert (status, tsas) == (200, [added])
+    status, conf, _ = await call(api, "GET", "/globalconf", "observer")
+    assert [t["name"] for t in conf["approved_tsas"]] == ["IT.NRW TSA"]
+
+
+async def test_maintenance_mode_is_set_shown_and_audited(api: Api) -> None:
+    status, servers, _ = await call(api, "GET", "/security-servers", "observer")
+    assert [(s["id"], s["maintenance_mode"]) for s in servers] == [
+        ("NRW/MUN/05774032/ss1", False),
+        ("NRW/MUN/05711000/ss1", False),
+    ]
+    on = {"maintenance_mode": True}
+    await refused_unchanged(api, "PUT", PADERBORN_MAINTENANCE, None, on, 401, "unauthorized")
+    await refused_unchanged(api, "PUT", PADERBORN_MAINTENANCE, "observer", on, 403, "forbidden")
+
+    status, server, headers = await call(api, "PUT", PADERBORN_MAINTENANCE, "registration-officer", on)
+    assert (status, server["id"], server["maintenance_mode"]) == (200, "NRW/MUN/05774032/ss1", True)
+    entry = api.store.audit_trail()[-1]
+    assert (entry.actor, entry.operation, entry.target, entry.before, entry.after) == (
+        "registration-officer-user",
+        "set_maintenance_mode",
+        "NRW/MUN/05774032/ss1",
+        {"maintenance_mode": False},
+        {"maintenance_mode": True},
+    )
+    assert entry.correlation_id == headers["X-Correlation-Id"]
+    status, servers, _ = await call(api, "GET", "/security-servers", "observer")
+    assert [s["maintenance_mode"] for s in servers] == [True, False]
+
+    # Idempotent: the same mode again answers the server and writes nothing.
+    trail = api.store.audit_trail()
+    status, again, _ = await call(api, "PUT", PADERBORN_MAINTENANCE, "registry-admin", on)
+    assert (status, again) == (200, server)
+    assert api.store.audit_trail() == trail
+
+    status, server, _ = await call(
+        api, "PUT", PADERBORN_MAINTENANCE, "registry-admin", {"maintenance_mode": False}
+    )
+    assert (status, server["maintenance_mode"]) == (200, False)
+    assert [(e.operation, e.after) for e in api.store.audit_trail()[len(trail) :]] == [
+        ("set_maintenance_mode", {"maintenance_mode": False})
+    ]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"maintenance_mode": "true"},
+        {"maintenance_mode": 1},
+        {"maintenance_mode": None},
+        {"maintenance_mode": [True]},
+        {},
+        {"maintenance_mode": True, "reason": "update"},
+    ],
+)
+async def test_maintenance_mode_must_be_a_boolean(api: Api, body: Any) -> None:
+    payload = await refused_unchanged(
+        api, "PUT", PADERBORN_MAINTENANCE, "registry-admin", body, 400, "invalid_request"
+    )
+    assert payload["message"].startswith("body")
+    assert set(api.store.maintenance_modes().values()) == {False}
 
 
 # -- the audit trail ------------------------------------------------------------------------
