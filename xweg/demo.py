@@ -297,9 +297,10 @@ def run_demo(data: Path, *, once: bool) -> int:
     signal.signal(signal.SIGHUP, _interrupt)
     print(f"Preparing the OWL federation under {data} ...")
     layout = prepare(data, OWL)
-    federation = RunningFederation(layout)
+    federation = RunningFederation(layout, report=print)
     try:
-        print("Starting the registry, 5 security servers and the demo backends as separate processes ...")
+        print("Starting the trust services, the registry and the demo backends as separate processes;")
+        print("each security server registers through the registry's workflow, then starts:")
         federation.start()
         (layout.root / "federation.json").write_text(
             json.dumps(federation.describe(), indent=2, ensure_ascii=False)

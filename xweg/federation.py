@@ -24,7 +24,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,6 +78,10 @@ class ServicePlan:
     access: tuple[str, ...]  # client ids (slash form) or GLOBALGROUP:... allowed to call it
     base_url: str | None = None  # default: the demo backend of that kind
     timeout_s: float = 30.0
+    # What the registry's service catalogue says about it (the directory look-up).
+    standard: str = ""
+    authorities: tuple[str, ...] = ()
+    area: str | None = None
 
 
 @dataclass(frozen=True)
@@ -154,6 +158,9 @@ OWL = FederationPlan(
                     "gewerbestatistik",
                     "Gewerbestatistik: reduced view of every Gewerbeanzeige",
                     ("GLOBALGROUP:NRW/owl-gewerbeaemter",),
+                    standard="XGewerbeanzeige 2.2 (statistics view)",
+                    authorities=("DESTATIS:05",),
+                    area="05",
                 ),
             ),
         ),
@@ -168,6 +175,9 @@ OWL = FederationPlan(
                     "gewerbeanzeige",
                     "Gewerbeanzeige for occupational safety (after XGewerbeanzeige)",
                     ("GLOBALGROUP:NRW/owl-gewerbeaemter",),
+                    standard="XGewerbeanzeige 2.2",
+                    authorities=("MELDID:057",),
+                    area="057",
                 ),
             ),
         ),
@@ -247,6 +257,11 @@ class Layout:
         return self.root / "registry" / "registry.toml"
 
     @property
+    def registry_database_url(self) -> str:
+        """The registry's store: members, servers, requests; it persists across runs."""
+        return f"sqlite:///{self.root / 'registry' / 'registry.db'}"
+
+    @property
     def registry_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['registry']}"
 
@@ -277,6 +292,8 @@ def _free_port() -> int:
 
 def _port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the servers bind: a port left in TIME_WAIT by the last run is free to reuse.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
@@ -296,6 +313,13 @@ def _ports(root: Path, plan: FederationPlan) -> dict[str, int]:
     ports: dict[str, int] = {}
     for name in names:
         port = known.get(name)
+        if port is not None and _records_port(name) and (port in ports.values() or not _port_is_free(port)):
+            # The registry's store keeps these addresses across runs; moving one silently
+            # would publish a federation nobody can reach.
+            raise FederationError(
+                f"port {port} ({name}), recorded in {path} and in the registry, is in use by another "
+                f"program: stop it, or remove {root} to set up a new federation"
+            )
         if port is None or port in ports.values() or not _port_is_free(port):
             port = _free_port()
             while port in ports.values():
@@ -303,6 +327,11 @@ def _ports(root: Path, plan: FederationPlan) -> dict[str, int]:
         ports[name] = port
     write_atomic(path, json.dumps(ports, indent=2).encode())
     return ports
+
+
+def _records_port(name: str) -> bool:
+    """Whether the registry publishes this port: a peer listener, the OCSP responder, the TSA."""
+    return name.endswith(".peer") or name in ("ocsp", "tsa")
 
 
 def _toml_str(value: str) -> str:
@@ -419,6 +448,9 @@ def prepare(root: Path, plan: FederationPlan = OWL) -> Layout:
 
     _write_registry_files(layout)
     ca.close()
+    from xweg.enrolment import bootstrap_registry
+
+    bootstrap_registry(layout)
     return layout
 
 
@@ -483,51 +515,15 @@ def _write_server_config(layout: Layout, server: ServerPlan) -> None:
 
 def _write_registry_files(layout: Layout) -> None:
     plan = layout.plan
-    fed = [
-        f"instance = {_toml_str(INSTANCE)}",
-        f"ocsp_freshness_s = {plan.ocsp_freshness_s}",
-        "",
-        "[[approved_cas]]",
-        f"certificate = {_toml_str(str(layout.ca_certificate))}",
-        f"intermediates = {_toml_list([str(layout.ca_dir / 'issuing.pem')])}",
-        f"ocsp_url = {_toml_str(layout.ocsp_url)}",
-        f"ocsp_responders = {_toml_list([str(layout.ca_dir / 'ocsp.pem')])}",
-        "",
-        "[[approved_tsas]]",
-        f"name = {_toml_str(TSA_NAME)}",
-        f"url = {_toml_str(layout.tsa_url)}",
-        f"certificate = {_toml_str(str(layout.tsa_dir / 'tsa.pem'))}",
-    ]
-    for member in plan.members:
-        fed += [
-            "",
-            "[[members]]",
-            f"class = {_toml_str(member.id.member_class)}",
-            f"code = {_toml_str(member.id.member_code)}",
-            f"name = {_toml_str(member.name)}",
-            f"subsystems = {_toml_list(member.subsystems)}",
-        ]
-    for server in plan.servers:
-        fed += [
-            "",
-            "[[security_servers]]",
-            f"owner = {_toml_str(server.id.owner.slash())}",
-            f"code = {_toml_str(server.id.server_code)}",
-            f"address = {_toml_str('127.0.0.1:' + str(layout.ports[server.slug + '.peer']))}",
-            f"auth_certificate = {_toml_str(str(layout.server_dir(server.slug) / 'keys' / 'auth.pem'))}",
-            f"clients = {_toml_list([c.slash() for c in server.clients])}",
-        ]
-    for code, members in plan.global_groups.items():
-        fed += ["", "[[global_groups]]", f"code = {_toml_str(code)}", f"members = {_toml_list(members)}"]
-    write_atomic(layout.root / "registry" / "federation.toml", ("\n".join(fed) + "\n").encode())
-
     reg = [
-        'federation = "federation.toml"',
+        'database_url = "sqlite:///registry.db"',
         'state_dir = "state"',
         'host = "127.0.0.1"',
         f"port = {layout.ports['registry']}",
         f"interval_s = {plan.registry_interval_s}",
         f"validity_s = {plan.registry_validity_s}",
+        # Approvals reach the security servers within a second, not at the next round.
+        "change_poll_s = 0.5",
         "",
         "[signing]",
         'key = "signing.key"',
@@ -612,10 +608,17 @@ class Process:
 
 
 class RunningFederation:
-    """Every component of a prepared federation as its own OS process."""
+    """Every component of a prepared federation as its own OS process.
 
-    def __init__(self, layout: Layout) -> None:
+    :meth:`start` brings up the trust services, the registry and the backends, then has
+    every security server register itself through the registration workflow
+    (:mod:`xweg.enrolment`; ``report`` receives a line per step), then starts the
+    security servers.
+    """
+
+    def __init__(self, layout: Layout, report: Callable[[str], None] | None = None) -> None:
         self.layout = layout
+        self.report = report
         logs = layout.root / "logs"
         self.processes: dict[str, Process] = {
             "registry": Process(
@@ -646,14 +649,28 @@ class RunningFederation:
             )
 
     def start(self, timeout_s: float = 60.0) -> None:
-        for process in self.processes.values():
-            process.start()
-        self.wait_ready(timeout_s)
+        from xweg.enrolment import enrol
 
-    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        servers = {server.slug for server in self.layout.plan.servers}
+        infrastructure = [name for name in self.processes if name not in servers]
+        for name in infrastructure:
+            self.processes[name].start()
+        self.wait_ready(timeout_s, names=infrastructure)
+        enrol(self.layout, report=self.report, timeout_s=timeout_s)
+        for name in servers:
+            self.processes[name].start()
+        self.wait_ready(timeout_s, names=sorted(servers))
+
+    def wait_ready(self, timeout_s: float = 60.0, names: Sequence[str] | None = None) -> None:
+        """Wait until ``names`` (default: every process) answer; servers need the current configuration."""
         deadline = time.monotonic() + timeout_s
-        pending = set(self.processes)
+        pending = set(self.processes if names is None else names)
         registry_serial: int | None = None
+        if "registry" not in pending:
+            status, body = _get_json(self.layout.registry_url + "/healthz")
+            if status != 200 or not isinstance(body, dict):
+                raise FederationError(f"the registry does not answer at {self.layout.registry_url}")
+            registry_serial = int(body["serial"])
         while pending:
             for name in sorted(pending):
                 process = self.processes[name]
