@@ -23,8 +23,7 @@ import aiohttp
 from cryptography import x509
 
 from core.identifiers import MemberId, SubsystemId
-from gateway.confclient.fetcher import FetchError, fetch_document
-from gateway.confclient.trusted import TrustedGlobalConf
+from gateway.confclient.fetcher import FetchError, fetch_verified_global_conf
 from gateway.config import GatewayConfig
 from gateway.ocsp import certificate_trust
 from gateway.runtime import Signer, load_signers
@@ -102,21 +101,17 @@ class RegistrationClient:
 
     async def global_conf(self, now: dt.datetime) -> tuple[str, GlobalConf]:
         """The registry's current configuration, verified against the anchor, and its URL."""
-        errors = []
-        for base in self.anchor.registry_urls:
-            try:
-                document = await fetch_document(
-                    self.session,
-                    base.rstrip("/") + "/globalconf",
-                    timeout_s=self.config.globalconf.fetch_timeout_s,
-                    max_size=self.config.globalconf.max_size_bytes,
-                )
-                return base.rstrip("/"), TrustedGlobalConf(self.anchor).check(document, now)
-            except (FetchError, TrustError) as exc:
-                errors.append(f"{base}: {exc}")
-        raise RegistrationFailed(
-            "no registry answered with a valid global configuration: " + "; ".join(errors)
-        )
+        try:
+            url, _, conf = await fetch_verified_global_conf(
+                self.anchor,
+                self.session,
+                now,
+                timeout_s=self.config.globalconf.fetch_timeout_s,
+                max_size=self.config.globalconf.max_size_bytes,
+            )
+        except FetchError as exc:
+            raise RegistrationFailed(str(exc)) from exc
+        return url, conf
 
     async def ocsp_responses(
         self, conf: GlobalConf, certificates: list[x509.Certificate], now: dt.datetime

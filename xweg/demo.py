@@ -218,6 +218,27 @@ def _run_exchanges(layout: Layout) -> tuple[bool, str | None]:
     return ok, first
 
 
+def _look_up(layout: Layout) -> bool:
+    """What an information system asks first: who receives a Gewerbeanzeige from Paderborn?"""
+    from xweg.federation import _get_json
+
+    area = PADERBORN.member_code
+    url = f"{layout.client_url('paderborn')}/directory/v1/providers?service=gewerbeanzeige&area={area}"
+    status, answer = _get_json(url)
+    providers = answer.get("providers", []) if status == 200 and isinstance(answer, dict) else []
+    print(
+        f"Directory: who receives a Gewerbeanzeige for area {area} (Paderborn)? Asked at Paderborn's server:"
+    )
+    for entry in providers:
+        servers = ", ".join(s["id"] for s in entry["servers"])
+        print(f"    {entry['service']} ({entry['standard']}, area {entry['area']}) via {servers}")
+    if providers:
+        print(f"    from signed global configuration serial {answer['globalconf_serial']}\n")
+    else:
+        print(f"    no answer (HTTP {status})\n")
+    return [entry["service"] for entry in providers] == [GEWERBEANZEIGE.slash()]
+
+
 def _export_evidence(layout: Layout, message_id: str) -> bool:
     """What an auditor does: take one exchange's evidence and verify it with only the anchor."""
     from gateway.messagelog.evidence import build_evidence
@@ -306,7 +327,9 @@ def run_demo(data: Path, *, once: bool) -> int:
             json.dumps(federation.describe(), indent=2, ensure_ascii=False)
         )
         print(f"All ready. Registry {layout.registry_url}; described in {layout.root / 'federation.json'}\n")
+        found = _look_up(layout)
         exchanged, first_message = _run_exchanges(layout)
+        exchanged = exchanged and found
         interval = layout.plan.timestamp_interval_s
         tsa = layout.tsa_url
         print(f"\nWaiting for the next timestamp batch (every {interval:.0f} s here; TSA {tsa}) ...")
@@ -322,6 +345,10 @@ def run_demo(data: Path, *, once: bool) -> int:
         print("the Bezirksregierung's receiver for what it has received so far:\n")
         print(f"  curl -i -H 'X-Road-Client: NRW/MUN/05774032/gewerbeamt' {example}\n")
         print("Audit a log:  xweg audit verify " + str(layout.message_log("paderborn")))
+        print(
+            f"Find a service:  xweg directory providers --anchor {layout.anchor} "
+            "--service gewerbeanzeige --area 05774032"
+        )
         evidence = layout.root / "evidence"
         print(f"Verify evidence offline:  xweg audit verify {evidence}/<id>.zip --anchor {layout.anchor}")
         print("Press Ctrl-C to stop.")

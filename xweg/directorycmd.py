@@ -25,8 +25,8 @@ from typing import Any
 
 import aiohttp
 
-from gateway.confclient.fetcher import FetchError, fetch_document
-from trust.anchor import Anchor, load_anchor
+from gateway.confclient.fetcher import FetchError, fetch_verified_global_conf
+from trust.anchor import load_anchor
 from trust.directory import (
     authority_answer,
     check_area,
@@ -34,10 +34,10 @@ from trust.directory import (
     check_service,
     providers_answer,
 )
-from trust.errors import GlobalConfError, TrustError
-from trust.globalconf import MAX_GLOBALCONF_BYTES, GlobalConf, GlobalConfThresholdNotMet, verify_global_conf
+from trust.errors import TrustError
+from trust.globalconf import MAX_GLOBALCONF_BYTES, GlobalConf
 
-__all__ = ["add_directory_commands", "run_directory_command", "fetch_verified_global_conf", "DirectoryError"]
+__all__ = ["add_directory_commands", "run_directory_command", "DirectoryError"]
 
 #: How long one registry URL may take to serve the document (seconds).
 FETCH_TIMEOUT_S = 10.0
@@ -66,28 +66,6 @@ def add_directory_commands(sub: argparse._SubParsersAction[argparse.ArgumentPars
     authority.add_argument("--anchor", type=Path, required=True, help=anchor_help)
     authority.add_argument("id", help="the authority identifier, PREFIX:key, e.g. MELDID:05774020")
     authority.add_argument("--json", action="store_true", help="print the answer as JSON")
-
-
-async def fetch_verified_global_conf(
-    anchor: Anchor,
-    session: aiohttp.ClientSession,
-    now: dt.datetime,
-    *,
-    timeout_s: float = FETCH_TIMEOUT_S,
-    max_size: int = MAX_GLOBALCONF_BYTES,
-) -> GlobalConf:
-    """The first document from the anchor's registry URLs that verifies against ``anchor`` at ``now``."""
-    failures: list[str] = []
-    for base in anchor.registry_urls:
-        url = base.rstrip("/") + "/globalconf"
-        try:
-            document = await fetch_document(session, url, timeout_s=timeout_s, max_size=max_size)
-            return verify_global_conf(document, anchor, now, max_size=max_size)
-        except GlobalConfThresholdNotMet as exc:
-            failures.append(f"{url}: {exc} (after a key rotation, `xweg anchor refresh` updates the anchor)")
-        except (FetchError, GlobalConfError) as exc:
-            failures.append(f"{url}: {exc}")
-    raise DirectoryError("no registry URL served a verifiable global configuration: " + "; ".join(failures))
 
 
 def _printable(text: str) -> str:
@@ -137,7 +115,13 @@ def _describe_authority(answer: dict[str, Any]) -> str:
 async def _fetch(anchor_path: Path, now: dt.datetime) -> GlobalConf:
     anchor = load_anchor(anchor_path)
     async with aiohttp.ClientSession() as session:
-        return await fetch_verified_global_conf(anchor, session, now)
+        try:
+            _, _, conf = await fetch_verified_global_conf(
+                anchor, session, now, timeout_s=FETCH_TIMEOUT_S, max_size=MAX_GLOBALCONF_BYTES
+            )
+        except FetchError as exc:
+            raise DirectoryError(str(exc)) from exc
+        return conf
 
 
 def run_directory_command(args: argparse.Namespace, *, now: dt.datetime | None = None) -> int:

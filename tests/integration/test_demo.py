@@ -25,6 +25,14 @@ def test_demo_once_exchanges_and_leaves_verifiable_logs(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Paderborn (gewerbeamt) -> Bezirksregierung Detmold (arbeitsschutz)" in run.stdout
     assert "refused as expected: HTTP 500 Server.ServerProxy.AccessDenied" in run.stdout
+    # Registered through the workflow: every server asked, the officer approved.
+    assert "Stadt Paderborn: NRW/MUN/05774032/ss1 asked to register its auth certificate" in run.stdout
+    assert "client NRW/MUN/05774/kreisverwaltung (request " in run.stdout
+    assert "signed by NRW/MUN/05774), approved" in run.stdout
+    assert (
+        "NRW/GOV/057/arbeitsschutz/gewerbeanzeige/v1 (XGewerbeanzeige 2.2, area 057) via NRW/GOV/057/ss1"
+        in (run.stdout)
+    )
 
     described = json.loads((data / "federation.json").read_text())
     assert described["instance"] == "NRW"
@@ -69,3 +77,6 @@ def test_demo_once_exchanges_and_leaves_verifiable_logs(tmp_path: Path) -> None:
     again = _xweg("demo", "--once", "--data", str(data))
     assert again.returncode == 0, again.stdout + again.stderr
     assert (data / "trust" / "ca" / "root.pem").read_bytes() == ca_before
+    # The registry's store persisted: nothing is registered twice.
+    assert "asked to register" not in again.stdout
+    assert again.stdout.count("is registered (kept from the last run)") == 5
