@@ -36,7 +36,7 @@ from trust.errors import CertificateInvalid, TrustError
 from trust.globalconf import SecurityServerInfo
 from trust.signatures import sign_digest, verify_signature
 
-__all__ = ["ClientAnswer", "PassThroughError", "handle_rest_request"]
+__all__ = ["ClientAnswer", "PassThroughError", "choose_peer", "handle_rest_request"]
 
 log = structlog.get_logger("xweg.consumer")
 _ORIGIN = Origin.CLIENT_PROXY
@@ -57,6 +57,15 @@ class PassThroughError(Exception):
         self.status = status
         self.fault_code = fault_code
         self.body = body
+
+
+def choose_peer(servers: tuple[SecurityServerInfo, ...]) -> SecurityServerInfo:
+    """The server to send to: the first not in maintenance mode, else the first.
+
+    A server in maintenance is published so that consumers avoid it while another
+    server hosts the same provider; when none other does, it is still tried.
+    """
+    return next((server for server in servers if not server.maintenance_mode), servers[0])
 
 
 async def handle_rest_request(
@@ -89,7 +98,7 @@ async def handle_rest_request(
             Origin.CLIENT,
         )
 
-    # (3) find the provider's security server
+    # (3) find the provider's security server (one not in maintenance, when there is one)
     provider = header.service.provider
     if not conf.has_client(provider):
         raise XwegError(
@@ -104,7 +113,7 @@ async def handle_rest_request(
             f"no security server hosts service provider {provider}",
             _ORIGIN,
         )
-    peer = servers[0]
+    peer = choose_peer(servers)
     cas = conf.ca_certificates + conf.intermediate_certificates
     peer_certificate = await _check_peer_certificate(gateway, peer, cas, trust, now, conf.ocsp_freshness_s)
 
