@@ -697,7 +697,13 @@ class RegistryStore:
 
     # -- changes ----------------------------------------------------------------------------
 
-    def init(self, instance: str, *, ocsp_freshness_s: int = DEFAULT_OCSP_FRESHNESS_S) -> None:
+    def init(
+        self,
+        instance: str,
+        *,
+        ocsp_freshness_s: int = DEFAULT_OCSP_FRESHNESS_S,
+        audit: AuditContext | None = None,
+    ) -> None:
         """Name the instance; refused when the store is already initialised."""
         with _refusing():
             check_part(instance, "instance")
@@ -707,13 +713,14 @@ class RegistryStore:
             or ocsp_freshness_s < 1
         ):
             raise RegistryError(f"ocsp_freshness_s must be a positive integer, got {ocsp_freshness_s!r}")
-        with self._transaction() as session:
+        with self._change(audit) as (session, record):
             existing = session.get(Settings, 1)
             if existing is not None:
                 raise RegistryConflict(
                     f"the registry is already initialised for instance {existing.instance}"
                 )
             session.add(Settings(id=1, instance=instance, ocsp_freshness_s=ocsp_freshness_s))
+            record("init", instance, None, {"instance": instance, "ocsp_freshness_s": ocsp_freshness_s})
 
     def instance(self) -> str:
         """The instance this registry serves."""
@@ -1091,7 +1098,11 @@ class RegistryStore:
         return entry
 
     def import_definition(
-        self, definition: FederationDefinition, auth_certificates: Iterable[x509.Certificate] = ()
+        self,
+        definition: FederationDefinition,
+        auth_certificates: Iterable[x509.Certificate] = (),
+        *,
+        audit: AuditContext | None = None,
     ) -> None:
         """Load a validated federation definition into an empty store, in one transaction.
 
@@ -1099,7 +1110,22 @@ class RegistryStore:
         in ``auth_certificates`` are stored with the fingerprint they match.
         """
         pems = {fingerprint(cert): _pem(cert) for cert in auth_certificates}
-        with self._transaction() as session:
+        with self._change(audit) as (session, record):
+            # One entry for the whole import: what came from where, by count.
+            record(
+                "import_definition",
+                str(definition.path),
+                None,
+                {
+                    "instance": definition.instance,
+                    "members": len(definition.members),
+                    "security_servers": len(definition.security_servers),
+                    "global_groups": len(definition.global_groups),
+                    "approved_cas": len(definition.approved_cas),
+                    "approved_tsas": len(definition.approved_tsas),
+                    "services": len(definition.services),
+                },
+            )
             settings = session.get(Settings, 1)
             if settings is None:
                 session.add(

@@ -116,7 +116,10 @@ def test_import_then_show(
     capsys: pytest.CaptureFixture[str], database_url: str, files: FederationFiles
 ) -> None:
     code, out, err = run(capsys, "registry", "import", "--database-url", database_url, str(files.federation))
-    assert (code, err) == (0, "") and "imported 2 members, 2 security servers, 1 global groups" in out
+    assert code == 0 and "imported 2 members, 2 security servers, 1 global groups" in out
+    # The import is one audit entry, logged on stderr (never mixed into the output).
+    assert [line for line in err.splitlines() if "registry.audit" in line] == err.splitlines()
+    assert len(err.splitlines()) == 1 and "operation=import_definition" in err
     code, out, _ = run(capsys, "registry", "globalconf", "show", "--database-url", database_url, "--json")
     shown = GlobalConf.from_json(out.encode())
     expected = build_global_conf(
