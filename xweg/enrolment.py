@@ -95,6 +95,11 @@ def bootstrap_registry(layout: Layout) -> None:
 
 async def _register_servers(layout: Layout, store: RegistryStore, say: Report) -> None:
     registered = {s.id: s for s in store.definition().security_servers}
+    # A run that stopped between asking and approving left its requests pending: the
+    # officer decides those rather than the server asking twice (which the registry refuses).
+    pending = store.registrations(status="pending")
+    pending_auth = {e.auth_certificate_fingerprint: e.id for e in pending if e.kind == "auth-cert"}
+    pending_client = {(e.server, e.client): e.id for e in pending if e.kind == "client"}
     for server in layout.plan.servers:
         config = GatewayConfig.load(layout.server_config(server.slug))
         known = registered.get(server.id)
@@ -103,11 +108,11 @@ async def _register_servers(layout: Layout, store: RegistryStore, say: Report) -
             if known is not None and auth_fp in known.auth_cert_fingerprints:
                 say(f"  {server.name}: {server.id.slash()} is registered (kept from the last run)")
             else:
-                answer = await registry.auth_cert(_now())
-                await _approve(store, answer.id)
+                request_id = pending_auth.get(auth_fp) or (await registry.auth_cert(_now())).id
+                await _approve(store, request_id)
                 say(
                     f"  {server.name}: {server.id.slash()} asked to register its auth certificate "
-                    f"(request {answer.id[:8]}), approved by the registration officer"
+                    f"(request {request_id[:8]}), approved by the registration officer"
                 )
             hosted = set(known.clients) if known is not None else set()
             for client in server.clients:
@@ -115,10 +120,11 @@ async def _register_servers(layout: Layout, store: RegistryStore, say: Report) -
                     continue
                 if not isinstance(client, SubsystemId):
                     raise FederationError(f"{client}: only subsystems are registered as clients")
-                answer = await registry.client(client, _now())
-                await _approve(store, answer.id)
+                waiting = pending_client.get((server.id.slash(), client.slash()))
+                request_id = waiting or (await registry.client(client, _now())).id
+                await _approve(store, request_id)
                 signer = client.member.slash()
-                say(f"    client {client.slash()} (request {answer.id[:8]}, signed by {signer}), approved")
+                say(f"    client {client.slash()} (request {request_id[:8]}, signed by {signer}), approved")
 
 
 async def _approve(store: RegistryStore, request_id: str) -> None:

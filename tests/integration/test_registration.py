@@ -124,3 +124,38 @@ def test_a_server_cannot_ask_for_a_subsystem_it_holds_no_key_for(layout: Layout)
     result = xweg("gateway", "register", "client", "--config", config, ARBEITSSCHUTZ.slash())
     assert result.returncode == 1
     assert f"this server holds no sign key of {DETMOLD}" in result.stderr
+
+
+def test_enrolment_resumes_a_request_left_pending(layout: Layout) -> None:
+    # A run that stopped after the server asked and before the officer decided left
+    # the request pending; the next run approves it instead of asking again.
+    import asyncio
+    import dataclasses
+    import datetime as dt
+
+    from gateway.config import GatewayConfig
+    from gateway.registration import RegistrationClient
+    from xweg.enrolment import enrol
+
+    new_client = SubsystemId.parse_slash(f"{KREIS_PB.slash()}/ordnungsamt")
+
+    async def ask() -> str:
+        config = GatewayConfig.load(layout.server_config("paderborn"))
+        async with RegistrationClient(config) as registry:
+            return (await registry.client(new_client, dt.datetime.now(dt.UTC))).id
+
+    left_pending = asyncio.run(ask())
+    paderborn = layout.plan.server("paderborn")
+    grown = dataclasses.replace(
+        layout.plan,
+        servers=tuple(
+            dataclasses.replace(s, clients=(*s.clients, new_client)) if s is paderborn else s
+            for s in layout.plan.servers
+        ),
+    )
+    lines: list[str] = []
+    enrol(Layout(layout.root, grown, layout.ports), report=lines.append, timeout_s=30)
+    assert any(f"client {new_client.slash()} (request {left_pending[:8]}" in line for line in lines), lines
+    with RegistryStore.open(layout.registry_database_url) as store:
+        assert store.registration(left_pending).status == "approved"
+        assert [e.id for e in store.registrations(status="pending")] == []
