@@ -314,18 +314,18 @@ class ServiceEntry:
     area: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-friendly form, for ``--json`` output and the API."""
-        return {
-            "service": self.provider.service(self.code, self.version).slash(),
-            "provider": self.provider.slash(),
-            "code": self.code,
-            "version": self.version,
-            "protocol": self.protocol,
-            "description": self.description,
-            "standard": self.standard,
-            "authorities": list(self.authorities),
-            "area": self.area,
-        }
+        """A JSON-friendly form, for ``--json`` output and the API: as published, plus its id."""
+        info = ServiceInfo(
+            self.provider,
+            self.code,
+            self.version,
+            self.protocol,
+            self.description,
+            self.standard,
+            self.authorities,
+            self.area,
+        )
+        return {"service": info.service_id.slash(), **info.to_dict()}
 
 
 #: The states of a registration request; only a pending one can be decided.
@@ -1216,15 +1216,7 @@ class RegistryStore:
                 return mid if subsystem is None else mid.subsystem(subsystem.code)
 
             with _refusing():
-                cas = tuple(
-                    ApprovedCA(
-                        _certificate(row.certificate_pem, "approved CA"),
-                        tuple(_certificate(p, "intermediate") for p in row.intermediates_pem),
-                        row.ocsp_url,
-                        tuple(_certificate(p, "OCSP responder") for p in row.ocsp_responders_pem),
-                    )
-                    for row in session.scalars(sa.select(ApprovedCARow).order_by(ApprovedCARow.id))
-                )
+                cas = self._approved_cas(session)
                 tsas = tuple(
                     ApprovedTSA(row.name, row.url, _certificate(row.certificate_pem, "TSA"))
                     for row in session.scalars(sa.select(ApprovedTSARow).order_by(ApprovedTSARow.id))
@@ -1314,15 +1306,18 @@ class RegistryStore:
         """The approved CAs, in the order they were approved."""
         with self._transaction() as session, _refusing():
             self._settings(session)
-            return tuple(
-                ApprovedCA(
-                    _certificate(row.certificate_pem, "approved CA"),
-                    tuple(_certificate(p, "intermediate") for p in row.intermediates_pem),
-                    row.ocsp_url,
-                    tuple(_certificate(p, "OCSP responder") for p in row.ocsp_responders_pem),
-                )
-                for row in session.scalars(sa.select(ApprovedCARow).order_by(ApprovedCARow.id))
+            return self._approved_cas(session)
+
+    def _approved_cas(self, session: Session) -> tuple[ApprovedCA, ...]:
+        return tuple(
+            ApprovedCA(
+                _certificate(row.certificate_pem, "approved CA"),
+                tuple(_certificate(p, "intermediate") for p in row.intermediates_pem),
+                row.ocsp_url,
+                tuple(_certificate(p, "OCSP responder") for p in row.ocsp_responders_pem),
             )
+            for row in session.scalars(sa.select(ApprovedCARow).order_by(ApprovedCARow.id))
+        )
 
     def approved_tsas(self) -> tuple[ApprovedTSA, ...]:
         """The approved timestamping authorities, in the order they were approved."""
