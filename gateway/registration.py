@@ -174,20 +174,28 @@ class RegistrationClient:
         return await self.submit(url, signed)
 
     async def client(self, client: SubsystemId, now: dt.datetime) -> RegistryAnswer:
-        """Ask to host ``client``; signed with the sign key of the client's owner member."""
+        """Ask to host ``client``: signed by the client owner's sign key and this server's auth key."""
+        config = self.config
         signer = self._signer_for(client.member)
+        auth_cert = load_certificate(config.auth_certificate_path)
+        auth_key = load_private_key(config.auth_key_path, config.key_passphrase)
         try:
-            request = RegistrationRequest(RegistrationKind.CLIENT, self.config.server_id, now, client=client)
+            request = RegistrationRequest(RegistrationKind.CLIENT, config.server_id, now, client=client)
         except ValueError as exc:
             raise RegistrationFailed(str(exc)) from exc
         url, conf = await self.global_conf(now)
-        responses = await self.ocsp_responses(conf, [signer.certificate], now)
-        signed = sign_client_registration(
-            request,
-            owner_sign_key=signer.key,
-            owner_sign_certificate=signer.certificate,
-            ocsp_responses=responses,
-        )
+        responses = await self.ocsp_responses(conf, [auth_cert, signer.certificate], now)
+        try:
+            signed = sign_client_registration(
+                request,
+                owner_sign_key=signer.key,
+                owner_sign_certificate=signer.certificate,
+                auth_key=auth_key,
+                auth_certificate=auth_cert,
+                ocsp_responses=responses,
+            )
+        except ValueError as exc:  # a key that does not match its certificate
+            raise RegistrationFailed(str(exc)) from exc
         return await self.submit(url, signed)
 
     # -- talking to the registry --------------------------------------------------------------

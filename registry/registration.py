@@ -45,7 +45,14 @@ from registry.store import (
 )
 from trust.certificates import CertificateTrust, OcspPolicy
 from trust.errors import RegistrationInvalid
-from trust.registration import MAX_REQUEST_BYTES, RegistrationKind, SignedRegistration, verify_registration
+from trust.registration import (
+    MAX_REQUEST_BYTES,
+    RegistrationKind,
+    RegistrationRequest,
+    SignedRegistration,
+    check_age,
+    verify_registration,
+)
 
 __all__ = [
     "REGISTRATION_PREFIX",
@@ -135,6 +142,10 @@ async def submit(request: web.Request) -> web.Response:
 
     def work() -> RegistrationEntry:
         now = context.clock.now()
+        # Cheap refusals first (shape, age, a replay), before the federation is read and
+        # certificates, OCSP responses and signatures are checked.
+        check_age(RegistrationRequest.from_bytes(signed.payload), now)
+        context.store.refuse_replay(signed.digest.hex())
         verified = verify_registration(signed, certificate_trust(context.store.definition()), now)
         audit = AuditContext(verified.request.server.slash()[:255], now, correlation_id)
         return context.store.submit_registration(
@@ -185,6 +196,7 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
             status=exc.status,
             type=exc.kind,
             error=exc.message,
+            remote=request.remote,
             correlation_id=correlation_id,
         )
         response = web.json_response(

@@ -32,14 +32,14 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import sqlalchemy as sa
 import structlog
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from sqlalchemy import event
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, CursorResult, Engine, make_url
 from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship
 
@@ -200,6 +200,26 @@ class ServerClient(Base):
     """A client a server hosts: a member (subsystem_id empty) or one of its subsystems."""
 
     __tablename__ = "server_clients"
+    # A client hosted twice would make the published configuration invalid; the checks
+    # in the code come first, these stop two concurrent changes that both passed them.
+    __table_args__ = (
+        sa.Index(
+            "uq_server_clients_subsystem",
+            "server_id",
+            "subsystem_id",
+            unique=True,
+            sqlite_where=sa.text("subsystem_id IS NOT NULL"),
+            postgresql_where=sa.text("subsystem_id IS NOT NULL"),
+        ),
+        sa.Index(
+            "uq_server_clients_member",
+            "server_id",
+            "member_id",
+            unique=True,
+            sqlite_where=sa.text("subsystem_id IS NULL"),
+            postgresql_where=sa.text("subsystem_id IS NULL"),
+        ),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     server_id: Mapped[int] = mapped_column(sa.ForeignKey("security_servers.id"))
     member_id: Mapped[int] = mapped_column(sa.ForeignKey("members.id"))
@@ -279,7 +299,26 @@ class RegistrationRequestRow(Base):
     """A registration request as received (``signed_request`` is the exact JSON), and its decision."""
 
     __tablename__ = "registration_requests"
-    __table_args__ = (sa.Index("ix_registration_requests_status", "status"),)
+    __table_args__ = (
+        sa.Index("ix_registration_requests_status", "status"),
+        # At most one pending request per auth certificate and per (server, client):
+        # a second submission racing the first fails here, not at publication.
+        sa.Index(
+            "uq_registration_requests_pending_auth_certificate",
+            "auth_certificate_fingerprint",
+            unique=True,
+            sqlite_where=sa.text("status = 'pending' AND kind = 'auth-cert'"),
+            postgresql_where=sa.text("status = 'pending' AND kind = 'auth-cert'"),
+        ),
+        sa.Index(
+            "uq_registration_requests_pending_client",
+            "server",
+            "client",
+            unique=True,
+            sqlite_where=sa.text("status = 'pending' AND kind = 'client'"),
+            postgresql_where=sa.text("status = 'pending' AND kind = 'client'"),
+        ),
+    )
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
     kind: Mapped[str] = mapped_column(sa.String(16))
     server: Mapped[str] = mapped_column(sa.String(1100))
@@ -288,6 +327,7 @@ class RegistrationRequestRow(Base):
     auth_certificate_pem: Mapped[str | None] = mapped_column(sa.Text)
     auth_certificate_fingerprint: Mapped[str | None] = mapped_column(sa.String(64))
     consent_by: Mapped[str] = mapped_column(sa.String(1100))
+    server_certificate_fingerprint: Mapped[str] = mapped_column(sa.String(64))
     digest: Mapped[str] = mapped_column(sa.String(64), unique=True)
     signed_request: Mapped[str] = mapped_column(sa.Text)
     status: Mapped[str] = mapped_column(sa.String(16))
@@ -330,6 +370,10 @@ class ServiceEntry:
 
 #: The states of a registration request; only a pending one can be decided.
 REQUEST_STATES = ("pending", "approved", "rejected", "revoked")
+#: Pending requests one server may have; more wait until some are decided.
+MAX_PENDING_PER_SERVER = 50
+#: Requests one listing returns at most.
+MAX_REQUESTS_LISTED = 1000
 _DECISIONS = {"approve": "approved", "reject": "rejected", "revoke": "revoked"}
 
 
@@ -1391,12 +1435,20 @@ class RegistryStore:
         cert = request.auth_certificate
         with self._change(context) as (session, record):
             self._settings(session)
-            replay = session.scalar(
-                sa.select(RegistrationRequestRow).where(RegistrationRequestRow.digest == verified.digest)
+            self._refuse_replay(session, verified.digest)
+            self._check_grantable(session, request, verified.server_certificate_fingerprint)
+            pending = session.scalar(
+                sa.select(sa.func.count())
+                .select_from(RegistrationRequestRow)
+                .where(
+                    RegistrationRequestRow.status == "pending",
+                    RegistrationRequestRow.server == request.server.slash(),
+                )
             )
-            if replay is not None:
-                raise RegistryConflict(f"this request was already received as {replay.id}")
-            self._check_grantable(session, request)
+            if (pending or 0) >= MAX_PENDING_PER_SERVER:
+                raise RegistryConflict(
+                    f"{request.server} has {MAX_PENDING_PER_SERVER} requests pending; wait for decisions"
+                )
             row = RegistrationRequestRow(
                 id=str(uuid.uuid4()),
                 kind=str(request.kind),
@@ -1406,16 +1458,34 @@ class RegistryStore:
                 auth_certificate_pem=None if cert is None else _pem(cert),
                 auth_certificate_fingerprint=verified.auth_certificate_fingerprint,
                 consent_by=verified.consent_by.slash(),
+                server_certificate_fingerprint=verified.server_certificate_fingerprint,
                 digest=verified.digest,
                 signed_request=signed_request.decode("ascii"),
                 status="pending",
                 received_at=context.at,
             )
             session.add(row)
-            record("submit_registration", row.id, None, RegistrationEntry.of(row).to_dict())
+            session.flush()  # the pending-uniqueness indexes speak now, inside this transaction
+            submitted = {**RegistrationEntry.of(row).to_dict(), "digest": row.digest}
+            record("submit_registration", row.id, None, submitted)
             if auto_approve:
                 self._decide(session, record, row, "approve", None, "auto-approval", context.at)
             return RegistrationEntry.of(row)
+
+    def _refuse_replay(self, session: Session, digest: str) -> None:
+        if session.scalar(
+            sa.select(RegistrationRequestRow.id).where(RegistrationRequestRow.digest == digest)
+        ):
+            # The id stays out of the message: whoever replays captured bytes learns nothing.
+            raise RegistryConflict("this request was already received")
+
+    def refuse_replay(self, digest: str) -> None:
+        """Raise :class:`RegistryConflict` when a request with this digest was received before.
+
+        Cheap; the registration endpoint asks before it verifies signatures.
+        """
+        with self._transaction() as session:
+            self._refuse_replay(session, digest)
 
     def _pending_conflict(self, session: Session, besides: str | None, **where: str) -> None:
         clauses = [getattr(RegistrationRequestRow, name) == value for name, value in where.items()]
@@ -1425,13 +1495,21 @@ class RegistryStore:
             sa.select(RegistrationRequestRow).where(RegistrationRequestRow.status == "pending", *clauses)
         )
         if pending is not None:
-            raise RegistryConflict(f"request {pending.id} for the same is already pending")
+            raise RegistryConflict("a request for the same is already pending")
 
     def _check_grantable(
-        self, session: Session, request: RegistrationRequest, besides: str | None = None
+        self,
+        session: Session,
+        request: RegistrationRequest,
+        server_certificate: str,
+        besides: str | None = None,
     ) -> None:
         """Raise unless ``request`` could be approved now and no other pending request
-        (than ``besides``, the one being decided) asks the same."""
+        (than ``besides``, the one being decided) asks the same.
+
+        ``server_certificate`` is the fingerprint of the auth certificate that signed for
+        the server: for a client request it must be one registered for that server.
+        """
         if request.kind is RegistrationKind.AUTH_CERT:
             assert request.auth_certificate is not None  # an auth-cert request always has one
             self._member(session, request.server.owner)
@@ -1442,6 +1520,10 @@ class RegistryStore:
         else:
             assert request.client is not None  # a client request always has one
             server = self._server(session, request.server)
+            if server_certificate not in {a.fingerprint for a in server.auth_certificates}:
+                raise RegistryError(
+                    f"the request is not signed with an auth certificate registered for {request.server}"
+                )
             member = self._member(session, request.client.member)
             if any(
                 c.member_id == member.id
@@ -1469,12 +1551,25 @@ class RegistryStore:
                 f"request {row.id} was already {row.status}; only a pending request is decided"
             )
         before = RegistrationEntry.of(row).to_dict()
+        # Claim the decision first: of two officers deciding at once, the second finds the
+        # row no longer pending (PostgreSQL waits on the first's row lock, then re-reads;
+        # SQLite lets one writer in at a time), so nothing is applied twice.
+        claimed = session.execute(  # an UPDATE: its result is a CursorResult with a rowcount
+            sa.update(RegistrationRequestRow)
+            .where(RegistrationRequestRow.id == row.id, RegistrationRequestRow.status == "pending")
+            .values(status=_DECISIONS[decision], reason=reason, decided_at=at, decided_by=actor)
+            .execution_options(synchronize_session=False)
+        )
+        if cast(CursorResult[Any], claimed).rowcount != 1:
+            raise RegistryConflict(
+                f"request {row.id} was decided meanwhile; only a pending request is decided"
+            )
         if decision == "approve":
             request = RegistrationRequest.from_bytes(
                 base64.b64decode(json.loads(row.signed_request)["payload"])
             )
             # The registry may have changed since submission: check again, then apply.
-            self._check_grantable(session, request, besides=row.id)
+            self._check_grantable(session, request, row.server_certificate_fingerprint, besides=row.id)
             self._apply(session, record, request)
         row.status, row.reason, row.decided_at, row.decided_by = _DECISIONS[decision], reason, at, actor
         record(f"{decision}_registration", row.id, before, RegistrationEntry.of(row).to_dict())
@@ -1556,22 +1651,31 @@ class RegistryStore:
                 raise RegistryNotFound(f"no registration request {request_id}")
             return RegistrationEntry.of(row)
 
-    def registrations(self, *, status: str | None = None) -> tuple[RegistrationEntry, ...]:
-        """Requests, oldest first, optionally only those in ``status``."""
+    def registrations(
+        self, *, status: str | None = None, limit: int = MAX_REQUESTS_LISTED
+    ) -> tuple[RegistrationEntry, ...]:
+        """Requests, oldest first, optionally only those in ``status``; at most ``limit``."""
         if status is not None and status not in REQUEST_STATES:
             raise RegistryError(f"status must be one of {', '.join(REQUEST_STATES)}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_REQUESTS_LISTED:
+            raise RegistryError(f"limit must be 1 to {MAX_REQUESTS_LISTED}")
         with self._transaction() as session:
             query = sa.select(RegistrationRequestRow).order_by(
                 RegistrationRequestRow.received_at, RegistrationRequestRow.id
             )
             if status is not None:
                 query = query.where(RegistrationRequestRow.status == status)
-            return tuple(RegistrationEntry.of(row) for row in session.scalars(query))
+            return tuple(RegistrationEntry.of(row) for row in session.scalars(query.limit(limit)))
 
-    def change_marker(self) -> int:
-        """The id of the newest audit-trail entry: it moves whenever anything changes."""
+    def change_marker(self) -> tuple[int, int]:
+        """How many audit-trail entries there are and the newest id: it moves with every change.
+
+        The count matters on PostgreSQL, where ids are handed out before commit: a change
+        with a lower id that commits after a higher one still moves the count.
+        """
         with self._transaction() as session:
-            return int(session.scalar(sa.select(sa.func.max(AuditTrail.id))) or 0)
+            count, newest = session.execute(sa.select(sa.func.count(), sa.func.max(AuditTrail.id))).one()
+            return int(count or 0), int(newest or 0)
 
     def counts(self) -> dict[str, int]:
         """Rows per table, for operators and tests."""

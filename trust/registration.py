@@ -11,7 +11,10 @@ other JWS can stand in for one:
   holds the private key) and by the owner member's sign key (*consent*: the member
   the certificate names agrees that this server acts for it).
 * **client** — let a registered server host a subsystem.  Signed by the sign key of
-  the subsystem's owner member, so that no server can claim someone else's subsystem.
+  the subsystem's owner member, so that no server can claim someone else's subsystem,
+  and by the server's auth key, so that no member can place its subsystem on a server
+  that did not ask (the registry checks that this auth certificate is registered for
+  the server).
 
 Every certificate is validated at ``now`` against the approved CAs, with an OCSP
 response that travels in the request (the submitter fetched it from the CA's
@@ -48,6 +51,7 @@ from trust.profiles import describe, fingerprint
 from trust.signatures import check_signed_by, sign_digest, signer_certificate
 
 __all__ = [
+    "check_age",
     "MAX_CLOCK_SKEW",
     "MAX_REQUEST_AGE",
     "MAX_REQUEST_BYTES",
@@ -214,7 +218,8 @@ class SignedRegistration:
 
     payload: bytes
     consent: str
-    proof_of_possession: str | None = None
+    # By the server's auth key: the new one (proof of possession) or its registered one.
+    server_signature: str
     ocsp_responses: tuple[bytes, ...] = ()
 
     def to_json(self) -> bytes:
@@ -222,7 +227,7 @@ class SignedRegistration:
             {
                 "payload": _b64(self.payload),
                 "consent": self.consent,
-                "proof_of_possession": self.proof_of_possession,
+                "server_signature": self.server_signature,
                 "ocsp_responses": [_b64(r) for r in self.ocsp_responses],
             },
             sort_keys=True,
@@ -237,7 +242,7 @@ class SignedRegistration:
         try:
             obj = require_keys(
                 loads_object(data, "signed request"),
-                {"payload", "consent", "proof_of_possession", "ocsp_responses"},
+                {"payload", "consent", "server_signature", "ocsp_responses"},
                 "signed request",
             )
         except ValueError as exc:
@@ -247,13 +252,13 @@ class SignedRegistration:
             raise RegistrationInvalid(
                 "malformed", f"ocsp_responses must be a list of at most {_MAX_OCSP_RESPONSES}"
             )
-        consent, pop = obj["consent"], obj["proof_of_possession"]
-        if not isinstance(consent, str) or not (pop is None or isinstance(pop, str)):
+        consent, server_signature = obj["consent"], obj["server_signature"]
+        if not isinstance(consent, str) or not isinstance(server_signature, str):
             raise RegistrationInvalid("malformed", "signatures must be strings")
         return cls(
             payload=_unb64(obj["payload"], "payload", MAX_REQUEST_BYTES),
             consent=consent,
-            proof_of_possession=pop,
+            server_signature=server_signature,
             ocsp_responses=tuple(_unb64(r, "OCSP response", _MAX_OCSP_BYTES) for r in responses),
         )
 
@@ -271,11 +276,18 @@ class VerifiedRegistration:
     consent_by: MemberId
     consent_certificate: x509.Certificate
     digest: str  # SHA-256 of the payload, hex: the request's identity
+    # The auth certificate whose key signed for the server; for a client request the
+    # registry must find it registered for that server.
+    server_certificate: x509.Certificate
 
     @property
     def auth_certificate_fingerprint(self) -> str | None:
         cert = self.request.auth_certificate
         return fingerprint(cert) if cert is not None else None
+
+    @property
+    def server_certificate_fingerprint(self) -> str:
+        return fingerprint(self.server_certificate)
 
 
 def _sign(digest: bytes, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> str:
@@ -298,7 +310,7 @@ def sign_auth_cert_registration(
     return SignedRegistration(
         payload=payload,
         consent=_sign(digest, owner_sign_key, owner_sign_certificate),
-        proof_of_possession=_sign(digest, auth_key, request.auth_certificate),
+        server_signature=_sign(digest, auth_key, request.auth_certificate),
         ocsp_responses=ocsp_responses,
     )
 
@@ -308,15 +320,19 @@ def sign_client_registration(
     *,
     owner_sign_key: ec.EllipticCurvePrivateKey,
     owner_sign_certificate: x509.Certificate,
+    auth_key: ec.EllipticCurvePrivateKey,
+    auth_certificate: x509.Certificate,
     ocsp_responses: tuple[bytes, ...] = (),
 ) -> SignedRegistration:
-    """Sign a client request with the sign key of the client subsystem's owner member."""
+    """Sign a client request with the client owner's sign key and the server's registered auth key."""
     if request.kind is not RegistrationKind.CLIENT:
         raise ValueError("not a client request")
     payload = request.to_bytes()
+    digest = hashlib.sha256(payload).digest()
     return SignedRegistration(
         payload=payload,
-        consent=_sign(hashlib.sha256(payload).digest(), owner_sign_key, owner_sign_certificate),
+        consent=_sign(digest, owner_sign_key, owner_sign_certificate),
+        server_signature=_sign(digest, auth_key, auth_certificate),
         ocsp_responses=ocsp_responses,
     )
 
@@ -337,23 +353,12 @@ def _ocsp_for(cert: x509.Certificate, responses: tuple[bytes, ...], trust: Certi
     return None
 
 
-def verify_registration(
-    signed: SignedRegistration,
-    trust: CertificateTrust,
-    now: datetime,
-    *,
-    max_age: timedelta = MAX_REQUEST_AGE,
-) -> VerifiedRegistration:
-    """Check a signed request at ``now``: payload, age, certificates, possession and consent.
+def check_age(request: RegistrationRequest, now: datetime, *, max_age: timedelta = MAX_REQUEST_AGE) -> None:
+    """Raise :class:`RegistrationInvalid` (``stale``) unless ``request`` was made within ``max_age``.
 
-    Raises :class:`RegistrationInvalid` with a code saying which check failed:
-    ``malformed``, ``stale``, ``auth_certificate`` (not an approved, valid, unrevoked auth
-    certificate of the named server), ``proof_of_possession``, ``consent_certificate``
-    (not a valid sign certificate) or ``consent`` (a wrong signature, or by the wrong member).
+    Cheap, so the registry runs it before anything costly.
     """
     require_utc(now, "now")
-    request = RegistrationRequest.from_bytes(signed.payload)
-    # (1) age: a captured request stops working once it is older than max_age
     if request.submitted_at < now - max_age:
         raise RegistrationInvalid(
             "stale", f"the request was made at {format_time(request.submitted_at)}, more than {max_age} ago"
@@ -362,36 +367,54 @@ def verify_registration(
         raise RegistrationInvalid(
             "stale", f"the request's time {format_time(request.submitted_at)} lies ahead"
         )
+
+
+def verify_registration(
+    signed: SignedRegistration,
+    trust: CertificateTrust,
+    now: datetime,
+    *,
+    max_age: timedelta = MAX_REQUEST_AGE,
+) -> VerifiedRegistration:
+    """Check a signed request at ``now``: payload, age, the server's signature, the owner's consent.
+
+    Raises :class:`RegistrationInvalid` with a code saying which check failed:
+    ``malformed``, ``stale``, ``auth_certificate`` (the certificate that signed for the
+    server is not an approved, valid, unrevoked auth certificate of that server),
+    ``proof_of_possession`` (an auth-cert request not signed by the key it registers),
+    ``server_signature`` (a client request's server signature is wrong),
+    ``consent_certificate`` (not a valid sign certificate) or ``consent`` (a wrong
+    signature, or by the wrong member).  That a client request's server certificate is
+    registered for the server is the registry's to check
+    (:attr:`VerifiedRegistration.server_certificate`).
+    """
+    request = RegistrationRequest.from_bytes(signed.payload)
+    # (1) age: a captured request stops working once it is older than max_age
+    check_age(request, now, max_age=max_age)
     digest = signed.digest
-    # (2) possession: the auth certificate is approved and names the server, and its key signed
-    if request.kind is RegistrationKind.AUTH_CERT:
-        cert = request.auth_certificate
-        assert cert is not None  # an auth-cert request always has one
-        try:
-            named = validate_auth_certificate(
-                cert, trust, now, ocsp_response=_ocsp_for(cert, signed.ocsp_responses, trust)
-            )
-        except CertificateInvalid as exc:
-            raise RegistrationInvalid("auth_certificate", str(exc)) from exc
-        if named != request.server:
-            raise RegistrationInvalid(
-                "auth_certificate", f"{describe(cert)} was issued to {named}, not to {request.server}"
-            )
-        if signed.proof_of_possession is None:
-            raise RegistrationInvalid(
-                "proof_of_possession", "an auth-cert request needs a proof of possession"
-            )
-        try:
-            pop_cert = signer_certificate(
-                signed.proof_of_possession, signature_type=REGISTRATION_SIGNATURE_TYPE
-            )
-            if _der(pop_cert) != _der(cert):
-                raise SignatureInvalid("the proof of possession names another certificate")
-            check_signed_by(signed.proof_of_possession, digest, cert, what="the request")
-        except SignatureInvalid as exc:
-            raise RegistrationInvalid("proof_of_possession", str(exc)) from exc
-    elif signed.proof_of_possession is not None:
-        raise RegistrationInvalid("malformed", "a client request carries no proof of possession")
+    # (2) the server: its auth certificate is approved and names it, and that key signed.
+    # An auth-cert request must be signed by the very certificate it registers.
+    failure = "proof_of_possession" if request.kind is RegistrationKind.AUTH_CERT else "server_signature"
+    try:
+        server_cert = signer_certificate(signed.server_signature, signature_type=REGISTRATION_SIGNATURE_TYPE)
+    except SignatureInvalid as exc:
+        raise RegistrationInvalid(failure, str(exc)) from exc
+    if request.auth_certificate is not None and _der(server_cert) != _der(request.auth_certificate):
+        raise RegistrationInvalid(failure, "the proof of possession names another certificate")
+    try:
+        named = validate_auth_certificate(
+            server_cert, trust, now, ocsp_response=_ocsp_for(server_cert, signed.ocsp_responses, trust)
+        )
+    except CertificateInvalid as exc:
+        raise RegistrationInvalid("auth_certificate", str(exc)) from exc
+    if named != request.server:
+        raise RegistrationInvalid(
+            "auth_certificate", f"{describe(server_cert)} was issued to {named}, not to {request.server}"
+        )
+    try:
+        check_signed_by(signed.server_signature, digest, server_cert, what="the request")
+    except SignatureInvalid as exc:
+        raise RegistrationInvalid(failure, str(exc)) from exc
     # (3) consent: a valid sign certificate of the member who must agree, and its signature
     try:
         consent_cert = signer_certificate(signed.consent, signature_type=REGISTRATION_SIGNATURE_TYPE)
@@ -411,4 +434,4 @@ def verify_registration(
         check_signed_by(signed.consent, digest, consent_cert, what="the request")
     except SignatureInvalid as exc:
         raise RegistrationInvalid("consent", str(exc)) from exc
-    return VerifiedRegistration(request, member, consent_cert, digest.hex())
+    return VerifiedRegistration(request, member, consent_cert, digest.hex(), server_cert)

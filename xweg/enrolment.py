@@ -66,7 +66,9 @@ def bootstrap_registry(layout: Layout) -> None:
         try:
             store.instance()
         except RegistryError:
-            store.init(INSTANCE, ocsp_freshness_s=plan.ocsp_freshness_s)
+            store.init(INSTANCE, ocsp_freshness_s=plan.ocsp_freshness_s, audit=admin)
+        # Each step on its own: a run that stopped half-way through leaves the rest to do.
+        if not store.approved_cas():
             store.add_approved_ca(
                 _pem(load_certificate(layout.ca_certificate)),
                 intermediates_pem=[_pem(load_certificate(layout.ca_dir / "issuing.pem"))],
@@ -74,6 +76,7 @@ def bootstrap_registry(layout: Layout) -> None:
                 ocsp_responders_pem=[_pem(load_certificate(layout.ca_dir / "ocsp.pem"))],
                 audit=admin,
             )
+        if not store.approved_tsas():
             tsa_certificate = load_certificates(layout.tsa_dir / "tsa.pem")[0]  # the TSA's own, not its chain
             store.add_approved_tsa(TSA_NAME, layout.tsa_url, _pem(tsa_certificate), audit=admin)
         definition = store.definition()
@@ -157,7 +160,7 @@ def _catalogue(layout: Layout, store: RegistryStore) -> None:
                 sid.provider,
                 sid.service_code,
                 sid.service_version,
-                "REST",
+                service.protocol.upper(),
                 service.description,
                 service.standard,
                 service.authorities,

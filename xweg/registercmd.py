@@ -3,9 +3,11 @@
 ``auth-cert`` registers the server's auth certificate (a new server with its address),
 ``client SUBSYSTEM`` asks to host a subsystem, ``status ID`` reads what the registry
 decided, with the reason of a rejection.  Each prints the request's id and state (JSON
-with ``--json``); ``--wait SECONDS`` polls until the request is decided.  Exit status:
-0 approved (or pending without ``--wait``), 1 refused, rejected or revoked, or
-any other failure, with one line on stderr; 2 for a bad command line.
+with ``--json``); ``--wait SECONDS`` polls until the request is decided (the id goes to
+stderr as soon as it is known, so it is not lost if waiting fails).  Exit status: 0
+approved, or pending without ``--wait``; 1 refused, rejected or revoked, or any other
+failure, with one line on stderr; 2 for a bad command line; 3 still pending when
+``--wait`` ran out.
 """
 
 from __future__ import annotations
@@ -74,7 +76,10 @@ async def _run(args: argparse.Namespace) -> int:
                 answer = await registry.client(client, now)
             else:
                 answer = await registry.status(args.id)
-            deadline = asyncio.get_running_loop().time() + getattr(args, "wait", 0.0)
+            wait = getattr(args, "wait", 0.0)
+            if wait > 0 and answer.state == "pending":
+                print(f"xweg gateway register: request {answer.id} is pending; waiting", file=sys.stderr)
+            deadline = asyncio.get_running_loop().time() + wait
             while answer.state == "pending" and asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(_POLL_S)
                 answer = await registry.status(answer.id)
@@ -82,7 +87,9 @@ async def _run(args: argparse.Namespace) -> int:
             print(f"xweg gateway register: {exc}", file=sys.stderr)
             return 1
     _print(answer.request, args.json)
-    return 1 if answer.state in ("rejected", "revoked") else 0
+    if answer.state in ("rejected", "revoked"):
+        return 1
+    return 3 if answer.state == "pending" and getattr(args, "wait", 0.0) > 0 else 0
 
 
 def run_register_command(args: argparse.Namespace) -> int:

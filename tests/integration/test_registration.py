@@ -159,3 +159,26 @@ def test_enrolment_resumes_a_request_left_pending(layout: Layout) -> None:
     with RegistryStore.open(layout.registry_database_url) as store:
         assert store.registration(left_pending).status == "approved"
         assert [e.id for e in store.registrations(status="pending")] == []
+
+
+def test_waiting_for_a_decision_that_does_not_come_exits_3(layout: Layout) -> None:
+    config = str(layout.server_config("paderborn"))
+    waited = xweg(
+        "gateway",
+        "register",
+        "client",
+        "--config",
+        config,
+        f"{PADERBORN.slash()}/standesamt",
+        "--wait",
+        "1",
+        "--json",
+    )
+    assert waited.returncode == 3, waited.stderr
+    request = json.loads(waited.stdout)
+    assert request["status"] == "pending"
+    assert f"request {request['id']} is pending; waiting" in waited.stderr  # known before waiting
+    revoked = xweg(
+        "registry", "requests", "revoke", "--database-url", layout.registry_database_url, request["id"]
+    )
+    assert revoked.returncode == 0, revoked.stderr

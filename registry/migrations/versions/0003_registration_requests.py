@@ -1,5 +1,8 @@
 """Registration requests: what security servers asked for, and what the registry decided.
 
+Also makes a client hosted twice by one server impossible, which concurrent approvals
+could otherwise write.
+
 Revision ID: 0003
 Revises: 0002
 Create Date: 2026-11-26
@@ -28,6 +31,7 @@ def upgrade() -> None:
         sa.Column("auth_certificate_pem", sa.Text(), nullable=True),
         sa.Column("auth_certificate_fingerprint", sa.String(64), nullable=True),
         sa.Column("consent_by", sa.String(1100), nullable=False),
+        sa.Column("server_certificate_fingerprint", sa.String(64), nullable=False),
         sa.Column("digest", sa.String(64), nullable=False),
         sa.Column("signed_request", sa.Text(), nullable=False),
         sa.Column("status", sa.String(16), nullable=False),
@@ -39,9 +43,49 @@ def upgrade() -> None:
         sa.UniqueConstraint("digest", name="uq_registration_requests_digest"),
     )
     op.create_index("ix_registration_requests_status", "registration_requests", ["status"])
+    pending_auth = sa.text("status = 'pending' AND kind = 'auth-cert'")
+    op.create_index(
+        "uq_registration_requests_pending_auth_certificate",
+        "registration_requests",
+        ["auth_certificate_fingerprint"],
+        unique=True,
+        sqlite_where=pending_auth,
+        postgresql_where=pending_auth,
+    )
+    pending_client = sa.text("status = 'pending' AND kind = 'client'")
+    op.create_index(
+        "uq_registration_requests_pending_client",
+        "registration_requests",
+        ["server", "client"],
+        unique=True,
+        sqlite_where=pending_client,
+        postgresql_where=pending_client,
+    )
+    subsystem = sa.text("subsystem_id IS NOT NULL")
+    op.create_index(
+        "uq_server_clients_subsystem",
+        "server_clients",
+        ["server_id", "subsystem_id"],
+        unique=True,
+        sqlite_where=subsystem,
+        postgresql_where=subsystem,
+    )
+    member = sa.text("subsystem_id IS NULL")
+    op.create_index(
+        "uq_server_clients_member",
+        "server_clients",
+        ["server_id", "member_id"],
+        unique=True,
+        sqlite_where=member,
+        postgresql_where=member,
+    )
 
 
 def downgrade() -> None:
-    """Drop the registration_requests table."""
+    """Drop the registration_requests table and the server_clients uniqueness."""
+    op.drop_index("uq_server_clients_member", table_name="server_clients")
+    op.drop_index("uq_server_clients_subsystem", table_name="server_clients")
+    op.drop_index("uq_registration_requests_pending_client", table_name="registration_requests")
+    op.drop_index("uq_registration_requests_pending_auth_certificate", table_name="registration_requests")
     op.drop_index("ix_registration_requests_status", table_name="registration_requests")
     op.drop_table("registration_requests")

@@ -79,7 +79,9 @@ class Registry:
             request,
             owner_sign_key=self.pki.member_key,
             owner_sign_certificate=self.pki.chain_sign_cert,
-            ocsp_responses=(self.ocsp(self.pki.chain_sign_cert),),
+            auth_key=self.pki.server_key,
+            auth_certificate=self.pki.chain_auth_cert,
+            ocsp_responses=(self.ocsp(self.pki.chain_sign_cert), self.ocsp(self.pki.chain_auth_cert)),
         )
 
     async def post(self, body: bytes) -> tuple[int, dict[str, Any]]:
@@ -174,14 +176,14 @@ async def test_replayed_request_is_a_conflict(registry: Registry) -> None:
     assert (await registry.post(body))[0] == 202
     status, error = await registry.post(body)
     assert (status, error["type"]) == (409, "conflict")
-    assert "already received" in error["message"]
+    assert error["message"] == "this request was already received"  # no id for whoever replays
     assert len(registry.store.registrations()) == 1
 
 
 async def test_forged_proof_of_possession_is_refused(registry: Registry) -> None:
     good = registry.auth_cert()
     other = registry.auth_cert(submitted_at=NOW - dt.timedelta(seconds=1))
-    forged = SignedRegistration(good.payload, good.consent, other.proof_of_possession, good.ocsp_responses)
+    forged = SignedRegistration(good.payload, good.consent, other.server_signature, good.ocsp_responses)
     status, error = await registry.post(forged.to_json())
     assert (status, error["type"]) == (422, "proof_of_possession")
     assert error["detail"]  # a correlation id to quote
@@ -284,3 +286,36 @@ async def test_an_approval_is_published_without_waiting_for_the_interval(registr
     published = app[STATE_KEY].current.conf
     assert [s.id for s in published.security_servers] == [SERVER]
     assert published.security_servers[0].address == "127.0.0.1:5500"
+
+
+async def test_a_member_cannot_place_its_subsystem_on_a_server_that_did_not_ask(registry: Registry) -> None:
+    # Paderborn's server is registered; Bielefeld's member key signs a request to host
+    # Bielefeld's subsystem there, with a server signature by a certificate for that
+    # server that was never registered (all a member could obtain or forge).
+    pki = registry.pki
+    status, _ = await registry.post(registry.auth_cert().to_json())
+    registry.store.decide_registration(
+        registry.store.registrations()[0].id, "approve", audit=AuditContext("officer", NOW)
+    )
+    rogue_key = generate_private_key()
+    rogue = pki.issuing.issue_auth_certificate(
+        make_csr(rogue_key, "r"), SERVER, now=NOW - dt.timedelta(days=1)
+    )
+    bielefeld = pki.issuing.issue_sign_certificate(
+        make_csr(pki.other_member_key, "b"), OTHER_MEMBER, now=NOW - dt.timedelta(days=1)
+    )
+    request = RegistrationRequest(
+        RegistrationKind.CLIENT, SERVER, NOW, client=OTHER_MEMBER.subsystem("meldewesen")
+    )
+    signed = sign_client_registration(
+        request,
+        owner_sign_key=pki.other_member_key,
+        owner_sign_certificate=bielefeld,
+        auth_key=rogue_key,
+        auth_certificate=rogue,
+        ocsp_responses=(registry.ocsp(bielefeld), registry.ocsp(rogue)),
+    )
+    status, error = await registry.post(signed.to_json())
+    assert (status, error["type"]) == (422, "refused")
+    assert f"not signed with an auth certificate registered for {SERVER}" in error["message"]
+    assert registry.store.registrations(status="pending") == ()

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
@@ -20,7 +22,7 @@ from registry.store import (
 from tests.unit.registry.dbfixtures import database_url
 from tests.unit.trust.helpers import MEMBER, NOW, OTHER_MEMBER, SERVER, Pki
 from trust.certificates import fingerprint
-from trust.keys import make_csr
+from trust.keys import generate_private_key, make_csr
 from trust.registration import (
     RegistrationKind,
     RegistrationRequest,
@@ -66,10 +68,17 @@ def auth_cert_request(pki: Pki, address: str = "127.0.0.1:5500") -> tuple[Verifi
     return verify_registration(signed, pki.chain_trust, NOW), signed.to_json()
 
 
-def client_request(pki: Pki, code: str = "gewerbeamt") -> tuple[VerifiedRegistration, bytes]:
+def client_request(
+    pki: Pki, code: str = "gewerbeamt", *, auth: tuple[Any, Any] | None = None
+) -> tuple[VerifiedRegistration, bytes]:
+    auth_key, auth_cert = auth or (pki.server_key, pki.chain_auth_cert)
     request = RegistrationRequest(RegistrationKind.CLIENT, SERVER, NOW, client=MEMBER.subsystem(code))
     signed = sign_client_registration(
-        request, owner_sign_key=pki.member_key, owner_sign_certificate=pki.chain_sign_cert
+        request,
+        owner_sign_key=pki.member_key,
+        owner_sign_certificate=pki.chain_sign_cert,
+        auth_key=auth_key,
+        auth_certificate=auth_cert,
     )
     return verify_registration(signed, pki.chain_trust, NOW), signed.to_json()
 
@@ -165,8 +174,9 @@ def test_a_decided_request_is_not_decided_again(store: RegistryStore, pki: Pki) 
 def test_the_same_request_twice_is_a_replay(store: RegistryStore, pki: Pki) -> None:
     verified, raw = auth_cert_request(pki)
     first = store.submit_registration(verified, raw)
-    with pytest.raises(RegistryConflict, match=f"already received as {first.id}"):
+    with pytest.raises(RegistryConflict, match="^this request was already received$"):
         store.submit_registration(verified, raw)
+    assert first.id not in str(RegistryConflict("this request was already received"))
     assert len(store.registrations()) == 1
 
 
@@ -174,7 +184,7 @@ def test_a_second_request_for_the_same_certificate_waits_for_the_first(
     store: RegistryStore, pki: Pki
 ) -> None:
     first = store.submit_registration(*auth_cert_request(pki))
-    with pytest.raises(RegistryConflict, match=f"request {first.id} for the same is already pending"):
+    with pytest.raises(RegistryConflict, match="a request for the same is already pending"):
         store.submit_registration(*auth_cert_request(pki, "127.0.0.1:5501"))
     store.decide_registration(first.id, "approve", audit=OFFICER)
     with pytest.raises(RegistryConflict, match="already registered for a security server"):
@@ -284,3 +294,92 @@ def test_requests_cli_lists_and_decides(
     )
     code, _, err = run_cli(capsys, "show", *db, "00000000-0000-4000-8000-000000000000")
     assert code == 1 and "no registration request" in err
+
+
+# -- whoever asks must be the server; races; bounds -----------------------------------------
+
+
+def test_client_request_signed_by_an_unregistered_auth_certificate_is_refused(
+    store: RegistryStore, pki: Pki
+) -> None:
+    # A valid auth certificate naming the server, but not the one registered for it:
+    # e.g. issued to someone who talked the CA into it, or a key the server never registered.
+    store.submit_registration(*auth_cert_request(pki), auto_approve=True)
+    rogue_key = generate_private_key()
+    rogue = pki.issuing.issue_auth_certificate(
+        make_csr(rogue_key, "r"), SERVER, now=NOW - dt.timedelta(days=1)
+    )
+    with pytest.raises(RegistryError, match=f"not signed with an auth certificate registered for {SERVER}"):
+        store.submit_registration(*client_request(pki, auth=(rogue_key, rogue)))
+    assert store.registrations(status="pending") == ()
+
+
+def race(*work: Callable[[], object]) -> list[object]:
+    """Run ``work`` at the same moment on threads; each result or the exception it raised."""
+    barrier = threading.Barrier(len(work))
+    results: list[object] = [None] * len(work)
+
+    def run(index: int, function: Callable[[], object]) -> None:
+        barrier.wait()
+        try:
+            results[index] = function()
+        except Exception as exc:  # noqa: BLE001 -- the outcome is what the test inspects
+            results[index] = exc
+
+    threads = [threading.Thread(target=run, args=(i, f)) for i, f in enumerate(work)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    return results
+
+
+def test_two_officers_deciding_at_once_apply_the_change_once(store: RegistryStore, pki: Pki) -> None:
+    store.submit_registration(*auth_cert_request(pki), auto_approve=True)
+    store.add_subsystem(MEMBER, "gewerbeamt")
+    entry = store.submit_registration(*client_request(pki))
+    results = race(
+        lambda: store.decide_registration(entry.id, "approve", audit=OFFICER),
+        lambda: store.decide_registration(entry.id, "approve", audit=OFFICER),
+        lambda: store.decide_registration(entry.id, "reject", reason="no", audit=OFFICER),
+    )
+    decided = [r for r in results if not isinstance(r, Exception)]
+    assert len(decided) == 1, results
+    assert all(isinstance(r, RegistryError) for r in results if isinstance(r, Exception)), results
+    final = store.registration(entry.id)
+    assert final.status == decided[0].status  # type: ignore[attr-defined]
+    hosted = servers(store)[SERVER][2]
+    assert hosted == ((f"{MEMBER.slash()}/gewerbeamt",) if final.status == "approved" else ())
+    decisions = [
+        e for e in store.audit_trail(limit=1000) if e.target == entry.id and "submit" not in e.operation
+    ]
+    assert len(decisions) == 1
+
+
+def test_concurrent_submissions_of_the_same_client_leave_one_pending(store: RegistryStore, pki: Pki) -> None:
+    store.submit_registration(*auth_cert_request(pki), auto_approve=True)
+    requests = [client_request(pki) for _ in range(4)]  # different nonces, same client
+    results = race(*(lambda r=r: store.submit_registration(*r) for r in requests))
+    assert sum(not isinstance(r, Exception) for r in results) == 1, results
+    assert all(isinstance(r, RegistryConflict) for r in results if isinstance(r, Exception)), results
+    assert len(store.registrations(status="pending")) == 1
+
+
+def test_pending_requests_per_server_are_bounded(
+    store: RegistryStore, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import registry.store
+
+    monkeypatch.setattr(registry.store, "MAX_PENDING_PER_SERVER", 2)
+    store.submit_registration(*auth_cert_request(pki), auto_approve=True)
+    store.submit_registration(*client_request(pki, "a"))
+    store.submit_registration(*client_request(pki, "b"))
+    with pytest.raises(RegistryConflict, match="has 2 requests pending"):
+        store.submit_registration(*client_request(pki, "c"))
+    assert [e.client for e in store.registrations(status="pending")] == [
+        f"{MEMBER.slash()}/a",
+        f"{MEMBER.slash()}/b",
+    ]
+    assert len(store.registrations(limit=1)) == 1
+    with pytest.raises(RegistryError, match="limit must be 1 to 1000"):
+        store.registrations(limit=0)

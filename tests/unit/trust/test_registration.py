@@ -73,7 +73,9 @@ def signed_client(pki: Pki, client: SubsystemId = CLIENT) -> SignedRegistration:
         client_request(client),
         owner_sign_key=pki.member_key,
         owner_sign_certificate=pki.chain_sign_cert,
-        ocsp_responses=(ocsp(pki, pki.chain_sign_cert),),
+        auth_key=pki.server_key,
+        auth_certificate=pki.chain_auth_cert,
+        ocsp_responses=(ocsp(pki, pki.chain_sign_cert), ocsp(pki, pki.chain_auth_cert)),
     )
 
 
@@ -102,6 +104,8 @@ def test_client_request_verifies_with_the_client_owners_consent(pki: Pki) -> Non
     assert verified.request.client == CLIENT
     assert verified.consent_by == MEMBER
     assert verified.auth_certificate_fingerprint is None
+    # The registry checks that this certificate is registered for the server.
+    assert verified.server_certificate == pki.chain_auth_cert
 
 
 def test_payload_is_canonical_json(pki: Pki) -> None:
@@ -151,20 +155,20 @@ def test_proof_of_possession_over_another_payload_is_refused(pki: Pki) -> None:
     good = signed_auth(pki)
     other = signed_auth(pki, auth_request(pki, address="evil.example:443"))
     refused(
-        SignedRegistration(good.payload, good.consent, other.proof_of_possession, good.ocsp_responses),
+        SignedRegistration(good.payload, good.consent, other.server_signature, good.ocsp_responses),
         pki,
         "proof_of_possession",
         "does not match the request",
     )
 
 
-def test_missing_proof_of_possession_is_refused(pki: Pki) -> None:
+def test_empty_proof_of_possession_is_refused(pki: Pki) -> None:
     good = signed_auth(pki)
     refused(
-        SignedRegistration(good.payload, good.consent, None, good.ocsp_responses),
+        SignedRegistration(good.payload, good.consent, "", good.ocsp_responses),
         pki,
         "proof_of_possession",
-        "needs a proof of possession",
+        "not a compact JWS",
     )
 
 
@@ -195,7 +199,7 @@ def test_tampered_payload_breaks_both_signatures(pki: Pki) -> None:
     payload["address"] = "evil.example:443"
     tampered = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
     refused(
-        SignedRegistration(tampered, good.consent, good.proof_of_possession, good.ocsp_responses),
+        SignedRegistration(tampered, good.consent, good.server_signature, good.ocsp_responses),
         pki,
         "proof_of_possession",
         "does not match the request",
@@ -204,22 +208,32 @@ def test_tampered_payload_breaks_both_signatures(pki: Pki) -> None:
     payload = json.loads(client.payload)
     payload["server"] = "NRW/MUN/05711000/ss1"
     tampered = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    # Moving the request to Bielefeld's server: the signing certificate names Paderborn's.
     refused(
-        SignedRegistration(tampered, client.consent, None, client.ocsp_responses),
+        SignedRegistration(tampered, client.consent, client.server_signature, client.ocsp_responses),
         pki,
-        "consent",
-        "does not match",
+        "auth_certificate",
+        "was issued to",
+    )
+    payload["server"] = SERVER.slash()
+    payload["client"] = f"{MEMBER.slash()}/meldewesen"
+    tampered = json.dumps(payload, sort_keys=True, separators=(",", ":")).encode()
+    refused(
+        SignedRegistration(tampered, client.consent, client.server_signature, client.ocsp_responses),
+        pki,
+        "server_signature",
+        "does not match the request",
     )
 
 
 def test_non_canonical_payload_is_refused(pki: Pki) -> None:
     good = signed_auth(pki)
     spaced = json.dumps(json.loads(good.payload), sort_keys=True).encode()
-    refused(SignedRegistration(spaced, good.consent, good.proof_of_possession), pki, "malformed", "canonical")
+    refused(SignedRegistration(spaced, good.consent, good.server_signature), pki, "malformed", "canonical")
 
 
 def test_auth_certificate_of_another_server_is_refused(pki: Pki) -> None:
-    # Paderborn cannot register Bielefeld's server name with its own certificate.
+    # Paderborn's certificate for ss1 cannot register a server ss2.
     other_server = SecurityServerId(MEMBER, "ss2")
     request = auth_request(pki, server=other_server)
     refused(signed_auth(pki, request), pki, "auth_certificate", f"issued to {SERVER}, not to {other_server}")
@@ -278,7 +292,7 @@ def test_revoked_auth_certificate_is_refused(pki: Pki) -> None:
 def test_missing_ocsp_response_is_refused(pki: Pki) -> None:
     good = signed_auth(pki)
     refused(
-        SignedRegistration(good.payload, good.consent, good.proof_of_possession, good.ocsp_responses[:1]),
+        SignedRegistration(good.payload, good.consent, good.server_signature, good.ocsp_responses[:1]),
         pki,
         "consent_certificate",
         "has no OCSP response",
@@ -305,18 +319,43 @@ def test_message_signature_cannot_stand_in_for_consent(pki: Pki) -> None:
         good.digest, pki.member_key, pki.chain_sign_cert, signature_type=SIGNATURE_TYPE
     )
     refused(
-        SignedRegistration(good.payload, message_signature, None, good.ocsp_responses), pki, "consent", "type"
+        SignedRegistration(good.payload, message_signature, good.server_signature, good.ocsp_responses),
+        pki,
+        "consent",
+        "type",
     )
 
 
-def test_proof_of_possession_on_a_client_request_is_refused(pki: Pki) -> None:
-    good = signed_client(pki)
-    auth = signed_auth(pki)
+def test_client_request_signed_for_another_server_is_refused(pki: Pki) -> None:
+    # Bielefeld's server cannot ask on behalf of Paderborn's: its auth certificate names it.
+    other_key = generate_private_key()
+    other_cert = pki.issuing.issue_auth_certificate(
+        make_csr(other_key, "b"), SecurityServerId(OTHER_MEMBER, "ss1"), now=NOW - dt.timedelta(days=1)
+    )
+    signed = sign_client_registration(
+        client_request(),
+        owner_sign_key=pki.member_key,
+        owner_sign_certificate=pki.chain_sign_cert,
+        auth_key=other_key,
+        auth_certificate=other_cert,
+        ocsp_responses=(ocsp(pki, pki.chain_sign_cert), ocsp(pki, other_cert)),
+    )
     refused(
-        SignedRegistration(good.payload, good.consent, auth.proof_of_possession, good.ocsp_responses),
+        signed,
         pki,
-        "malformed",
-        "carries no proof of possession",
+        "auth_certificate",
+        f"issued to {OTHER_MEMBER}/ss1|issued to SERVER:{OTHER_MEMBER.slash()}/ss1",
+    )
+
+
+def test_client_request_with_a_tampered_server_signature_is_refused(pki: Pki) -> None:
+    good = signed_client(pki)
+    other = signed_client(pki, MEMBER.subsystem("meldewesen"))
+    refused(
+        SignedRegistration(good.payload, good.consent, other.server_signature, good.ocsp_responses),
+        pki,
+        "server_signature",
+        "does not match the request",
     )
 
 
@@ -325,11 +364,11 @@ def test_proof_of_possession_on_a_client_request_is_refused(pki: Pki) -> None:
     [
         (b"not json", "not valid JSON"),
         (b"[]", "must be a JSON object"),
-        (b'{"payload":"","consent":"","proof_of_possession":null}', "lacks"),
-        (b'{"payload":"!!","consent":"x","proof_of_possession":null,"ocsp_responses":[]}', "not base64"),
-        (b'{"payload":"","consent":1,"proof_of_possession":null,"ocsp_responses":[]}', "must be strings"),
+        (b'{"payload":"","consent":"","server_signature":""}', "lacks"),
+        (b'{"payload":"!!","consent":"x","server_signature":"","ocsp_responses":[]}', "not base64"),
+        (b'{"payload":"","consent":1,"server_signature":"","ocsp_responses":[]}', "must be strings"),
         (
-            b'{"payload":"","consent":"","proof_of_possession":null,"ocsp_responses":["","","","",""]}',
+            b'{"payload":"","consent":"","server_signature":"","ocsp_responses":["","","","",""]}',
             "at most 4",
         ),
         (b"{" + b" " * (70 * 1024) + b"}", "at most 65536 bytes"),
