@@ -58,6 +58,10 @@ class ErrorCode(enum.Enum):
     INVALID_BODY = _Code("InvalidBody")
     UNKNOWN_MEMBER = _Code("UnknownMember")
     UNKNOWN_SERVICE = _Code("UnknownService")
+    # A SOAP request for a REST service, or a REST request for a SOAP service.
+    INVALID_SERVICE_TYPE = _Code("InvalidServiceType")
+    # A service description that cannot be read or may not be served (X-Road's "invalid_wsdl").
+    INVALID_WSDL = _Code("InvalidWsdl")
     ACCESS_DENIED = _Code("AccessDenied")
     OUTDATED_GLOBAL_CONF = _Code("OutdatedGlobalConf")
     INVALID_GLOBAL_CONF = _Code("InvalidGlobalConf")

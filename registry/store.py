@@ -52,6 +52,7 @@ from core.identifiers import (
     check_part,
     parse_client_slash,
 )
+from core.metadata import is_reserved_service_code
 from registry.federation import FederationDefinition, _issued_by
 from trust.ca import server_id_from_auth_certificate
 from trust.certificates import describe, fingerprint
@@ -1092,6 +1093,10 @@ class RegistryStore:
         with _refusing():
             provider_id = SubsystemId.parse_slash(provider) if isinstance(provider, str) else provider
             provider_id.service(code, version or None)
+        if is_reserved_service_code(code):
+            raise RegistryError(
+                f"service code {code!r} is reserved: security servers answer it themselves (X-Road metadata)"
+            )
         if not isinstance(protocol, str) or protocol.upper() not in PROTOCOLS:
             raise RegistryError(f"protocol must be one of {', '.join(PROTOCOLS)}, got {protocol!r}")
         _text(description, "description", empty=True)

@@ -5,5 +5,9 @@
 :mod:`~adapters.soap.envelope` reads and validates the X-Road headers;
 :mod:`~adapters.soap.inbound` turns a client's request into a :class:`SoapRequest` and a
 core message; :mod:`~adapters.soap.outbound` writes answers and faults;
-:mod:`~adapters.soap.response` reads a provider's answer and checks it against the request.
+:mod:`~adapters.soap.response` reads a provider's answer and checks it against the request;
+:mod:`~adapters.soap.backend` calls a provider's SOAP backend with the client's bytes.
+:mod:`~adapters.soap.xsd` serves X-Road's bundled schemas; :mod:`~adapters.soap.wsdl` reads
+a provider's WSDL offline and masks its endpoint addresses; :mod:`~adapters.soap.metadata`
+renders listClients and the SOAP metadata services (listMethods, allowedMethods, getWsdl).
 """

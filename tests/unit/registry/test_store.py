@@ -137,6 +137,12 @@ def test_service_catalogue_filters(populated: RegistryStore) -> None:
     assert populated.services(area="05711000")[0].version is None
 
 
+def test_reserved_codes_are_matched_exactly(populated: RegistryStore) -> None:
+    # X-Road compares service codes exactly; only the metadata services' own codes are taken.
+    entry = populated.add_service(f"{BIELEFELD}/meldewesen", "getwsdl", None, "SOAP", "", "")
+    assert entry.code == "getwsdl"
+
+
 def test_more_clients_certificates_and_tsas(populated: RegistryStore, pki: Pki) -> None:
     populated.add_server_client(SERVER, f"{BIELEFELD}/meldewesen")
     rotated = pki.ca.issue_auth_certificate(make_csr(generate_private_key(), "x"), SERVER, now=NOW)
@@ -239,6 +245,21 @@ def refusals(pki: Pki) -> list[tuple[str, Callable[[RegistryStore], object], str
             "service of an unknown subsystem",
             lambda s: s.add_service(f"{PADERBORN}/kfz", "x", None, "REST", "", ""),
             "is not a subsystem",
+        ),
+        (
+            "SOAP metadata service code",
+            lambda s: s.add_service(f"{PADERBORN}/gewerbeamt", "getWsdl", "v1", "SOAP", "", ""),
+            "service code 'getWsdl' is reserved",
+        ),
+        (
+            "REST metadata service code",
+            lambda s: s.add_service(f"{PADERBORN}/gewerbeamt", "getOpenAPI", None, "REST", "", ""),
+            "service code 'getOpenAPI' is reserved",
+        ),
+        (
+            "listClients",
+            lambda s: s.add_service(f"{PADERBORN}/gewerbeamt", "listClients", None, "REST", "", ""),
+            "service code 'listClients' is reserved",
         ),
         ("second init", lambda s: s.init("NRW"), "already initialised"),
     ]
