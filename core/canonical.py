@@ -6,6 +6,14 @@ joined with the body's hash.  This is X-Road REST's request-hash construction ("
 over the SHA-512 of the request headers joined with the SHA-512 of the body"), and the
 same digest is what a message signature signs, so the provider's ``X-Road-Request-Hash``
 is exactly the digest the consumer signed.
+
+SOAP and REST messages are digested alike.  A SOAP message's body is the HTTP body
+exactly as the client sent it (the envelope, or the whole multipart message with its
+attachments) and its header names ``protocol`` ``soap`` with Content-Type and SOAPAction,
+so signatures and log records cover those exact bytes.  X-Road's ``xrd:requestHash``
+inside a SOAP answer is another value: the SHA-512 of the request's SOAP part alone
+(:func:`adapters.soap.envelope.compute_request_hash`), which the information system
+checks; this digest binds the answer to the signed request between security servers.
 """
 
 from __future__ import annotations

@@ -49,6 +49,17 @@ id = "NRW/MUN/05774032/gewerbeamt/gewerbeanzeige/v1"
 base_url = "http://127.0.0.1:5601/"
 timeout_s = 30
 
+[[services]]                  # a SOAP service: base_url is the backend's SOAP endpoint
+id = "NRW/MUN/05774032/gewerbeamt/gewerbeauskunft/v1"
+protocol = "soap"             # "rest" (the default) or "soap"
+base_url = "http://127.0.0.1:5602/gewerbeauskunft"
+wsdl_url = "http://127.0.0.1:5602/gewerbeauskunft?wsdl"  # optional; this is the default
+
+[[services]]                  # a REST service described by an OpenAPI 3 document (JSON)
+id = "NRW/MUN/05774032/gewerbeamt/betriebe/v1"
+base_url = "http://127.0.0.1:5603/api/v1"
+openapi_url = "http://127.0.0.1:5603/openapi.json"       # optional; for getOpenAPI
+
 [[access]]                    # deny by default: only what is listed here is allowed
 service = "NRW/MUN/05774032/gewerbeamt/gewerbeanzeige"
 clients = ["NRW/GOV/057/arbeitsschutz", "GLOBALGROUP:NRW/owl-kommunen"]
@@ -59,6 +70,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -75,6 +87,8 @@ from core.identifiers import (
     parse_client_slash,
     parse_typed,
 )
+from core.messages import Protocol
+from core.metadata import is_reserved_service_code
 
 __all__ = [
     "ConfigError",
@@ -120,15 +134,87 @@ class SignKeyConfig:
 
 @dataclass(frozen=True)
 class ServiceConfig:
+    """A service this server provides, and the backend that serves it.
+
+    ``protocol`` is the protocol the service speaks (X-Road REST r1 by default).  For
+    REST, ``base_url`` is the base URL the request's path and query are appended to; for
+    SOAP it is the backend's SOAP endpoint URL, which receives every request as is.
+
+    The service's description, which the metadata services serve, is fetched from the
+    backend when asked for: a SOAP service's WSDL from ``wsdl_url``, by default the endpoint
+    URL with ``?wsdl`` appended (``&wsdl`` when it has a query already), the usual address
+    of a SOAP service's WSDL; a REST service's OpenAPI 3 document (JSON) from
+    ``openapi_url``, and a REST service without one is described by its base URL alone.
+    The service code may not be one that security servers answer themselves
+    (:mod:`core.metadata`).
+    """
+
     id: ServiceId
     base_url: str
     timeout_s: float = 30.0
+    protocol: Protocol = Protocol.REST
+    wsdl_url: str | None = None
+    openapi_url: str | None = None
 
     def __post_init__(self) -> None:
+        if not isinstance(self.protocol, Protocol):
+            raise ConfigError(f"service {self.id.slash()}: protocol must be a Protocol")
+        if is_reserved_service_code(self.id.service_code):
+            raise ConfigError(
+                f"service {self.id.slash()}: the service code {self.id.service_code!r} is reserved "
+                "for X-Road's metadata services, which security servers answer themselves"
+            )
         if not self.base_url.startswith(("http://", "https://")):
             raise ConfigError(f"service {self.id.slash()}: base_url must be an http(s) URL")
+        if self.protocol is Protocol.SOAP:
+            _check_url(self.id, "base_url", self.base_url)
+        if self.wsdl_url is not None:
+            if self.protocol is not Protocol.SOAP:
+                raise ConfigError(f"service {self.id.slash()}: wsdl_url is for SOAP services only")
+            _check_url(self.id, "wsdl_url", self.wsdl_url)
+        if self.openapi_url is not None:
+            if self.protocol is not Protocol.REST:
+                raise ConfigError(f"service {self.id.slash()}: openapi_url is for REST services only")
+            _check_url(self.id, "openapi_url", self.openapi_url)
         if self.timeout_s <= 0:
             raise ConfigError(f"service {self.id.slash()}: timeout_s must be positive")
+
+    @property
+    def description_url(self) -> str | None:
+        """Where the backend serves this service's description: its WSDL or its OpenAPI document.
+
+        ``None`` for a REST service without ``openapi_url``.
+        """
+        if self.protocol is Protocol.SOAP:
+            if self.wsdl_url is not None:
+                return self.wsdl_url
+            return self.base_url + ("&wsdl" if urllib.parse.urlsplit(self.base_url).query else "?wsdl")
+        return self.openapi_url
+
+
+def _check_url(service: ServiceId, name: str, url: object) -> None:
+    """A backend URL called as is: absolute http(s) with a host and without a fragment."""
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ConfigError(f"service {service.slash()}: {name} must be an http(s) URL")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        _ = parts.port  # a port that is not a number in range raises ValueError
+    except ValueError as exc:
+        raise ConfigError(f"service {service.slash()}: {name} is not a valid URL ({exc})") from exc
+    if not parts.hostname or parts.fragment or "#" in url:
+        raise ConfigError(
+            f"service {service.slash()}: {name} must be http(s)://host[:port][/path][?query] "
+            "without a fragment"
+        )
+
+
+def _protocol(service: str, value: object) -> Protocol:
+    """``protocol = "rest" | "soap"`` (any case, as the registry writes ``REST`` and ``SOAP``)."""
+    if isinstance(value, str):
+        for protocol in Protocol:
+            if value.lower() == protocol.value:
+                return protocol
+    raise ConfigError(f'service {service}: protocol must be "rest" or "soap", not {value!r}')
 
 
 @dataclass(frozen=True)
@@ -316,6 +402,12 @@ def _build(raw: dict[str, Any], base: Path, environ: Mapping[str, str]) -> Gatew
     access: list[AccessRule] = []
     for entry in raw.get("access", []):
         service = ServiceId.parse_slash(entry["service"])
+        if is_reserved_service_code(service.service_code):
+            # Metadata services are answered without an access check; a rule would mislead.
+            raise ConfigError(
+                f"access to {service.slash()}: {service.service_code!r} is a metadata service, "
+                "which every client may call"
+            )
         access.append(
             AccessRule(
                 provider=service.provider,
@@ -340,7 +432,14 @@ def _build(raw: dict[str, Any], base: Path, environ: Mapping[str, str]) -> Gatew
         key_passphrase=passphrase,
         clients=tuple(parse_client_slash(c["id"]) for c in raw.get("clients", [])),
         services=tuple(
-            ServiceConfig(ServiceId.parse_slash(s["id"]), s["base_url"], float(s.get("timeout_s", 30.0)))
+            ServiceConfig(
+                ServiceId.parse_slash(s["id"]),
+                s["base_url"],
+                float(s.get("timeout_s", 30.0)),
+                _protocol(s["id"], s.get("protocol", "rest")),
+                s.get("wsdl_url"),
+                s.get("openapi_url"),
+            )
             for s in raw.get("services", [])
         ),
         access=tuple(access),

@@ -13,7 +13,9 @@ import aiohttp
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from adapters.backend_http import fetch_description
 from adapters.rest.backend import RestBackend
+from adapters.soap.backend import SoapBackend
 from core.clock import Clock
 from core.errors import ErrorCode, Origin, XwegError
 from core.identifiers import MemberId
@@ -50,19 +52,37 @@ def load_signers(config: GatewayConfig) -> dict[MemberId, Signer]:
 
 
 class BackendPool:
-    """One HTTP session to information-system backends, one RestBackend per timeout."""
+    """One HTTP session to information-system backends; one REST and one SOAP caller per timeout.
+
+    The same session fetches the services' descriptions for the metadata services.
+    """
 
     def __init__(self, session: aiohttp.ClientSession, max_response_bytes: int) -> None:
         self._session = session
         self._max = max_response_bytes
         self._by_timeout: dict[float, RestBackend] = {}
+        self._soap_by_timeout: dict[float, SoapBackend] = {}
 
     def get(self, timeout_s: float) -> RestBackend:
+        """The REST caller with this timeout."""
         backend = self._by_timeout.get(timeout_s)
         if backend is None:
             backend = RestBackend(self._session, timeout_s=timeout_s, max_response_bytes=self._max)
             self._by_timeout[timeout_s] = backend
         return backend
+
+    def soap(self, timeout_s: float) -> SoapBackend:
+        """The SOAP caller with this timeout."""
+        backend = self._soap_by_timeout.get(timeout_s)
+        if backend is None:
+            backend = SoapBackend(self._session, timeout_s=timeout_s, max_response_bytes=self._max)
+            self._soap_by_timeout[timeout_s] = backend
+        return backend
+
+    async def fetch_description(self, url: str, timeout_s: float, max_bytes: int) -> bytes:
+        """A service's description (WSDL or OpenAPI document) from its backend; see
+        :func:`adapters.backend_http.fetch_description`."""
+        return await fetch_description(self._session, url, timeout_s=timeout_s, max_bytes=max_bytes)
 
     async def close(self) -> None:
         await self._session.close()

@@ -1,11 +1,13 @@
 """One security server per process: the client listener, the peer listener, their lifecycle.
 
 The client listener (plain HTTP, for the organisation's information systems) speaks
-X-Road REST r1 at ``/r1/...`` and answers directory look-ups from the verified global
-configuration at ``/directory/v1/...`` (:mod:`gateway.directoryapi`); the peer listener
-(mutual TLS, for other security servers) accepts framed, signed messages.  Every failure
-leaves through one renderer: an X-Road REST error body with a correlation id that is
-also in the server's log.
+X-Road REST r1 at ``/r1/...``, answers directory look-ups from the verified global
+configuration at ``/directory/v1/...`` (:mod:`gateway.directoryapi`) and takes X-Road
+SOAP 4.0 requests at every path that none of its routes takes, as X-Road's client proxy
+does (see :func:`is_soap_request`); the peer listener (mutual TLS, for other security
+servers) accepts framed, signed messages.  Every failure leaves through one renderer per
+protocol: an X-Road REST error body, or for a SOAP client a SOAP fault, each with a
+correlation id that is also in the server's log.
 """
 
 from __future__ import annotations
@@ -41,7 +43,13 @@ from gateway.messagelog.store import MessageLogStore
 from gateway.messagelog.timestamper import TimestampClient, Timestamper, TsaEndpoint
 from gateway.messagelog.writer import MessageLogWriter
 from gateway.ocsp import OwnOcspResponses
-from gateway.pipeline.consumer import PassThroughError, handle_rest_request
+from gateway.pipeline.consumer import (
+    PassThroughError,
+    handle_rest_request,
+    handle_soap_request,
+    pass_through_soap_fault,
+    soap_fault_answer,
+)
 from gateway.pipeline.provider import handle_exchange
 from gateway.runtime import BackendPool, Gateway, load_signers
 from gateway.tokens import auditor_token_key_path, load_or_create_token_key
@@ -54,11 +62,13 @@ from trust.keys import load_certificates
 from trust.service.runner import run_until_signalled
 from trust.signatures import sign_digest
 
-__all__ = ["serve", "main", "build_gateway"]
+__all__ = ["serve", "main", "build_gateway", "build_client_app", "build_peer_app", "is_soap_request"]
 
 log = structlog.get_logger("xweg.gateway")
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# SOAP 1.1's media types: a request carrying one comes from a SOAP client, whatever its method.
+_SOAP_MEDIA_TYPES = frozenset({"text/xml", "multipart/related"})
 
 
 def _error_response(error: XwegError) -> web.Response:
@@ -72,13 +82,7 @@ def _error_middleware(origin: Origin) -> Middleware:
         try:
             return await handler(request)
         except XwegError as error:
-            log.warning(
-                "exchange.failed",
-                fault_code=error.fault_code,
-                message=error.message,
-                correlation_id=error.correlation_id,
-                path=request.path,
-            )
+            _log_failure(error, request)
             return _error_response(error)
         except PassThroughError as error:
             log.warning("exchange.failed_at_provider", fault_code=error.fault_code, path=request.path)
@@ -107,6 +111,70 @@ def _error_middleware(origin: Origin) -> Middleware:
             return _error_response(internal)
 
     return middleware
+
+
+def _log_failure(error: XwegError, request: web.Request) -> None:
+    log.warning(
+        "exchange.failed",
+        fault_code=error.fault_code,
+        message=error.message,
+        correlation_id=error.correlation_id,
+        path=request.path,
+    )
+
+
+def is_soap_request(request: web.Request) -> bool:
+    """Whether the client listener takes ``request`` as an X-Road SOAP request.
+
+    X-Road's client proxy takes a POST at any path as SOAP.  Here the listener's own routes
+    come first: what none of them takes -- nor an application mounted in the listener (the
+    auditor API, the directory), whose own 404 it is -- is SOAP when it is a POST, or when it
+    carries a SOAP content type, so that a SOAP client using the wrong method hears
+    ``InvalidHttpMethod`` as a SOAP fault.  A path that is a route for other methods only
+    (``/healthz``) is not SOAP.  Absolute-form targets (``POST http://host/endpoint``, from
+    clients using the security server as their HTTP proxy) are routed by their path.
+    """
+    match = request.match_info
+    if not isinstance(match.http_exception, web.HTTPNotFound) or len(match.apps) != 1:
+        return False
+    if request.method == "POST":
+        return True
+    essence = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
+    return essence in _SOAP_MEDIA_TYPES
+
+
+@web.middleware
+async def _soap_dispatch(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if is_soap_request(request):
+        return await _soap(request)
+    return await handler(request)
+
+
+async def _soap(request: web.Request) -> web.StreamResponse:
+    """One X-Road SOAP request; every answer, every failure included, is SOAP."""
+    gateway = request.app[GATEWAY_KEY]
+    try:
+        body = await _read_body(request, gateway.config.limits.max_body_bytes, Origin.CLIENT)
+        answer = await handle_soap_request(
+            gateway,
+            request.method,
+            body,
+            content_type=request.headers.get("Content-Type"),
+            soap_action=request.headers.get("SOAPAction"),
+        )
+    except XwegError as error:
+        _log_failure(error, request)
+        answer = soap_fault_answer(error)
+    except PassThroughError as error:
+        log.warning("exchange.failed_at_provider", fault_code=error.fault_code, path=request.path)
+        answer = pass_through_soap_fault(error)
+    except Exception as exc:  # the last line of defence: never a traceback to a client
+        internal = XwegError(
+            ErrorCode.INTERNAL_ERROR, "internal error; see the server log", Origin.CLIENT_PROXY
+        )
+        log.exception("internal_error", correlation_id=internal.correlation_id, error=repr(exc))
+        answer = soap_fault_answer(internal)
+    return web.Response(status=answer.status, headers=CIMultiDict(answer.headers), body=answer.body)
 
 
 async def _read_body(request: web.Request, limit: int, origin: Origin) -> bytes:
@@ -185,7 +253,8 @@ def _adopted_globalconf(gateway: Gateway) -> tuple[GlobalConf, bytes]:
 
 def build_client_app(gateway: Gateway) -> web.Application:
     app = web.Application(
-        middlewares=[_error_middleware(Origin.CLIENT_PROXY)],
+        # Outermost first: a SOAP request is answered in SOAP and never reaches the REST renderer.
+        middlewares=[_soap_dispatch, _error_middleware(Origin.CLIENT_PROXY)],
         client_max_size=gateway.config.limits.max_body_bytes + 1,
     )
     app[GATEWAY_KEY] = gateway

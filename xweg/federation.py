@@ -76,8 +76,10 @@ class ServicePlan:
     backend: str  # a kind from xweg.backends.BACKENDS
     description: str
     access: tuple[str, ...]  # client ids (slash form) or GLOBALGROUP:... allowed to call it
-    base_url: str | None = None  # default: the demo backend of that kind
+    base_url: str | None = None  # default: the demo backend of that kind, plus backend_path
     timeout_s: float = 30.0
+    protocol: str = "rest"  # "rest" or "soap"; for SOAP the base URL is the endpoint URL
+    backend_path: str = ""  # appended to the demo backend's URL, e.g. "/fault" for soap-echo
     # What the registry's service catalogue says about it (the directory look-up).
     standard: str = ""
     authorities: tuple[str, ...] = ()
@@ -499,12 +501,14 @@ def _write_server_config(layout: Layout, server: ServerPlan) -> None:
     for client in server.clients:
         lines += ["", "[[clients]]", f"id = {_toml_str(client.slash())}"]
     for service in server.services:
+        base_url = service.base_url or layout.backend_url(service.backend) + service.backend_path
         lines += [
             "",
             "[[services]]",
             f"id = {_toml_str(service.id.slash())}",
-            f"base_url = {_toml_str(service.base_url or layout.backend_url(service.backend))}",
+            f"base_url = {_toml_str(base_url)}",
             f"timeout_s = {service.timeout_s}",
+            f"protocol = {_toml_str(service.protocol)}",
             "",
             "[[access]]",
             f"service = {_toml_str(service.id.unversioned().slash())}",

@@ -2,21 +2,30 @@
 
 Steps (the numbers appear in log events):
   1. global configuration is current
-  2. the request parses (X-Road REST r1) and the client is one this server hosts
+  2. the request parses (X-Road REST r1, or X-Road SOAP 4.0) and the client is one this
+     server hosts
   3. the provider is known and some security server hosts it; that server's auth
      certificate is valid and not revoked (its OCSP response, offered by the peer)
   4. sign the request with the client member's sign key
   5. append the request to the message log (durable) -- only then send it
   6. send over mutual TLS to the provider's security server
   7. the response is for this request (message id, request hash) and its signature is
-     the provider member's
+     the provider member's; a SOAP response also carries the ``xrd:requestHash`` of the
+     client's SOAP bytes and echoes the request's X-Road headers
   8. append the response to the message log, then answer the information system
+
+Both protocols travel the same way: a SOAP request's body is the HTTP body exactly as
+the client sent it (the envelope, or the whole multipart message), with its Content-Type
+and SOAPAction as the end-to-end headers, so that signatures and log records cover those
+bytes; the SOAP answer goes back to the client exactly as the provider signed it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import structlog
@@ -24,6 +33,9 @@ from cryptography import x509
 
 from adapters.rest.inbound import parse_rest_request
 from adapters.rest.outbound import response_headers_for_client
+from adapters.soap.inbound import SoapRequest, parse_soap_request, to_core_request
+from adapters.soap.outbound import FAULT_HTTP_STATUS, SOAP_CONTENT_TYPE, fault_envelope, render_soap_fault
+from adapters.soap.response import check_request_hash, check_response_consistent, parse_soap_response
 from core.canonical import b64, request_digest, response_digest
 from core.errors import ErrorCode, Origin, XwegError
 from core.messages import MessageError, Request, ResponseHeader, sha512
@@ -33,13 +45,24 @@ from gateway.runtime import Gateway
 from gateway.transport.frame import FrameError, decode_frame, encode_frame, optional_b64, optional_unb64
 from trust.certificates import CertificateTrust, fingerprint, validate_auth_certificate
 from trust.errors import CertificateInvalid, TrustError
-from trust.globalconf import SecurityServerInfo
+from trust.globalconf import GlobalConf, SecurityServerInfo
 from trust.signatures import sign_digest, verify_signature
 
-__all__ = ["ClientAnswer", "PassThroughError", "choose_peer", "handle_rest_request"]
+__all__ = [
+    "ClientAnswer",
+    "PassThroughError",
+    "choose_peer",
+    "handle_rest_request",
+    "handle_soap_request",
+    "check_soap_answer",
+    "soap_fault_answer",
+    "pass_through_soap_fault",
+]
 
 log = structlog.get_logger("xweg.consumer")
 _ORIGIN = Origin.CLIENT_PROXY
+# The longest error body of a provider's server read for a SOAP fault's code, message and detail.
+_MAX_PEER_ERROR_BYTES = 64 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,17 +94,124 @@ def choose_peer(servers: tuple[SecurityServerInfo, ...]) -> SecurityServerInfo:
 async def handle_rest_request(
     gateway: Gateway, method: str, raw_target: str, headers: list[tuple[str, str]], body: bytes
 ) -> ClientAnswer:
+    """Carry one X-Road REST r1 request to the provider and return its answer."""
     # (1) global configuration is current, and the message log is timestamped in time
+    conf, now, trust = _current(gateway)
+    # (2) parse
+    request = parse_rest_request(method, raw_target, headers, body, new_message_id=lambda: str(uuid.uuid4()))
+    exchanged = await _exchange(gateway, request, conf, now, trust)
+    return ClientAnswer(
+        exchanged.response.status,
+        response_headers_for_client(request.header, exchanged.response, request_hash=exchanged.request_hash),
+        exchanged.body,
+    )
+
+
+async def handle_soap_request(
+    gateway: Gateway, method: str, body: bytes, *, content_type: str | None, soap_action: str | None
+) -> ClientAnswer:
+    """Carry one X-Road SOAP 4.0 request to the provider and return its answer.
+
+    ``body`` is the HTTP body as received, ``content_type`` and ``soap_action`` the
+    request's ``Content-Type`` and ``SOAPAction`` headers (``None``: not sent).  The answer
+    is the provider's SOAP response (or the backend's SOAP Fault) exactly as the provider
+    signed it.  Failures raise :class:`XwegError` or :class:`PassThroughError`; rendering
+    them as SOAP faults is the caller's (see :func:`soap_fault_answer` and
+    :func:`pass_through_soap_fault`).
+    """
+    # (1) global configuration is current, and the message log is timestamped in time
+    conf, now, trust = _current(gateway)
+    # (2) parse: hardened XML, X-Road headers validated, the bytes kept as sent
+    soap = parse_soap_request(body, content_type=content_type, method=method)
+    request = to_core_request(soap, soap_action=soap_action)
+    exchanged = await _exchange(
+        gateway, request, conf, now, trust, check=lambda header, data: check_soap_answer(soap, header, data)
+    )
+    return ClientAnswer(
+        exchanged.response.status,
+        [("Content-Type", _content_type(exchanged.response))],
+        exchanged.body,
+    )
+
+
+def check_soap_answer(request: SoapRequest, header: ResponseHeader, body: bytes) -> None:
+    """(7) A SOAP answer is a SOAP message, bound to the client's bytes and echoing its headers.
+
+    Raises :class:`XwegError` blamed on this server (``Server.ClientProxy``): the packaging,
+    XML and envelope codes of :func:`adapters.soap.response.parse_soap_response`, and
+    ``InconsistentResponse`` when ``xrd:requestHash`` is missing or not the SHA-512 of the
+    request's SOAP bytes, or a header differs from the request's.  A SOAP Fault (the
+    backend's own answer) is not checked further.
+    """
+    response = parse_soap_response(body, content_type=_content_type(header), origin=_ORIGIN)
+    check_request_hash(request, response, origin=_ORIGIN)
+    check_response_consistent(request.header, response, origin=_ORIGIN)
+
+
+def soap_fault_answer(error: XwegError) -> ClientAnswer:
+    """An exchange-layer failure as the SOAP fault a SOAP client reads."""
+    status, headers, body = render_soap_fault(error)
+    return ClientAnswer(status, headers, body)
+
+
+def pass_through_soap_fault(error: PassThroughError) -> ClientAnswer:
+    """The provider's server's error, rendered as a SOAP fault with its code, message and detail.
+
+    The provider's server reports errors as X-Road REST error bodies (``type``,
+    ``message``, ``detail``: its correlation id); a SOAP client gets the same three as
+    ``faultcode``, ``faultstring`` and ``detail/faultDetail``.
+    """
+    message = f"the provider's security server answered {error.fault_code}"
+    detail: str | None = None
+    try:
+        data = json.loads(error.body[:_MAX_PEER_ERROR_BYTES].decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        data = None
+    if isinstance(data, dict):
+        if isinstance(data.get("message"), str):
+            message = data["message"]
+        if isinstance(data.get("detail"), str):
+            detail = data["detail"]
+    body = fault_envelope(error.fault_code, message, detail)
+    return ClientAnswer(FAULT_HTTP_STATUS, [("Content-Type", SOAP_CONTENT_TYPE)], body)
+
+
+def _content_type(header: ResponseHeader) -> str:
+    return next((value for name, value in header.headers if name == "content-type"), "")
+
+
+def _current(gateway: Gateway) -> tuple[GlobalConf, dt.datetime, CertificateTrust]:
+    """(1) The configuration to act on, the time of this exchange, and the trust it implies."""
     conf, now = gateway.current_conf(_ORIGIN)
     gateway.check_timestamping(now, _ORIGIN)
     try:
         trust = certificate_trust(conf)
     except TrustError as exc:
         raise XwegError(ErrorCode.CERT_VALIDATION, str(exc), _ORIGIN) from exc
+    return conf, now, trust
 
-    # (2) parse; the client must be registered and hosted here
-    request = parse_rest_request(method, raw_target, headers, body, new_message_id=lambda: str(uuid.uuid4()))
+
+@dataclass(frozen=True, slots=True)
+class _Exchanged:
+    """A verified and logged answer: its signed header, its body, and the request hash it names."""
+
+    request_hash: str
+    response: ResponseHeader
+    body: bytes
+
+
+async def _exchange(
+    gateway: Gateway,
+    request: Request,
+    conf: GlobalConf,
+    now: dt.datetime,
+    trust: CertificateTrust,
+    *,
+    check: Callable[[ResponseHeader, bytes], None] | None = None,
+) -> _Exchanged:
+    """Steps 2 (hosting) to 8 for a parsed request; ``check`` adds the protocol's own step 7."""
     header = request.header
+    # (2, continued) the client must be registered and hosted here
     client = header.client
     if not conf.has_client(client):
         raise XwegError(
@@ -150,6 +280,8 @@ async def handle_rest_request(
     response_header, response_body, response_signature, response_ocsp = _verify_response(
         request, request_hash, answer.body, gateway.clock.now(), trust
     )
+    if check is not None:
+        check(response_header, response_body)
 
     # (8) log the response, then answer
     await log_response(
@@ -165,16 +297,13 @@ async def handle_rest_request(
     log.info(
         "exchange.completed",
         side="consumer",
+        protocol=header.protocol.value,
         message_id=header.message_id,
         client=client.slash(),
         service=header.service.slash(),
         status=response_header.status,
     )
-    return ClientAnswer(
-        response_header.status,
-        response_headers_for_client(header, response_header, request_hash=request_hash),
-        response_body,
-    )
+    return _Exchanged(request_hash, response_header, response_body)
 
 
 def _verify_response(

@@ -6,11 +6,18 @@ Steps (the numbers appear in log events):
      not revoked (the OCSP response the peer sends with the request)
   3. the frame parses, the body matches its signed header, and the signature is the
      client member's, whose sign certificate is not revoked (the OCSP response that
-     travels with the signature); the client is hosted by the peer that sent it
-  4. the service is one this server provides, and access rights allow this client
+     travels with the signature); the client is hosted by the peer that sent it; a SOAP
+     body is an X-Road SOAP request whose headers are the ones signed
+  4. the service is one this server provides, access rights allow this client, and the
+     service speaks the request's protocol
   5. append the request to the message log (durable) -- only then call the backend
-  6. call the backend information system
+  6. call the backend information system; a SOAP backend's answer must echo the
+     request's X-Road headers, and goes back with ``xrd:requestHash`` added
   7. sign the response, bound to the request by its hash, log it, return it
+
+A SOAP backend receives the client's HTTP body exactly as the client sent it (the
+envelope, or the whole multipart message with its attachments), with its Content-Type
+and SOAPAction.  Its SOAP Fault is its answer, signed and logged like any other.
 """
 
 from __future__ import annotations
@@ -18,9 +25,14 @@ from __future__ import annotations
 import structlog
 from cryptography import x509
 
+from adapters.soap.backend import SoapBackendAnswer
+from adapters.soap.inbound import SoapRequest, parse_soap_request
+from adapters.soap.mime import Packaging, encode_multipart_related
+from adapters.soap.outbound import SOAP_CONTENT_TYPE, render_soap_response
+from adapters.soap.response import check_response_consistent, parse_soap_response
 from core.canonical import b64, request_digest, response_digest
 from core.errors import ErrorCode, Origin, XwegError
-from core.messages import MessageError, Request, RequestHeader, ResponseHeader, sha512
+from core.messages import MessageError, Protocol, Request, RequestHeader, ResponseHeader, sha512
 from gateway.ocsp import certificate_trust
 from gateway.pipeline.records import log_request, log_response
 from gateway.runtime import Gateway
@@ -29,7 +41,7 @@ from trust.certificates import fingerprint, validate_auth_certificate
 from trust.errors import CertificateInvalid, TrustError
 from trust.signatures import sign_digest, verify_signature
 
-__all__ = ["handle_exchange"]
+__all__ = ["handle_exchange", "read_soap_request", "soap_answer"]
 
 log = structlog.get_logger("xweg.provider")
 _ORIGIN = Origin.SERVER_PROXY
@@ -102,8 +114,10 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
             _ORIGIN,
         )
     request = Request(header, frame.body)
+    # (3, continued) a SOAP body says what its signed header says
+    soap = read_soap_request(request) if header.protocol is Protocol.SOAP else None
 
-    # (4) is it ours, and is this client allowed?
+    # (4) is it ours, is this client allowed, does the service speak this protocol?
     service = gateway.config.service(header.service)
     provider_hosted = header.service.provider in gateway.config.clients
     if service is None or not provider_hosted:
@@ -114,12 +128,23 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
             f"client {header.client} is not allowed to use service {header.service}",
             _ORIGIN,
         )
+    if service.protocol is not header.protocol:
+        raise XwegError(
+            ErrorCode.INVALID_SERVICE_TYPE,
+            f"service {header.service} is a {service.protocol.name} service and cannot be called "
+            f"with {header.protocol.name}",
+            _ORIGIN,
+        )
 
     # (5) log before the backend sees anything
     await log_request(gateway, header, frame.body, signature, sign_ocsp, at=now, origin=_ORIGIN)
 
     # (6) call the backend
-    status, headers, body = await gateway.backends.get(service.timeout_s).call(service.base_url, request)
+    if soap is None:
+        status, headers, body = await gateway.backends.get(service.timeout_s).call(service.base_url, request)
+    else:
+        answer = await gateway.backends.soap(service.timeout_s).call(service.base_url, request)
+        status, headers, body = soap_answer(soap, answer)
 
     # (7) sign, bind to the request, log, answer
     response_header = ResponseHeader(
@@ -150,6 +175,7 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
         client=header.client.slash(),
         service=header.service.slash(),
         peer=peer.id.slash(),
+        protocol=header.protocol.value,
         status=status,
     )
     metadata = {
@@ -158,3 +184,53 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
         "ocsp": optional_b64(response_ocsp),
     }
     return encode_frame(metadata, body)
+
+
+def read_soap_request(request: Request) -> SoapRequest:
+    """(3) The SOAP request in a signed message, its X-Road headers the ones its header names.
+
+    The body is parsed as the consumer's server parsed it (a refusal carries the same
+    ``Client`` codes); an envelope whose client, service, message id, userId, issue or
+    represented party differ from the signed header's, or a header with a REST path or
+    query, is ``Server.ServerProxy.InvalidMessage``: access rights and the log go by the
+    signed header, the backend by the envelope, so the two must agree.
+    """
+    header = request.header
+    content_type = next((value for name, value in header.headers if name == "content-type"), None)
+    soap = parse_soap_request(request.body, content_type=content_type, method=header.method)
+    envelope = soap.header
+    party = envelope.represented_party.text() if envelope.represented_party is not None else None
+    signed = (header.client, header.service, header.message_id, header.user_id, header.issue)
+    found = (envelope.client, envelope.service, envelope.message_id, envelope.user_id, envelope.issue)
+    if signed != found or header.represented_party != party or header.path or header.query:
+        raise XwegError(
+            ErrorCode.INVALID_MESSAGE,
+            "the SOAP envelope's X-Road headers differ from the message's signed header",
+            _ORIGIN,
+        )
+    return soap
+
+
+def soap_answer(
+    request: SoapRequest, answer: SoapBackendAnswer
+) -> tuple[int, tuple[tuple[str, str], ...], bytes]:
+    """(6) The SOAP backend's answer as it goes back: ``(status, headers, body)``.
+
+    The answer is parsed by the hardened parser; a SOAP Fault is the provider's answer and
+    goes back as the backend wrote it, with its status.  Any other answer must echo the
+    request's X-Road headers (else ``Server.ServerProxy.InconsistentResponse``); it goes
+    back as an envelope with those headers, ``xrd:requestHash`` and the backend's body
+    element, packed again as multipart with the backend's attachments if it had any.
+    Other refusals carry the parser's codes, blamed on this server.
+    """
+    response = parse_soap_response(answer.body, content_type=answer.content_type, origin=_ORIGIN)
+    if response.fault is not None:
+        return answer.status, (("content-type", response.content_type),), answer.body
+    check_response_consistent(request.header, response, origin=_ORIGIN)
+    envelope = render_soap_response(request, response.body_xml, origin=_ORIGIN)
+    if response.packaging is Packaging.PLAIN:
+        return 200, (("content-type", SOAP_CONTENT_TYPE),), envelope
+    content_type, body = encode_multipart_related(
+        envelope, response.attachments, packaging=response.packaging
+    )
+    return 200, (("content-type", content_type),), body
