@@ -7,20 +7,37 @@
 
 Each validates what it receives, as a real receiver would, and keeps what it accepted
 in memory so that ``GET`` shows it.
+
+* ``soap-echo`` -- a SOAP backend for tests (:func:`make_soap_echo_app`): it answers an
+  X-Road SOAP request with its headers echoed and its body wrapper renamed
+  ``<serviceCode>Response``, attachments echoed too.
+* ``meldewesen`` -- Stadt Bielefeld's residents' register, a SOAP service after XMeld
+  (``meldeauskunft``, ``rueckmeldung``) with its WSDL at ``GET /?wsdl``; see
+  :mod:`xweg.demo_services.meldewesen`.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import copy
 import datetime as dt
 import json
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
+from lxml import etree
 
-__all__ = ["make_backend_app", "main", "BACKENDS"]
+from adapters.soap.mime import Packaging, encode_multipart_related, split_soap_message
+from adapters.soap.outbound import fault_envelope
+from adapters.soap.safexml import parse_xml
+from core.errors import Origin, XwegError
+from xweg.demo_services.meldewesen import make_meldewesen_app
+
+__all__ = ["make_backend_app", "make_soap_echo_app", "main", "BACKENDS", "SOAP_BACKENDS"]
 
 _ANZEIGE_TYPES = {"Anmeldung", "Ummeldung", "Abmeldung"}
 _REQUIRED_ANZEIGE = ("anzeigeId", "anzeigeart", "gemeindeschluessel", "betrieb", "taetigkeit", "person")
@@ -92,6 +109,8 @@ BACKENDS: dict[str, tuple[str, tuple[str, ...], str, int]] = {
 
 
 def make_backend_app(kind: str) -> web.Application:
+    if kind in SOAP_BACKENDS:
+        return SOAP_BACKENDS[kind]()
     path, required, label, status = BACKENDS[kind]
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app[_STORE] = []
@@ -104,9 +123,87 @@ def make_backend_app(kind: str) -> web.Application:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="xweg demo-backend")
-    parser.add_argument("kind", choices=sorted(BACKENDS))
+    parser.add_argument("kind", choices=sorted([*BACKENDS, *SOAP_BACKENDS]))
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
     web.run_app(make_backend_app(args.kind), host=args.host, port=args.port, print=None, access_log=None)
     return 0
+
+
+# ---------------------------------------------------------------- a SOAP echo backend
+
+_SOAP_SEEN = web.AppKey("soap_seen", list)
+_NS_SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+_NS_XROAD = "http://x-road.eu/xsd/xroad.xsd"
+
+
+def _echo_envelope(request_soap: bytes, *, alter_headers: bool) -> bytes:
+    """The answer to an X-Road request: its Header copied, its wrapper renamed ``...Response``."""
+    request_root = parse_xml(request_soap, origin=Origin.SERVER_PROXY)
+    header = request_root.find(f"{{{_NS_SOAP_ENV}}}Header")
+    wrapper = next(iter(request_root.iterfind(f"{{{_NS_SOAP_ENV}}}Body/*")), None)
+    if header is None or wrapper is None:
+        raise ValueError("not an X-Road SOAP request")
+    answer = etree.Element(f"{{{_NS_SOAP_ENV}}}Envelope", nsmap=request_root.nsmap)
+    echoed = copy.deepcopy(header)
+    if alter_headers:
+        # A backend that answers another message than it was asked.
+        for element in echoed.iterfind(f"{{{_NS_XROAD}}}id"):
+            element.text = f"altered-{element.text}"
+    answer.append(echoed)
+    body = etree.SubElement(answer, f"{{{_NS_SOAP_ENV}}}Body")
+    name = etree.QName(wrapper)
+    response = etree.SubElement(body, etree.QName(name.namespace, f"{name.localname}Response").text)
+    response.text = wrapper.text
+    for child in wrapper:
+        response.append(copy.deepcopy(child))
+    data: bytes = etree.tostring(answer, xml_declaration=True, encoding="UTF-8")
+    return data
+
+
+async def _soap_echo(request: web.Request) -> web.Response:
+    """Echo an X-Road SOAP request; the path chooses misbehaviour (``/fault``, ``/altered-headers``)."""
+    body = await request.read()
+    content_type = request.headers.get("Content-Type")
+    request.app[_SOAP_SEEN].append(
+        {
+            "path": request.path,
+            "content_type": content_type,
+            "soap_action": request.headers.get("SOAPAction"),
+            "header_names": [name.lower() for name in request.headers],
+            "body": base64.b64encode(body).decode("ascii"),
+        }
+    )
+    if request.path == "/fault":
+        fault = fault_envelope("SOAP-ENV:Server", "Die Auskunft ist gesperrt.", "auskunftssperre")
+        return web.Response(status=500, body=fault, content_type="text/xml", charset="utf-8")
+    try:
+        package = split_soap_message(content_type, body, origin=Origin.SERVER_PROXY)
+        answer = _echo_envelope(package.soap, alter_headers=request.path == "/altered-headers")
+    except (XwegError, ValueError) as exc:
+        fault = fault_envelope("SOAP-ENV:Client", f"Die Anfrage ist keine X-Road-Anfrage: {exc}", None)
+        return web.Response(status=500, body=fault, content_type="text/xml", charset="utf-8")
+    if package.packaging is Packaging.PLAIN:
+        return web.Response(body=answer, content_type="text/xml", charset="utf-8")
+    packed_type, packed = encode_multipart_related(answer, package.attachments, packaging=package.packaging)
+    return web.Response(body=packed, headers={"Content-Type": packed_type})
+
+
+async def _soap_received(request: web.Request) -> web.Response:
+    return web.json_response(request.app[_SOAP_SEEN])
+
+
+def make_soap_echo_app() -> web.Application:
+    """``soap-echo``: POST any path echoes; ``GET /received`` lists what arrived (bodies base64)."""
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app[_SOAP_SEEN] = []
+    app.router.add_get("/received", _soap_received)
+    app.router.add_post("/{tail:.*}", _soap_echo)
+    return app
+
+
+SOAP_BACKENDS: dict[str, Callable[[], web.Application]] = {
+    "soap-echo": make_soap_echo_app,
+    "meldewesen": make_meldewesen_app,
+}
