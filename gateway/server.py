@@ -2,9 +2,11 @@
 
 The client listener (plain HTTP, for the organisation's information systems) speaks
 X-Road REST r1 at ``/r1/...``, answers directory look-ups from the verified global
-configuration at ``/directory/v1/...`` (:mod:`gateway.directoryapi`) and takes X-Road
-SOAP 4.0 requests at every path that none of its routes takes, as X-Road's client proxy
-does (see :func:`is_soap_request`); the peer listener (mutual TLS, for other security
+configuration at ``/directory/v1/...`` (:mod:`gateway.directoryapi`), X-Road's
+``GET /listClients`` from the same configuration and ``GET /wsdl?...`` with a ``getWsdl``
+exchange (:mod:`gateway.metadata`), and takes X-Road SOAP 4.0 requests as X-Road's client
+proxy does: at every path that none of its routes takes (see :func:`is_soap_request`),
+and at those two; the peer listener (mutual TLS, for other security
 servers) accepts framed, signed messages.  Every failure leaves through one renderer per
 protocol: an X-Road REST error body, or for a SOAP client a SOAP fault, each with a
 correlation id that is also in the server's log.
@@ -27,6 +29,7 @@ from multidict import CIMultiDict
 
 from adapters.rest.backend import new_backend_session
 from adapters.rest.outbound import render_rest_error
+from adapters.soap.metadata import render_list_clients
 from core.clock import Clock, SystemClock
 from core.errors import ErrorCode, Origin, XwegError
 from gateway.access import AccessRights
@@ -42,11 +45,13 @@ from gateway.messagelog.record import BodyPolicy
 from gateway.messagelog.store import MessageLogStore
 from gateway.messagelog.timestamper import TimestampClient, Timestamper, TsaEndpoint
 from gateway.messagelog.writer import MessageLogWriter
+from gateway.metadata import list_clients
 from gateway.ocsp import OwnOcspResponses
 from gateway.pipeline.consumer import (
     PassThroughError,
     handle_rest_request,
     handle_soap_request,
+    handle_wsdl_request,
     pass_through_soap_fault,
     soap_fault_answer,
 )
@@ -137,6 +142,11 @@ def is_soap_request(request: web.Request) -> bool:
     match = request.match_info
     if not isinstance(match.http_exception, web.HTTPNotFound) or len(match.apps) != 1:
         return False
+    return _speaks_soap(request)
+
+
+def _speaks_soap(request: web.Request) -> bool:
+    """A POST, or a request with a SOAP content type."""
     if request.method == "POST":
         return True
     essence = request.headers.get("Content-Type", "").split(";", 1)[0].strip().lower()
@@ -203,6 +213,41 @@ async def _rest(request: web.Request) -> web.StreamResponse:
     return web.Response(status=answer.status, headers=CIMultiDict(answer.headers), body=answer.body)
 
 
+def _metadata_route(read: Handler) -> Handler:
+    """A metadata service's path: ``read`` answers GET (and HEAD); SOAP is SOAP there too.
+
+    X-Road's client proxy answers ``GET /listClients`` and ``GET /wsdl`` itself and takes a
+    POST at those paths as SOAP, like a POST at any other path.
+    """
+
+    async def route(request: web.Request) -> web.StreamResponse:
+        if request.method in ("GET", "HEAD"):
+            return await read(request)
+        if _speaks_soap(request):
+            return await _soap(request)
+        raise web.HTTPMethodNotAllowed(request.method, ["GET", "HEAD", "POST"])
+
+    return route
+
+
+async def _list_clients(request: web.Request) -> web.StreamResponse:
+    """``GET /listClients[?xRoadInstance=..]``: the instance's members and subsystems, from
+    verified global configuration (XML, or JSON when asked for)."""
+    gateway = request.app[GATEWAY_KEY]
+    conf, _ = gateway.current_conf(Origin.CLIENT_PROXY)
+    instance = request.query.get("xRoadInstance") or None
+    content_type, body = render_list_clients(list_clients(conf, instance), request.headers.get("Accept"))
+    return web.Response(body=body, headers={"Content-Type": content_type})
+
+
+async def _wsdl(request: web.Request) -> web.StreamResponse:
+    """``GET /wsdl?xRoadInstance=..&...``: a provider's WSDL, fetched with getWsdl (see
+    :func:`gateway.pipeline.consumer.handle_wsdl_request`)."""
+    gateway = request.app[GATEWAY_KEY]
+    answer = await handle_wsdl_request(gateway, request.rel_url.raw_query_string)
+    return web.Response(status=answer.status, headers=CIMultiDict(answer.headers), body=answer.body)
+
+
 async def _healthz(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY_KEY]
     conf = gateway.globalconf.current()
@@ -259,6 +304,8 @@ def build_client_app(gateway: Gateway) -> web.Application:
     )
     app[GATEWAY_KEY] = gateway
     app.router.add_get("/healthz", _healthz)
+    app.router.add_route("*", "/listClients", _metadata_route(_list_clients))
+    app.router.add_route("*", "/wsdl", _metadata_route(_wsdl))
     app.router.add_route("*", "/r1/{tail:.*}", _rest)
     app.add_subapp("/audit/v1/", _auditor_app(gateway))
     app.add_subapp("/directory/v1/", make_directory_app(lambda: _adopted_globalconf(gateway)))

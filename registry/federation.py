@@ -42,7 +42,7 @@ members = ["NRW/MUN/05774032/gewerbeamt"]
 
 [[services]]                             # the service catalogue, published for the directory
 provider = "NRW/MUN/05774032/gewerbeamt" # a registered subsystem
-code = "gewerbeanzeige"
+code = "gewerbeanzeige"                  # not a metadata service's code (core.metadata)
 version = "v1"                           # optional
 protocol = "REST"                        # REST or SOAP
 description = "Gewerbeanzeige"           # optional
@@ -75,6 +75,7 @@ from core.identifiers import (
     check_part,
     parse_client_slash,
 )
+from core.metadata import is_reserved_service_code
 from trust.ca import server_id_from_auth_certificate
 from trust.certificates import describe, fingerprint
 from trust.errors import TrustError
@@ -429,6 +430,10 @@ class _Loader:
             # Only a registered subsystem provides services; the error names what is missing.
             self.client(where, provider_text, registered)
             code = self.text(table, "code", where)
+            if is_reserved_service_code(code):
+                raise self.error(
+                    where, f"service code {code!r} is reserved: security servers answer it themselves"
+                )
             version = self.text(table, "version", where) if "version" in table else None
             with self.at(where):
                 service_id = provider.service(code, version)

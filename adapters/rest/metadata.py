@@ -24,7 +24,8 @@ every ``servers`` entry, at the top, on path items and on operations, loses its 
 and authority (``https://melderegister.intern:8443/api/v1`` becomes ``/api/v1``), and
 server variables no longer used in what is left are dropped, so no host name and no
 variable default pointing at one leaves the provider.  OpenAPI documents are handled as
-JSON objects (YAML documents are converted by whoever loads the configuration).
+JSON objects (:func:`read_openapi` reads one from a backend's bytes; YAML documents are
+converted by whoever publishes them).
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ __all__ = [
     "mask_openapi_servers",
     "openapi_service_code",
     "render_get_openapi",
+    "read_openapi",
 ]
 
 #: Content-Type of every answer here.
@@ -267,3 +269,23 @@ def render_get_openapi(
         raise XwegError(ErrorCode.INTERNAL_ERROR, f"no OpenAPI description is configured for {code}", origin)
     masked = mask_openapi_servers(document, origin=origin)
     return JSON_CONTENT_TYPE, json.dumps(masked, ensure_ascii=False).encode("utf-8")
+
+
+def read_openapi(data: bytes, *, origin: Origin = Origin.SERVER_PROXY) -> dict[str, Any]:
+    """An OpenAPI document from its JSON bytes (UTF-8, a byte order mark allowed).
+
+    Raises ``InternalError`` blamed on ``origin`` for bytes that are not a JSON object, or
+    that nest too deeply to read.  Its version is checked where it is served
+    (:func:`mask_openapi_servers`); its size is bounded by whoever fetched it.
+    """
+    try:
+        document = json.loads(data.decode("utf-8-sig"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise XwegError(
+            ErrorCode.INTERNAL_ERROR,
+            f"the OpenAPI description is not JSON: {type(exc).__name__}: {str(exc)[:200]}",
+            origin,
+        ) from None
+    if not isinstance(document, dict):
+        raise XwegError(ErrorCode.INTERNAL_ERROR, "the OpenAPI description is not a JSON object", origin)
+    return document

@@ -22,7 +22,9 @@ gateway's to decide.
 * The WSDL over HTTP GET (``GET /wsdl?xRoadInstance=..&memberClass=..&memberCode=..
   &subsystemCode=..&serviceCode=..&version=..`` on the client-side listener), which
   zeep-based client libraries build themselves from: :func:`wsdl_query_service` reads the
-  query; the answer is the masked WSDL itself, ``text/xml``.
+  query; the security server asks the provider with an ordinary ``getWsdl`` call
+  (:func:`render_get_wsdl_request`) and answers the WSDL it finds in the answer
+  (:func:`wsdl_of_get_wsdl_response`), ``text/xml``.
 
 :func:`read_metadata_request` recognises the three SOAP calls by their service code and
 reads a ``getWsdl`` body.  As in X-Road, a request the provider's security server cannot
@@ -41,9 +43,11 @@ from urllib.parse import parse_qsl
 
 from lxml import etree
 
-from adapters.soap.envelope import NS_ID, NS_XROAD
+from adapters.soap.client import header_elements
+from adapters.soap.envelope import NS_ID, NS_SOAP_ENV, NS_XROAD, XRoadHeader
 from adapters.soap.inbound import SoapRequest
 from adapters.soap.outbound import render_soap_response
+from adapters.soap.response import SoapResponse
 from adapters.soap.safexml import parse_xml
 from adapters.soap.wsdl import mask_endpoints
 from core.errors import ErrorCode, Origin, XwegError
@@ -66,6 +70,8 @@ __all__ = [
     "pack_get_wsdl_response",
     "render_get_wsdl_response",
     "wsdl_query_service",
+    "render_get_wsdl_request",
+    "wsdl_of_get_wsdl_response",
 ]
 
 #: Content-Type of the XML answers.
@@ -400,3 +406,52 @@ def wsdl_query_service(query: str, *, origin: Origin = Origin.CLIENT) -> Service
         raise XwegError(
             ErrorCode.INVALID_SERVICE_IDENTIFIER, f"the query names no valid service: {exc}", origin
         ) from None
+
+
+def render_get_wsdl_request(header: XRoadHeader, call: WsdlRequest) -> bytes:
+    """A ``getWsdl`` request envelope: ``header``'s X-Road headers, and ``call`` as its body.
+
+    ``header`` names the provider's ``getWsdl`` service; raises ``ValueError`` if it names
+    another service code.
+    """
+    if header.service.service_code != GET_WSDL:
+        raise ValueError(f"a getWsdl request is addressed to {GET_WSDL}, not {header.service.service_code}")
+    envelope = etree.Element(
+        f"{{{NS_SOAP_ENV}}}Envelope", nsmap={"SOAP-ENV": NS_SOAP_ENV, "xrd": NS_XROAD, "id": NS_ID}
+    )
+    soap_header = etree.SubElement(envelope, f"{{{NS_SOAP_ENV}}}Header")
+    for element in header_elements(header):
+        soap_header.append(element)
+    body = etree.SubElement(envelope, f"{{{NS_SOAP_ENV}}}Body")
+    wrapper = etree.SubElement(body, f"{{{NS_XROAD}}}{GET_WSDL}")
+    etree.SubElement(wrapper, _SERVICE_CODE).text = call.service_code
+    if call.service_version is not None:
+        etree.SubElement(wrapper, _SERVICE_VERSION).text = call.service_version
+    return _tostring(envelope, declaration=True)
+
+
+def wsdl_of_get_wsdl_response(response: SoapResponse, *, origin: Origin = Origin.CLIENT_PROXY) -> bytes:
+    """The WSDL in a ``getWsdl`` answer: its one ``text/xml`` attachment, byte for byte.
+
+    ``response`` was read as the answer to a ``getWsdl`` request (its body is a
+    ``getWsdlResponse``, :func:`adapters.soap.response.parse_soap_response` sees to that).
+    Raises :class:`XwegError`: ``Server.ServerProxy.ServiceFailed`` for a SOAP Fault (its
+    code and string quoted), and blamed on ``origin`` (the reader of the answer)
+    ``InconsistentResponse`` for an answer without exactly one XML attachment.
+    """
+    if response.fault is not None:
+        fault = response.fault
+        raise XwegError(
+            ErrorCode.SERVICE_FAILED,
+            f"getWsdl was answered with the fault {fault.code[:100]!r}: {fault.string[:300]}",
+            Origin.SERVER_PROXY,
+        )
+    parts = response.attachments
+    essence = (parts[0].content_type or "").split(";", 1)[0].strip().lower() if len(parts) == 1 else ""
+    if essence != "text/xml":
+        raise XwegError(
+            ErrorCode.INCONSISTENT_RESPONSE,
+            f"the answer to getWsdl carries {len(parts)} attachment(s), not the one text/xml WSDL",
+            origin,
+        )
+    return parts[0].data

@@ -18,6 +18,10 @@ Both protocols travel the same way: a SOAP request's body is the HTTP body exact
 the client sent it (the envelope, or the whole multipart message), with its Content-Type
 and SOAPAction as the end-to-end headers, so that signatures and log records cover those
 bytes; the SOAP answer goes back to the client exactly as the provider signed it.
+
+Metadata calls (``listMethods``, ``getWsdl``, ...) are ordinary requests here; the
+provider's server answers them.  ``GET /wsdl`` is this server's own ``getWsdl`` request,
+made in its owner member's name (:func:`handle_wsdl_request`).
 """
 
 from __future__ import annotations
@@ -33,12 +37,25 @@ from cryptography import x509
 
 from adapters.rest.inbound import parse_rest_request
 from adapters.rest.outbound import response_headers_for_client
+from adapters.soap.envelope import XRoadHeader
 from adapters.soap.inbound import SoapRequest, parse_soap_request, to_core_request
+from adapters.soap.metadata import (
+    WsdlRequest,
+    render_get_wsdl_request,
+    wsdl_of_get_wsdl_response,
+    wsdl_query_service,
+)
 from adapters.soap.outbound import FAULT_HTTP_STATUS, SOAP_CONTENT_TYPE, fault_envelope, render_soap_fault
-from adapters.soap.response import check_request_hash, check_response_consistent, parse_soap_response
+from adapters.soap.response import (
+    SoapResponse,
+    check_request_hash,
+    check_response_consistent,
+    parse_soap_response,
+)
 from core.canonical import b64, request_digest, response_digest
 from core.errors import ErrorCode, Origin, XwegError
 from core.messages import MessageError, Request, ResponseHeader, sha512
+from core.metadata import GET_WSDL
 from gateway.ocsp import certificate_trust
 from gateway.pipeline.records import log_request, log_response
 from gateway.runtime import Gateway
@@ -54,6 +71,9 @@ __all__ = [
     "choose_peer",
     "handle_rest_request",
     "handle_soap_request",
+    "handle_wsdl_request",
+    "WSDL_REQUEST_USER_ID",
+    "WSDL_CONTENT_TYPE",
     "check_soap_answer",
     "soap_fault_answer",
     "pass_through_soap_fault",
@@ -63,6 +83,10 @@ log = structlog.get_logger("xweg.consumer")
 _ORIGIN = Origin.CLIENT_PROXY
 # The longest error body of a provider's server read for a SOAP fault's code, message and detail.
 _MAX_PEER_ERROR_BYTES = 64 * 1024
+#: ``xrd:userId`` of the getWsdl calls this server makes for ``GET /wsdl``, as X-Road's.
+WSDL_REQUEST_USER_ID = "wsdl-request"
+#: Content-Type of the WSDL answered to ``GET /wsdl`` (WSDLs are read as UTF-8 only).
+WSDL_CONTENT_TYPE = "text/xml; charset=UTF-8"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,9 +158,49 @@ async def handle_soap_request(
     )
 
 
-def check_soap_answer(request: SoapRequest, header: ResponseHeader, body: bytes) -> None:
+async def handle_wsdl_request(gateway: Gateway, query: str) -> ClientAnswer:
+    """X-Road's WSDL over HTTP GET: ask the provider with ``getWsdl``, answer the masked WSDL.
+
+    ``query`` is the query string of ``GET /wsdl?xRoadInstance=..&memberClass=..
+    &memberCode=..&subsystemCode=..&serviceCode=..[&version=..]``.  As X-Road's client
+    proxy does, this server asks in its owner member's name (the request names no client)
+    with the ``xrd:userId`` ``wsdl-request``: an ordinary ``getWsdl`` exchange to the
+    provider's server, signed, logged and checked like any other.  The answer is the WSDL
+    the provider's server sent, byte for byte, as ``text/xml``.  Raises :class:`XwegError`
+    (``Client.InvalidRequest`` or ``Client.InvalidServiceIdentifier`` for a query naming
+    no service, and every code of an exchange) or :class:`PassThroughError`.
+    """
+    # (1) global configuration is current, and the message log is timestamped in time
+    conf, now, trust = _current(gateway)
+    # (2) the request: a getWsdl call for the service the query names
+    service = wsdl_query_service(query, origin=Origin.CLIENT)
+    header = XRoadHeader(
+        client=gateway.config.server_id.owner,
+        service=service.provider.service(GET_WSDL),
+        message_id=str(uuid.uuid4()),
+        user_id=WSDL_REQUEST_USER_ID,
+    )
+    envelope = render_get_wsdl_request(header, WsdlRequest(service.service_code, service.service_version))
+    soap = parse_soap_request(envelope, content_type=SOAP_CONTENT_TYPE)
+    request = to_core_request(soap)
+    answers: list[SoapResponse] = []
+    await _exchange(
+        gateway,
+        request,
+        conf,
+        now,
+        trust,
+        check=lambda header, data: answers.append(check_soap_answer(soap, header, data)),
+        on_own_behalf=True,
+    )
+    wsdl = wsdl_of_get_wsdl_response(answers[0], origin=_ORIGIN)
+    return ClientAnswer(200, [("Content-Type", WSDL_CONTENT_TYPE)], wsdl)
+
+
+def check_soap_answer(request: SoapRequest, header: ResponseHeader, body: bytes) -> SoapResponse:
     """(7) A SOAP answer is a SOAP message, bound to the client's bytes and echoing its headers.
 
+    Returns the answer as read.
     Raises :class:`XwegError` blamed on this server (``Server.ClientProxy``): the packaging,
     XML and envelope codes of :func:`adapters.soap.response.parse_soap_response`, and
     ``InconsistentResponse`` when ``xrd:requestHash`` is missing or not the SHA-512 of the
@@ -146,6 +210,7 @@ def check_soap_answer(request: SoapRequest, header: ResponseHeader, body: bytes)
     response = parse_soap_response(body, content_type=_content_type(header), origin=_ORIGIN)
     check_request_hash(request, response, origin=_ORIGIN)
     check_response_consistent(request.header, response, origin=_ORIGIN)
+    return response
 
 
 def soap_fault_answer(error: XwegError) -> ClientAnswer:
@@ -207,9 +272,14 @@ async def _exchange(
     now: dt.datetime,
     trust: CertificateTrust,
     *,
-    check: Callable[[ResponseHeader, bytes], None] | None = None,
+    check: Callable[[ResponseHeader, bytes], object] | None = None,
+    on_own_behalf: bool = False,
 ) -> _Exchanged:
-    """Steps 2 (hosting) to 8 for a parsed request; ``check`` adds the protocol's own step 7."""
+    """Steps 2 (hosting) to 8 for a parsed request; ``check`` adds the protocol's own step 7.
+
+    ``on_own_behalf``: this server asks in its owner member's name (``GET /wsdl``), not
+    for a client of its information systems.
+    """
     header = request.header
     # (2, continued) the client must be registered and hosted here
     client = header.client
@@ -219,7 +289,10 @@ async def _exchange(
             f"client {client} is not registered in global configuration",
             _ORIGIN,
         )
-    if client not in gateway.config.clients or all(
+    if on_own_behalf:
+        if client != gateway.config.server_id.owner:
+            raise ValueError("a server asks on its own behalf in its owner's name only")
+    elif client not in gateway.config.clients or all(
         s.id != gateway.config.server_id for s in conf.servers_for_client(client)
     ):
         raise XwegError(

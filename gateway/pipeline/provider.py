@@ -6,13 +6,16 @@ Steps (the numbers appear in log events):
      not revoked (the OCSP response the peer sends with the request)
   3. the frame parses, the body matches its signed header, and the signature is the
      client member's, whose sign certificate is not revoked (the OCSP response that
-     travels with the signature); the client is hosted by the peer that sent it; a SOAP
-     body is an X-Road SOAP request whose headers are the ones signed
+     travels with the signature); the client is hosted by the peer that sent it (or is
+     its owner, asking a metadata service); a SOAP body is an X-Road SOAP request whose
+     headers are the ones signed
   4. the service is one this server provides, access rights allow this client, and the
-     service speaks the request's protocol
+     service speaks the request's protocol; or it is a metadata service of a provider
+     subsystem hosted here (:mod:`gateway.metadata`), which every client may call
   5. append the request to the message log (durable) -- only then call the backend
   6. call the backend information system; a SOAP backend's answer must echo the
-     request's X-Road headers, and goes back with ``xrd:requestHash`` added
+     request's X-Road headers, and goes back with ``xrd:requestHash`` added.  A metadata
+     service is answered by this server instead
   7. sign the response, bound to the request by its hash, log it, return it
 
 A SOAP backend receives the client's HTTP body exactly as the client sent it (the
@@ -21,6 +24,9 @@ and SOAPAction.  Its SOAP Fault is its answer, signed and logged like any other.
 """
 
 from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable
 
 import structlog
 from cryptography import x509
@@ -32,19 +38,25 @@ from adapters.soap.outbound import SOAP_CONTENT_TYPE, render_soap_response
 from adapters.soap.response import check_response_consistent, parse_soap_response
 from core.canonical import b64, request_digest, response_digest
 from core.errors import ErrorCode, Origin, XwegError
+from core.identifiers import SecurityServerId
 from core.messages import MessageError, Protocol, Request, RequestHeader, ResponseHeader, sha512
+from gateway.config import ServiceConfig
+from gateway.metadata import answer_metadata_call, is_metadata_call, read_metadata_call
 from gateway.ocsp import certificate_trust
 from gateway.pipeline.records import log_request, log_response
 from gateway.runtime import Gateway
 from gateway.transport.frame import FrameError, decode_frame, encode_frame, optional_b64, optional_unb64
 from trust.certificates import fingerprint, validate_auth_certificate
 from trust.errors import CertificateInvalid, TrustError
+from trust.globalconf import GlobalConf
 from trust.signatures import sign_digest, verify_signature
 
-__all__ = ["handle_exchange", "read_soap_request", "soap_answer"]
+__all__ = ["handle_exchange", "peer_hosts_client", "read_soap_request", "soap_answer"]
 
 log = structlog.get_logger("xweg.provider")
 _ORIGIN = Origin.SERVER_PROXY
+# What is answered: status, headers (lower-case names), body.
+_Answer = tuple[int, tuple[tuple[str, str], ...], bytes]
 
 
 async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, data: bytes) -> bytes:
@@ -107,7 +119,7 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
             f"request is signed by {verified.member.slash()}, not by client {header.client.member.slash()}",
             _ORIGIN,
         )
-    if all(s.id != peer.id for s in conf.servers_for_client(header.client)):
+    if not peer_hosts_client(conf, peer.id, header):
         raise XwegError(
             ErrorCode.ACCESS_DENIED,
             f"security server {peer.id.slash()} does not host client {header.client}",
@@ -117,34 +129,21 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
     # (3, continued) a SOAP body says what its signed header says
     soap = read_soap_request(request) if header.protocol is Protocol.SOAP else None
 
-    # (4) is it ours, is this client allowed, does the service speak this protocol?
-    service = gateway.config.service(header.service)
-    provider_hosted = header.service.provider in gateway.config.clients
-    if service is None or not provider_hosted:
-        raise XwegError(ErrorCode.UNKNOWN_SERVICE, f"unknown service {header.service}", _ORIGIN)
-    if not gateway.access.allows(header.client, header.service, conf.group_members):
-        raise XwegError(
-            ErrorCode.ACCESS_DENIED,
-            f"client {header.client} is not allowed to use service {header.service}",
-            _ORIGIN,
-        )
-    if service.protocol is not header.protocol:
-        raise XwegError(
-            ErrorCode.INVALID_SERVICE_TYPE,
-            f"service {header.service} is a {service.protocol.name} service and cannot be called "
-            f"with {header.protocol.name}",
-            _ORIGIN,
-        )
+    # (4) is it ours, is this client allowed, does the service speak this protocol?  A
+    # metadata service is answered here, without an access check (X-Road's rule).
+    serve: Callable[[], Awaitable[_Answer]]
+    if is_metadata_call(header):
+        call = read_metadata_call(gateway.config, header, soap)
+        serve = functools.partial(answer_metadata_call, gateway, conf, header, soap, call)
+    else:
+        service = _provided_service(gateway, conf, header)
+        serve = functools.partial(_call_backend, gateway, service, request, soap)
 
     # (5) log before the backend sees anything
     await log_request(gateway, header, frame.body, signature, sign_ocsp, at=now, origin=_ORIGIN)
 
-    # (6) call the backend
-    if soap is None:
-        status, headers, body = await gateway.backends.get(service.timeout_s).call(service.base_url, request)
-    else:
-        answer = await gateway.backends.soap(service.timeout_s).call(service.base_url, request)
-        status, headers, body = soap_answer(soap, answer)
+    # (6) call the backend, or answer the metadata service
+    status, headers, body = await serve()
 
     # (7) sign, bind to the request, log, answer
     response_header = ResponseHeader(
@@ -184,6 +183,51 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
         "ocsp": optional_b64(response_ocsp),
     }
     return encode_frame(metadata, body)
+
+
+def peer_hosts_client(conf: GlobalConf, peer: SecurityServerId, header: RequestHeader) -> bool:
+    """(3) Whether the security server ``peer`` may send ``header``'s request for its client.
+
+    It may for the clients global configuration says it hosts.  It may also call the
+    metadata services in its owner member's name: a security server is a client of its own,
+    as in X-Road, where the owner is always one of its server's clients, and asks for WSDLs
+    so (``GET /wsdl``, :func:`gateway.pipeline.consumer.handle_wsdl_request`).
+    """
+    if any(server.id == peer for server in conf.servers_for_client(header.client)):
+        return True
+    return header.client == peer.owner and is_metadata_call(header)
+
+
+def _provided_service(gateway: Gateway, conf: GlobalConf, header: RequestHeader) -> ServiceConfig:
+    """(4) The service this server provides for ``header``, once the client may call it with this protocol."""
+    service = gateway.config.service(header.service)
+    provider_hosted = header.service.provider in gateway.config.clients
+    if service is None or not provider_hosted:
+        raise XwegError(ErrorCode.UNKNOWN_SERVICE, f"unknown service {header.service}", _ORIGIN)
+    if not gateway.access.allows(header.client, header.service, conf.group_members):
+        raise XwegError(
+            ErrorCode.ACCESS_DENIED,
+            f"client {header.client} is not allowed to use service {header.service}",
+            _ORIGIN,
+        )
+    if service.protocol is not header.protocol:
+        raise XwegError(
+            ErrorCode.INVALID_SERVICE_TYPE,
+            f"service {header.service} is a {service.protocol.name} service and cannot be called "
+            f"with {header.protocol.name}",
+            _ORIGIN,
+        )
+    return service
+
+
+async def _call_backend(
+    gateway: Gateway, service: ServiceConfig, request: Request, soap: SoapRequest | None
+) -> _Answer:
+    """(6) The backend's answer to ``request``: ``(status, headers, body)``."""
+    if soap is None:
+        return await gateway.backends.get(service.timeout_s).call(service.base_url, request)
+    answer = await gateway.backends.soap(service.timeout_s).call(service.base_url, request)
+    return soap_answer(soap, answer)
 
 
 def read_soap_request(request: Request) -> SoapRequest:

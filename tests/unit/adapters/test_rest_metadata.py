@@ -16,6 +16,7 @@ from adapters.rest.metadata import (
     mask_openapi_servers,
     openapi_endpoints,
     openapi_service_code,
+    read_openapi,
     render_get_openapi,
     render_rest_method_list,
 )
@@ -208,3 +209,17 @@ def test_get_openapi_refusals() -> None:
     refused(ErrorCode.UNKNOWN_SERVICE, lambda: render_get_openapi("serviceCode=kfz", listings, documents))
     refused(ErrorCode.INTERNAL_ERROR, lambda: render_get_openapi("serviceCode=gewerbeanzeige", listings, {}))
     refused(ErrorCode.INVALID_REQUEST, lambda: render_get_openapi("", listings, documents))
+
+
+def test_read_openapi_reads_a_json_object() -> None:
+    data = json.dumps(OPENAPI).encode()
+    assert read_openapi(data) == OPENAPI
+    assert read_openapi(b"\xef\xbb\xbf" + data) == OPENAPI  # a byte order mark is allowed
+
+
+@pytest.mark.parametrize(
+    "data", [b"openapi: 3.0.3\n", b"[]", b'"openapi"', b"\xff\xfe{}", b"[" * 100_000 + b"]" * 100_000]
+)
+def test_read_openapi_refuses_anything_else(data: bytes) -> None:
+    refused(ErrorCode.INTERNAL_ERROR, lambda: read_openapi(data))
+    refused(ErrorCode.INTERNAL_ERROR, lambda: read_openapi(data, origin=Origin.CLIENT), Origin.CLIENT)

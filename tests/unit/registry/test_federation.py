@@ -180,6 +180,16 @@ def test_a_file_without_catalogue_has_none(files: FederationFiles) -> None:
         ('area = "05774"', "area = 5774", "area 5774 of"),
         ('area = "05774"', 'areas = "05774"', "services[0]: unknown key(s) areas"),
         ('code = "meldeauskunft"', 'code = "gewerbeanzeige"\nversion = "v1"', "duplicate service"),
+        (
+            'code = "meldeauskunft"',
+            'code = "getWsdl"',
+            "services[2]: service code 'getWsdl' is reserved: security servers answer it themselves",
+        ),
+        (
+            'code = "gewerbeanzeige"',
+            'code = "listClients"',
+            "services[0]: service code 'listClients' is reserved",
+        ),
     ],
 )
 def test_broken_services_are_named(files: FederationFiles, old: str, new: str, expected: str) -> None:

@@ -11,7 +11,7 @@ import pytest
 import zeep.xsd
 from lxml import etree
 
-from adapters.soap.envelope import NS_XROAD
+from adapters.soap.envelope import NS_XROAD, XRoadHeader
 from adapters.soap.inbound import SoapRequest, parse_soap_request
 from adapters.soap.metadata import (
     JSON_CONTENT_TYPE,
@@ -26,12 +26,14 @@ from adapters.soap.metadata import (
     list_methods_response_body,
     pack_get_wsdl_response,
     read_metadata_request,
+    render_get_wsdl_request,
     render_get_wsdl_response,
     render_list_clients,
+    wsdl_of_get_wsdl_response,
     wsdl_query_service,
 )
-from adapters.soap.mime import Packaging, split_soap_message
-from adapters.soap.outbound import render_soap_response
+from adapters.soap.mime import Attachment, Packaging, encode_multipart_related, split_soap_message
+from adapters.soap.outbound import fault_envelope, render_soap_response
 from adapters.soap.response import check_request_hash, check_response_consistent, parse_soap_response
 from adapters.soap.wsdl import MASKED_ENDPOINT, OfflineTransport, mask_endpoints, read_wsdl
 from adapters.soap.xsd import schema_bytes, xml_schema
@@ -378,3 +380,65 @@ def test_the_wsdl_get_form_names_a_service() -> None:
 )
 def test_a_wsdl_get_form_naming_no_service_is_the_clients_error(query: str, code: ErrorCode) -> None:
     refused(code, lambda: wsdl_query_service(query))
+
+
+# -- the security server's own getWsdl request, and the WSDL in the answer --------------------------
+
+
+def own_get_wsdl_request(version: str | None = "v1") -> SoapRequest:
+    header = XRoadHeader(
+        MemberId("NRW", "MUN", "05774020"), BIELEFELD.service("getWsdl"), "m-1", user_id="wsdl-request"
+    )
+    envelope_bytes = render_get_wsdl_request(header, WsdlRequest("meldeauskunft", version))
+    return parse_soap_request(envelope_bytes, content_type="text/xml; charset=UTF-8")
+
+
+def test_a_get_wsdl_request_is_an_x_road_request_naming_the_service() -> None:
+    request = own_get_wsdl_request()
+    assert request.header.client == MemberId("NRW", "MUN", "05774020")
+    assert request.header.service == BIELEFELD.service("getWsdl")
+    assert (request.header.message_id, request.header.user_id) == ("m-1", "wsdl-request")
+    assert read_metadata_request(request) == WsdlRequest("meldeauskunft", "v1")
+    assert read_metadata_request(own_get_wsdl_request(None)) == WsdlRequest("meldeauskunft")
+    validates("xroad.xsd", request.body_xml)
+
+
+def test_a_get_wsdl_request_goes_to_get_wsdl_only() -> None:
+    header = XRoadHeader(MemberId("NRW", "MUN", "05774020"), BIELEFELD.service("listMethods"), "m-1")
+    with pytest.raises(ValueError, match="getWsdl"):
+        render_get_wsdl_request(header, WsdlRequest("meldeauskunft"))
+
+
+def test_the_wsdl_is_cut_out_of_the_answer_byte_for_byte() -> None:
+    request = own_get_wsdl_request()
+    content_type, body = render_get_wsdl_response(request, WSDL)
+    response = parse_soap_response(body, content_type=content_type, origin=Origin.CLIENT_PROXY)
+    assert wsdl_of_get_wsdl_response(response) == mask_endpoints(WSDL)
+
+
+def test_an_answer_without_exactly_one_wsdl_is_inconsistent() -> None:
+    request = own_get_wsdl_request()
+    envelope_bytes = render_soap_response(request, get_wsdl_response_body(WsdlRequest("meldeauskunft")))
+    bare = parse_soap_response(envelope_bytes, content_type="text/xml; charset=UTF-8")
+    refused(ErrorCode.INCONSISTENT_RESPONSE, lambda: wsdl_of_get_wsdl_response(bare), Origin.CLIENT_PROXY)
+    content_type, body = encode_multipart_related(
+        envelope_bytes,
+        (Attachment("a", "text/xml", WSDL), Attachment("b", "text/xml", WSDL)),
+        packaging=Packaging.SWA,
+    )
+    two = parse_soap_response(body, content_type=content_type)
+    refused(ErrorCode.INCONSISTENT_RESPONSE, lambda: wsdl_of_get_wsdl_response(two), Origin.CLIENT_PROXY)
+    content_type, body = encode_multipart_related(
+        envelope_bytes, (Attachment("a", "application/pdf", b"%PDF"),), packaging=Packaging.SWA
+    )
+    not_xml = parse_soap_response(body, content_type=content_type)
+    refused(ErrorCode.INCONSISTENT_RESPONSE, lambda: wsdl_of_get_wsdl_response(not_xml), Origin.CLIENT_PROXY)
+
+
+def test_a_fault_instead_of_the_wsdl_is_the_providers_failure() -> None:
+    fault = parse_soap_response(
+        fault_envelope("Server.ServerProxy.UnknownService", "unknown", "c-1"),
+        content_type="text/xml; charset=UTF-8",
+    )
+    error = refused(ErrorCode.SERVICE_FAILED, lambda: wsdl_of_get_wsdl_response(fault), Origin.SERVER_PROXY)
+    assert "Server.ServerProxy.UnknownService" in error.message
