@@ -15,13 +15,14 @@ import signal
 import textwrap
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from core.identifiers import ClientId, SubsystemId
+from core.identifiers import ClientId, ServiceId, SubsystemId
 from trust.anchor import load_anchor
 from xweg.audit import checkpoint_signature_check, signature_check, trust_from_anchor
 from xweg.federation import (
@@ -29,6 +30,7 @@ from xweg.federation import (
     DELBRUECK,
     GEWERBEANZEIGE,
     KREIS_PB,
+    MELDEAUSKUNFT,
     OWL,
     PADERBORN,
     STATISTIK,
@@ -92,6 +94,73 @@ def example_request(service: ServicePlan) -> tuple[ClientId, str, str, Any]:
             _statistik(anzeige),
         )
     return PADERBORN.subsystem("gewerbeamt"), "POST", rest_path(service.id, "/anzeigen"), anzeige
+
+
+_MELDEWESEN_NS = "urn:xweg:demo:meldewesen"
+
+
+def wsdl_url(client_url: str, service: ServiceId) -> str:
+    """X-Road's HTTP GET form of getWsdl on a security server's client listener."""
+    provider = service.provider
+    query = urllib.parse.urlencode(
+        {
+            "xRoadInstance": provider.member.instance,
+            "memberClass": provider.member.member_class,
+            "memberCode": provider.member.member_code,
+            "subsystemCode": provider.subsystem_code,
+            "serviceCode": service.service_code,
+            "version": service.service_version or "",
+        }
+    )
+    return f"{client_url}/wsdl?{query}"
+
+
+def example_envelope(service: ServicePlan) -> tuple[ClientId, str]:
+    """Delbrück's residents' register asking Bielefeld's: X-Road's own example, adapted."""
+    client = DELBRUECK.subsystem("meldewesen")
+    provider = service.id.provider
+    version = (
+        f"<id:serviceVersion>{service.id.service_version}</id:serviceVersion>"
+        if service.id.service_version
+        else ""
+    )
+    if service.id.service_code == "meldeauskunft":
+        body = (
+            "<m:meldeauskunft><m:familienname>Muster</m:familienname>"
+            "<m:vornamen>Erika</m:vornamen></m:meldeauskunft>"
+        )
+    else:  # rueckmeldung, XMeld 0201: Max Muster moved in at Delbrück
+        body = (
+            f"<m:rueckmeldung><m:nachrichtId>{uuid.uuid4()}</m:nachrichtId>"
+            "<m:absender><m:praefix>MELDID</m:praefix><m:kennung>05774020</m:kennung></m:absender>"
+            "<m:person><m:familienname>Muster</m:familienname><m:vornamen>Max</m:vornamen>"
+            "<m:geburtsdatum>1983-09-30</m:geburtsdatum></m:person>"
+            "<m:neueAnschrift><m:strasse>Lange Straße</m:strasse><m:hausnummer>1</m:hausnummer>"
+            "<m:postleitzahl>33129</m:postleitzahl><m:wohnort>Delbrück</m:wohnort>"
+            "<m:gemeindeschluessel>05774020</m:gemeindeschluessel></m:neueAnschrift>"
+            "<m:einzugsdatum>2026-11-02</m:einzugsdatum></m:rueckmeldung>"
+        )
+    envelope = f"""<SOAP-ENV:Envelope xmlns:SOAP-ENV="http://schemas.xmlsoap.org/soap/envelope/"
+    xmlns:xrd="http://x-road.eu/xsd/xroad.xsd" xmlns:id="http://x-road.eu/xsd/identifiers"
+    xmlns:m="{_MELDEWESEN_NS}">
+  <SOAP-ENV:Header>
+    <xrd:client id:objectType="SUBSYSTEM">
+      <id:xRoadInstance>{client.member.instance}</id:xRoadInstance><id:memberClass>{client.member.member_class}</id:memberClass>
+      <id:memberCode>{client.member.member_code}</id:memberCode><id:subsystemCode>{client.subsystem_code}</id:subsystemCode>
+    </xrd:client>
+    <xrd:service id:objectType="SERVICE">
+      <id:xRoadInstance>{provider.member.instance}</id:xRoadInstance><id:memberClass>{provider.member.member_class}</id:memberClass>
+      <id:memberCode>{provider.member.member_code}</id:memberCode><id:subsystemCode>{provider.subsystem_code}</id:subsystemCode>
+      <id:serviceCode>{service.id.service_code}</id:serviceCode>{version}
+    </xrd:service>
+    <xrd:id>{uuid.uuid4()}</xrd:id>
+    <xrd:userId>DE0000000001</xrd:userId>
+    <xrd:protocolVersion>4.0</xrd:protocolVersion>
+  </SOAP-ENV:Header>
+  <SOAP-ENV:Body>{body}</SOAP-ENV:Body>
+</SOAP-ENV:Envelope>
+"""
+    return client, envelope
 
 
 @dataclass(frozen=True)
@@ -239,6 +308,48 @@ def _look_up(layout: Layout) -> bool:
     return [entry["service"] for entry in providers] == [GEWERBEANZEIGE.slash()]
 
 
+def _soap_meldeauskunft(layout: Layout, number: int) -> bool:
+    """Delbrück's system asks Bielefeld's residents' register over SOAP, as a zeep client would.
+
+    It builds itself from the WSDL its own security server fetches through getWsdl, and
+    sends through both security servers like any X-Road SOAP client.
+    """
+    from zeep.exceptions import Error as ZeepError
+
+    from adapters.soap.client import XRoadClient, XRoadClientError
+
+    client = DELBRUECK.subsystem("meldewesen")
+    consumer = layout.server_for_client(client)
+    provider = layout.server_for_client(MELDEAUSKUNFT.provider)
+    url = layout.client_url(consumer.slug)
+    print(
+        f"[{number}] {_name(layout, client)} -> {_name(layout, MELDEAUSKUNFT.provider)}: "
+        "Meldeauskunft over SOAP, from a zeep client"
+    )
+    print(f"    via {consumer.id.slash()} -> {provider.id.slash()}; WSDL from getWsdl at {url}/wsdl?...")
+    try:
+        xroad = XRoadClient(
+            wsdl_url(url, MELDEAUSKUNFT),
+            url + "/",
+            client=client,
+            service=MELDEAUSKUNFT,
+            user_id="DE0000000001",
+        )
+        answer = xroad.service.meldeauskunft(familienname="Muster", vornamen="Erika")
+    except (XRoadClientError, ZeepError, OSError) as exc:
+        print(f"    FAILED: {exc}")
+        return False
+    person = answer.body.person
+    if answer.body.ergebnis != "treffer" or person is None:
+        print(f"    FAILED: the register answered {answer.body.ergebnis}")
+        return False
+    print(
+        f"    {answer.body.ergebnis}: {person.vornamen} {person.familienname}, born {person.geburtsdatum} "
+        f"in {person.geburtsort}; message {answer.header.id}"
+    )
+    return True
+
+
 def _export_evidence(layout: Layout, message_id: str) -> bool:
     """What an auditor does: take one exchange's evidence and verify it with only the anchor."""
     from gateway.messagelog.evidence import build_evidence
@@ -329,7 +440,8 @@ def run_demo(data: Path, *, once: bool) -> int:
         print(f"All ready. Registry {layout.registry_url}; described in {layout.root / 'federation.json'}\n")
         found = _look_up(layout)
         exchanged, first_message = _run_exchanges(layout)
-        exchanged = exchanged and found
+        soap = _soap_meldeauskunft(layout, len(_exchanges(layout)) + 1)
+        exchanged = exchanged and found and soap
         interval = layout.plan.timestamp_interval_s
         tsa = layout.tsa_url
         print(f"\nWaiting for the next timestamp batch (every {interval:.0f} s here; TSA {tsa}) ...")

@@ -138,6 +138,8 @@ BIELEFELD = _m("MUN", "05711000")
 
 GEWERBEANZEIGE = DETMOLD.subsystem("arbeitsschutz").service("gewerbeanzeige", "v1")
 STATISTIK = NRW.subsystem("statistik").service("gewerbestatistik", "v1")
+MELDEAUSKUNFT = BIELEFELD.subsystem("meldewesen").service("meldeauskunft", "v1")
+RUECKMELDUNG = BIELEFELD.subsystem("meldewesen").service("rueckmeldung", "v1")
 
 OWL = FederationPlan(
     members=(
@@ -145,7 +147,7 @@ OWL = FederationPlan(
         MemberPlan(DETMOLD, "Bezirksregierung Detmold", ("arbeitsschutz",)),
         MemberPlan(KREIS_PB, "Kreis Paderborn", ("kreisverwaltung",)),
         MemberPlan(PADERBORN, "Stadt Paderborn", ("gewerbeamt",)),
-        MemberPlan(DELBRUECK, "Stadt Delbrück", ("gewerbeamt",)),
+        MemberPlan(DELBRUECK, "Stadt Delbrück", ("gewerbeamt", "meldewesen")),
         MemberPlan(BIELEFELD, "Stadt Bielefeld", ("gewerbeamt", "meldewesen")),
     ),
     servers=(
@@ -193,13 +195,29 @@ OWL = FederationPlan(
             "delbrueck",
             "Stadt Delbrück",
             SecurityServerId(DELBRUECK, "ss1"),
-            (DELBRUECK.subsystem("gewerbeamt"),),
+            (DELBRUECK.subsystem("gewerbeamt"), DELBRUECK.subsystem("meldewesen")),
         ),
         ServerPlan(
             "bielefeld",
             "Stadt Bielefeld",
             SecurityServerId(BIELEFELD, "ss1"),
             (BIELEFELD.subsystem("gewerbeamt"), BIELEFELD.subsystem("meldewesen")),
+            tuple(
+                ServicePlan(
+                    service,
+                    "meldewesen",
+                    description,
+                    ("NRW/MUN/05774020/meldewesen",),
+                    protocol="soap",
+                    standard="XMeld 3.1",
+                    authorities=("MELDID:05711000",),
+                    area="05711000",
+                )
+                for service, description in (
+                    (MELDEAUSKUNFT, "Meldeauskunft: a resident's registration data (after XMeld)"),
+                    (RUECKMELDUNG, "Rückmeldung: XMeld 0201, acknowledged 0203-style"),
+                )
+            ),
         ),
     ),
     # Timestamp batches every 5 s rather than X-Road's 60 s, so the demo shows them at once.
@@ -754,24 +772,37 @@ class RunningFederation:
 
 
 def _describe_service(layout: Layout, server: ServerPlan, service: ServicePlan) -> dict[str, Any]:
-    from xweg.demo import example_request
+    from xweg.demo import example_envelope, example_request, wsdl_url
 
-    client, method, path, body = example_request(service)
-    return {
+    described: dict[str, Any] = {
         "id": service.id.unversioned().slash(),
         "version": service.id.service_version,
-        "protocol": "rest",
+        "protocol": service.protocol,
         "description": service.description,
         "provider_security_server": server.id.slash(),
         "access": list(service.access),
-        "example_request": {
-            "client": client.slash(),
-            "client_url": layout.client_url(layout.server_for_client(client).slug),
-            "method": method,
-            "path": path,
-            "body": body,
-        },
     }
+    if service.protocol == "soap":
+        client, envelope = example_envelope(service)
+        client_url = layout.client_url(layout.server_for_client(client).slug)
+        described["wsdl_url"] = wsdl_url(client_url, service.id)
+        described["example_request"] = {
+            "client": client.slash(),
+            "client_url": client_url,
+            "method": "POST",
+            "content_type": "text/xml; charset=UTF-8",
+            "envelope": envelope,
+        }
+        return described
+    client, method, path, body = example_request(service)
+    described["example_request"] = {
+        "client": client.slash(),
+        "client_url": layout.client_url(layout.server_for_client(client).slug),
+        "method": method,
+        "path": path,
+        "body": body,
+    }
+    return described
 
 
 def rest_path(service: ServiceId, tail: str = "") -> str:

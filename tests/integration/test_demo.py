@@ -25,6 +25,11 @@ def test_demo_once_exchanges_and_leaves_verifiable_logs(tmp_path: Path) -> None:
     assert run.returncode == 0, run.stdout + run.stderr
     assert "Paderborn (gewerbeamt) -> Bezirksregierung Detmold (arbeitsschutz)" in run.stdout
     assert "refused as expected: HTTP 500 Server.ServerProxy.AccessDenied" in run.stdout
+    # SOAP from a zeep client built from the WSDL that getWsdl delivered.
+    assert (
+        "Stadt Delbrück (meldewesen) -> Stadt Bielefeld (meldewesen): Meldeauskunft over SOAP" in run.stdout
+    )
+    assert "treffer: Erika Maria Muster, born 1985-04-12 in Paderborn; message " in run.stdout
     # Registered through the workflow: every server asked, the officer approved.
     assert "Stadt Paderborn: NRW/MUN/05774032/ss1 asked to register its auth certificate" in run.stdout
     assert "client NRW/MUN/05774/kreisverwaltung (request " in run.stdout
@@ -47,6 +52,14 @@ def test_demo_once_exchanges_and_leaves_verifiable_logs(tmp_path: Path) -> None:
     assert service["provider_security_server"] == "NRW/GOV/057/ss1"
     assert service["example_request"]["method"] == "POST"
     assert service["example_request"]["path"].startswith("/r1/NRW/GOV/057/arbeitsschutz/gewerbeanzeige/")
+    # The SOAP services, each with its WSDL address and an example envelope.
+    for code in ("meldeauskunft", "rueckmeldung"):
+        soap = next(s for s in described["services"] if s["id"] == f"NRW/MUN/05711000/meldewesen/{code}")
+        assert (soap["protocol"], soap["provider_security_server"]) == ("soap", "NRW/MUN/05711000/ss1")
+        assert "/wsdl?xRoadInstance=NRW&memberClass=MUN&memberCode=05711000" in soap["wsdl_url"]
+        example = soap["example_request"]
+        assert example["client"] == "NRW/MUN/05774020/meldewesen"
+        assert f"<id:serviceCode>{code}</id:serviceCode>" in example["envelope"]
 
     for server in described["security_servers"]:
         check = _xweg("audit", "verify", server["message_log"], "--json")
