@@ -4,7 +4,8 @@ The client listener (plain HTTP, for the organisation's information systems) spe
 X-Road REST r1 at ``/r1/...``, answers directory look-ups from the verified global
 configuration at ``/directory/v1/...`` (:mod:`gateway.directoryapi`), X-Road's
 ``GET /listClients`` from the same configuration and ``GET /wsdl?...`` with a ``getWsdl``
-exchange (:mod:`gateway.metadata`), and takes X-Road SOAP 4.0 requests as X-Road's client
+exchange (:mod:`gateway.metadata`), serves X-Road's schemas that WSDLs import at
+``/xsd/{name}`` (so clients without internet access can build themselves), and takes X-Road SOAP 4.0 requests as X-Road's client
 proxy does: at every path that none of its routes takes (see :func:`is_soap_request`),
 and at those two; the peer listener (mutual TLS, for other security
 servers) accepts framed, signed messages.  Every failure leaves through one renderer per
@@ -30,6 +31,7 @@ from multidict import CIMultiDict
 from adapters.rest.backend import new_backend_session
 from adapters.rest.outbound import render_rest_error
 from adapters.soap.metadata import render_list_clients
+from adapters.soap.xsd import relocate_schemas, schema_bytes
 from core.clock import Clock, SystemClock
 from core.errors import ErrorCode, Origin, XwegError
 from gateway.access import AccessRights
@@ -240,12 +242,40 @@ async def _list_clients(request: web.Request) -> web.StreamResponse:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
+def _schema_base(request: web.Request) -> str:
+    # The address the client used to reach us, so the schemas are fetched from here too.
+    return f"{request.scheme}://{request.host}/xsd/"
+
+
 async def _wsdl(request: web.Request) -> web.StreamResponse:
     """``GET /wsdl?xRoadInstance=..&...``: a provider's WSDL, fetched with getWsdl (see
-    :func:`gateway.pipeline.consumer.handle_wsdl_request`)."""
+    :func:`gateway.pipeline.consumer.handle_wsdl_request`).
+
+    The X-Road schemas the WSDL imports from ``x-road.eu`` are pointed at this server's
+    ``/xsd/``, so that a client without internet access can build itself from it.
+    """
     gateway = request.app[GATEWAY_KEY]
     answer = await handle_wsdl_request(gateway, request.rel_url.raw_query_string)
-    return web.Response(status=answer.status, headers=CIMultiDict(answer.headers), body=answer.body)
+    body = answer.body
+    if answer.status == 200:
+        try:
+            body = relocate_schemas(body, _schema_base(request))
+        except ValueError:
+            pass  # a Host header that cannot be placed in XML: the WSDL as X-Road gives it
+    return web.Response(status=answer.status, headers=CIMultiDict(answer.headers), body=body)
+
+
+async def _schema(request: web.Request) -> web.StreamResponse:
+    """``GET /xsd/{name}``: X-Road's schemas (xroad.xsd and what it imports), bundled."""
+    try:
+        document = schema_bytes(request.match_info["name"])
+    except LookupError:
+        raise web.HTTPNotFound() from None
+    try:
+        document = relocate_schemas(document, _schema_base(request))
+    except ValueError:
+        pass
+    return web.Response(body=document, headers={"Content-Type": "text/xml; charset=UTF-8"})
 
 
 async def _healthz(request: web.Request) -> web.StreamResponse:
@@ -306,6 +336,7 @@ def build_client_app(gateway: Gateway) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app.router.add_route("*", "/listClients", _metadata_route(_list_clients))
     app.router.add_route("*", "/wsdl", _metadata_route(_wsdl))
+    app.router.add_get("/xsd/{name}", _schema)
     app.router.add_route("*", "/r1/{tail:.*}", _rest)
     app.add_subapp("/audit/v1/", _auditor_app(gateway))
     app.add_subapp("/directory/v1/", make_directory_app(lambda: _adopted_globalconf(gateway)))

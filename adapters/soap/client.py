@@ -62,7 +62,7 @@ from zeep.wsdl import Document
 
 from adapters.soap.envelope import NS_ID, NS_REPR, NS_XROAD, RepresentedParty, XRoadHeader
 from adapters.soap.safexml import XmlLimits, parse_xml
-from adapters.soap.xsd import bundled_name, schema_bytes
+from adapters.soap.xsd import SCHEMA_NAMES, bundled_name, schema_bytes
 from core.errors import XwegError
 from core.identifiers import ClientId, IdentifierError, ServiceId, SubsystemId
 
@@ -127,9 +127,20 @@ class XRoadTransport(Transport):
         self.max_response_bytes = max_response_bytes
         self._schema_name = schemas
 
+    def _bundled(self, url: str) -> str | None:
+        name = self._schema_name(url)
+        if name is not None:
+            return name
+        # A security server serves the same schemas at its /xsd/, and its GET /wsdl points
+        # the imports there; they are served from the bundle all the same.
+        prefix = self.endpoint.rstrip("/") + "/xsd/"
+        if url.startswith(prefix) and url[len(prefix) :] in SCHEMA_NAMES:
+            return url[len(prefix) :]
+        return None
+
     def load(self, url: str) -> bytes:
         """A bundled schema, or the WSDL from its URL; any other location is refused."""
-        name = self._schema_name(url)
+        name = self._bundled(url)
         if name is not None:
             return schema_bytes(name)
         if self.wsdl_url is not None and url == self.wsdl_url:

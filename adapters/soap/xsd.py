@@ -12,12 +12,16 @@ reader fetch anything.
 * :func:`bundled_name` maps a location as documents write it (the published URL, or the
   bare file name X-Road's own copies use) to a bundled file name, or ``None``;
 * :func:`xml_schema` compiles a bundled schema into an lxml validator whose imports are
-  resolved from the bundle only.
+  resolved from the bundle only;
+* :func:`relocate_schemas` points a document's imports of them at another address (a
+  security server's ``/xsd/``), so that a generic client without internet access finds
+  them there.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Mapping
 from importlib import resources
 from types import MappingProxyType
@@ -31,6 +35,7 @@ __all__ = [
     "schema_bytes",
     "bundled_name",
     "xml_schema",
+    "relocate_schemas",
 ]
 
 #: The bundled schemas by file name, and the namespace each one defines.
@@ -91,6 +96,29 @@ class _BundleResolver(etree.Resolver):  # type: ignore[misc]  # lxml's stubs lea
         if name is None:
             raise LookupError(f"the location {str(system_url)[:200]!r} is not a bundled X-Road schema")
         return self.resolve_string(schema_bytes(name), context, base_url=system_url)
+
+
+_SCHEMA_LOCATION = re.compile(rb"""(schemaLocation\s*=\s*)(["'])([^"'<>]{1,2048})\2""")
+
+
+def relocate_schemas(document: bytes, base_url: str) -> bytes:
+    """``document`` with every ``schemaLocation`` of a bundled schema pointing at ``base_url``.
+
+    ``base_url`` ends in ``/`` and serves the bundled schemas by file name.  Other
+    locations and every other byte stay as they are.  Meant for documents that already
+    went through the hardened parser (a WSDL, or a bundled schema).
+    """
+    if not base_url.endswith("/") or any(ch in base_url for ch in "\"'<>& "):
+        raise ValueError("base_url must end in '/' and be safe to place in an XML attribute")
+    base = base_url.encode("ascii")
+
+    def replace(match: re.Match[bytes]) -> bytes:
+        name = bundled_name(match.group(3).decode("utf-8", "replace").strip())
+        if name is None:
+            return match.group(0)
+        return match.group(1) + match.group(2) + base + name.encode("ascii") + match.group(2)
+
+    return _SCHEMA_LOCATION.sub(replace, document)
 
 
 def _schema_parser() -> etree.XMLParser:

@@ -30,7 +30,7 @@ from adapters.soap.client import XRoadClient, header_elements
 from adapters.soap.envelope import NS_ID, NS_SOAP_ENV, NS_XROAD, XRoadHeader
 from adapters.soap.response import parse_soap_response
 from adapters.soap.wsdl import MASKED_ENDPOINT, mask_endpoints, read_wsdl
-from adapters.soap.xsd import xml_schema
+from adapters.soap.xsd import relocate_schemas, xml_schema
 from core.identifiers import ClientId, SecurityServerId, ServiceId, SubsystemId
 from core.messages import RequestHeader
 from gateway.messagelog.record import LogRecord
@@ -386,7 +386,12 @@ def test_wsdl_over_http_get_is_the_getwsdl_answer(layout: Layout) -> None:
     answer = http(layout.client_url("delbrueck") + WSDL_QUERY)
     assert answer.status == 200, answer.body
     assert answer.headers["Content-Type"] == "text/xml; charset=UTF-8"
-    assert answer.body == mask_endpoints(backend_wsdl(layout))
+    # Masked, and its X-Road schema imports pointed at this security server's /xsd/.
+    relocated = relocate_schemas(
+        mask_endpoints(backend_wsdl(layout)), layout.client_url("delbrueck") + "/xsd/"
+    )
+    assert answer.body == relocated
+    assert b'schemaLocation="http://x-road.eu' not in answer.body
 
     # Asked as X-Road asks: a getWsdl exchange in the name of Delbrück's server's owner.
     store = MessageLogStore.open_readonly(layout.message_log("delbrueck"))
@@ -424,6 +429,43 @@ def test_a_zeep_client_built_from_the_security_server_calls_through_both_servers
     assert answer.body.person.geburtsort == "Paderborn"
     for slug in ("delbrueck", "bielefeld"):
         assert [r.direction.value for r in logged(layout, slug, answer.header.id)] == ["request", "response"]
+
+
+def test_a_plain_zeep_client_builds_itself_offline_and_calls(layout: Layout) -> None:
+    # No helper, no bundled schemas on the client's side, no internet: everything the WSDL
+    # imports comes from the security server, as for any generic zeep-based X-Road client.
+    import zeep
+
+    client = zeep.Client(layout.client_url("delbrueck") + WSDL_QUERY)
+    binding = next(iter(client.wsdl.bindings))
+    service = client.create_service(binding, layout.client_url("delbrueck") + "/")
+    ids = {"xRoadInstance": "NRW", "memberClass": "MUN", "subsystemCode": "meldewesen"}
+    headers = {
+        "client": {"objectType": "SUBSYSTEM", **ids, "memberCode": DELBRUECK.member_code},
+        "service": {
+            "objectType": "SERVICE",
+            **ids,
+            "memberCode": BIELEFELD_MELDEWESEN.member.member_code,
+            "serviceCode": "meldeauskunft",
+            "serviceVersion": "v1",
+        },
+        "id": str(uuid.uuid4()),
+        "userId": "DE0000000001",
+        "protocolVersion": "4.0",
+    }
+    answer = service.meldeauskunft(familienname="Muster", vornamen="Erika", _soapheaders=headers)
+    assert (answer.body.ergebnis, answer.body.person.geburtsort) == ("treffer", "Paderborn")
+    for slug in ("delbrueck", "bielefeld"):
+        assert [r.direction.value for r in logged(layout, slug, headers["id"])] == ["request", "response"]
+
+
+def test_the_x_road_schemas_are_served_and_nothing_else(layout: Layout) -> None:
+    base = layout.client_url("delbrueck") + "/xsd/"
+    xroad = http(base + "xroad.xsd")
+    assert xroad.status == 200
+    assert b'schemaLocation="' + base.encode() + b'identifiers.xsd"' in xroad.body
+    for name in ("../server.toml", "%2e%2e%2fserver.toml", "nope.xsd", "xroad.xsd.bak"):
+        assert http(base + name).status == 404, name
 
 
 def test_wsdl_over_http_get_refusals(layout: Layout) -> None:

@@ -146,3 +146,31 @@ def test_a_service_identifier_fixes_its_object_type() -> None:
     assert uses["XRoadServiceIdentifierType"].get("fixed") == "SERVICE"
     assert uses["XRoadSecurityServerIdentifierType"].get("fixed") == "SERVER"
     assert uses["XRoadClientIdentifierType"].get("fixed") is None  # MEMBER or SUBSYSTEM
+
+
+def test_relocation_points_bundled_imports_at_the_new_base_and_leaves_the_rest() -> None:
+    from adapters.soap.xsd import relocate_schemas
+
+    document = (
+        b'<w:types xmlns:w="urn:w"><xsd:schema xmlns:xsd="http://www.w3.org/2001/XMLSchema">'
+        b'<xsd:import namespace="http://x-road.eu/xsd/xroad.xsd" schemaLocation="http://x-road.eu/xsd/xroad.xsd"/>'
+        b"<xsd:import namespace='http://x-road.eu/xsd/identifiers' schemaLocation='identifiers.xsd'/>"
+        b'<xsd:import namespace="urn:other" schemaLocation="https://example.org/other.xsd"/>'
+        b"</xsd:schema></w:types>"
+    )
+    relocated = relocate_schemas(document, "http://ss.example:8080/xsd/")
+    assert relocated == (
+        document.replace(
+            b'"http://x-road.eu/xsd/xroad.xsd"/>', b'"http://ss.example:8080/xsd/xroad.xsd"/>'
+        ).replace(b"'identifiers.xsd'", b"'http://ss.example:8080/xsd/identifiers.xsd'")
+    )
+    assert b"https://example.org/other.xsd" in relocated  # not ours to move
+    assert relocate_schemas(relocated, "http://ss.example:8080/xsd/") == relocated  # nothing left to move
+
+
+@pytest.mark.parametrize("base", ["http://ss.example/xsd", 'http://a"b/', "http://a b/", "http://<x>/"])
+def test_relocation_refuses_a_base_that_cannot_stand_in_an_attribute(base: str) -> None:
+    from adapters.soap.xsd import relocate_schemas
+
+    with pytest.raises(ValueError, match="base_url"):
+        relocate_schemas(b'<x schemaLocation="xroad.xsd"/>', base)
