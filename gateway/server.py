@@ -5,12 +5,12 @@ X-Road REST r1 at ``/r1/...``, answers directory look-ups from the verified glob
 configuration at ``/directory/v1/...`` (:mod:`gateway.directoryapi`), X-Road's
 ``GET /listClients`` from the same configuration and ``GET /wsdl?...`` with a ``getWsdl``
 exchange (:mod:`gateway.metadata`), serves X-Road's schemas that WSDLs import at
-``/xsd/{name}`` (so clients without internet access can build themselves), and takes X-Road SOAP 4.0 requests as X-Road's client
-proxy does: at every path that none of its routes takes (see :func:`is_soap_request`),
-and at those two; the peer listener (mutual TLS, for other security
-servers) accepts framed, signed messages.  Every failure leaves through one renderer per
-protocol: an X-Road REST error body, or for a SOAP client a SOAP fault, each with a
-correlation id that is also in the server's log.
+``/xsd/{name}`` (so clients without internet access can build themselves), and takes
+X-Road SOAP 4.0 requests as X-Road's client proxy does: at every path that none of its
+routes takes (see :func:`is_soap_request`), and at those two; the peer listener (mutual
+TLS, for other security servers) accepts framed, signed messages.  Every failure leaves
+through one renderer per protocol: an X-Road REST error body, or for a SOAP client a SOAP
+fault, each with a correlation id that is also in the server's log.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -242,8 +243,17 @@ async def _list_clients(request: web.Request) -> web.StreamResponse:
     return web.Response(body=body, headers={"Content-Type": content_type})
 
 
+_HOST = re.compile(r"(?:[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
+
+
 def _schema_base(request: web.Request) -> str:
-    # The address the client used to reach us, so the schemas are fetched from here too.
+    """The address the client used to reach us, so the schemas are fetched from here too.
+
+    Only a plain host[:port] is taken from the Host header (ValueError otherwise), so a
+    client cannot steer the imports of the document it is given anywhere else.
+    """
+    if not _HOST.fullmatch(request.host):
+        raise ValueError("the Host header is not a plain host and port")
     return f"{request.scheme}://{request.host}/xsd/"
 
 

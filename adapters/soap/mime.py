@@ -356,6 +356,11 @@ def _split_multipart(media: MediaType, body: bytes, limits: MimeLimits, origin: 
                 origin,
             )
         root_index = matches[0]
+        if root_index != 0:
+            # Security servers check and sign the part 'start' names but forward the whole
+            # message; a recipient that takes the first part as the envelope would read
+            # another one. The SOAP part comes first, or the message is refused.
+            raise _mime_error("the SOAP part named by 'start' must be the first part of the message", origin)
     root = parts[root_index]
     packaging = _root_packaging(media, root, origin)
     if _transfer_encoding(root) not in _IDENTITY_ENCODINGS:

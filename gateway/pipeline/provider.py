@@ -240,7 +240,21 @@ def read_soap_request(request: Request) -> SoapRequest:
     signed header, the backend by the envelope, so the two must agree.
     """
     header = request.header
-    content_type = next((value for name, value in header.headers if name == "content-type"), None)
+    names = [name for name, _ in header.headers]
+    # Exactly the headers a SOAP request carries end to end, each once: the backend gets
+    # them all, so a second Content-Type (another boundary or 'start') would let it read
+    # another envelope than the one checked here.
+    if (
+        names.count("content-type") != 1
+        or names.count("soapaction") > 1
+        or set(names) - {"content-type", "soapaction"}
+    ):
+        raise XwegError(
+            ErrorCode.INVALID_MESSAGE,
+            "a SOAP message carries one Content-Type, at most one SOAPAction and no other headers",
+            _ORIGIN,
+        )
+    content_type = next(value for name, value in header.headers if name == "content-type")
     soap = parse_soap_request(request.body, content_type=content_type, method=header.method)
     envelope = soap.header
     party = envelope.represented_party.text() if envelope.represented_party is not None else None
@@ -261,15 +275,20 @@ def soap_answer(
     """(6) The SOAP backend's answer as it goes back: ``(status, headers, body)``.
 
     The answer is parsed by the hardened parser; a SOAP Fault is the provider's answer and
-    goes back as the backend wrote it, with its status.  Any other answer must echo the
-    request's X-Road headers (else ``Server.ServerProxy.InconsistentResponse``); it goes
-    back as an envelope with those headers, ``xrd:requestHash`` and the backend's body
-    element, packed again as multipart with the backend's attachments if it had any.
+    goes back as the backend wrote its envelope, with its status (attachments dropped).
+    Any other answer must echo the request's X-Road headers (else
+    ``Server.ServerProxy.InconsistentResponse``); it goes back as an envelope with those
+    headers, ``xrd:requestHash`` and the backend's body element, packed again as multipart
+    with the backend's attachments if it had any.
     Other refusals carry the parser's codes, blamed on this server.
     """
     response = parse_soap_response(answer.body, content_type=answer.content_type, origin=_ORIGIN)
     if response.fault is not None:
-        return answer.status, (("content-type", response.content_type),), answer.body
+        if response.packaging is Packaging.PLAIN:
+            return answer.status, (("content-type", response.content_type),), answer.body
+        # The fault envelope alone: other parts of a multipart fault would reach the
+        # client unchecked (and a first part could look like an answer).
+        return answer.status, (("content-type", SOAP_CONTENT_TYPE),), response.soap
     check_response_consistent(request.header, response, origin=_ORIGIN)
     envelope = render_soap_response(request, response.body_xml, origin=_ORIGIN)
     if response.packaging is Packaging.PLAIN:

@@ -309,3 +309,26 @@ async def test_a_fault_instead_of_the_wsdl_fails_the_request(exchanges: Exchange
         await consumer.handle_wsdl_request(owner_gateway(tmp_path), WSDL_QUERY)
     assert info.value.fault_code == "Server.ServerProxy.ServiceFailed"
     assert "UnknownService" in info.value.message
+
+
+# ------------------------------------------------------------------ GET /xsd/{name}
+
+
+async def test_schemas_are_served_with_imports_pointing_back_here(listening: Listening) -> None:
+    status, headers, body = await fetch(listening, "/xsd/xroad.xsd")
+    assert (status, headers["Content-Type"]) == (200, "text/xml; charset=UTF-8")
+    assert f'schemaLocation="{listening.url}/xsd/identifiers.xsd"'.encode() in body
+
+
+@pytest.mark.parametrize("host", ["evil.example/x?", "evil.example@x", 'a"b', "a b"])
+async def test_a_crafted_host_header_does_not_steer_the_imports(listening: Listening, host: str) -> None:
+    status, _, body = await fetch(listening, "/xsd/xroad.xsd", headers={"Host": host})
+    assert status == 200
+    assert b"evil" not in body and b'a"b' not in body
+    assert b'schemaLocation="http://x-road.eu/xsd/identifiers.xsd"' in body  # as shipped
+
+
+@pytest.mark.parametrize("name", ["nope.xsd", "..%2Fserver.toml", "xroad.xsd.bak"])
+async def test_only_the_bundled_schemas_are_served(listening: Listening, name: str) -> None:
+    status, _, _ = await fetch(listening, "/xsd/" + name)
+    assert status == 404

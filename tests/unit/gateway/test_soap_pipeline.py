@@ -25,7 +25,7 @@ from adapters.soap.backend import SoapBackendAnswer
 from adapters.soap.envelope import NS_SOAP_ENV, NS_XROAD, SHA512_ALGORITHM_ID
 from adapters.soap.inbound import SoapRequest, parse_soap_request, to_core_request
 from adapters.soap.mime import Attachment, Packaging, encode_multipart_related
-from adapters.soap.outbound import fault_envelope, render_soap_response
+from adapters.soap.outbound import SOAP_CONTENT_TYPE, fault_envelope, render_soap_response
 from adapters.soap.response import parse_soap_response
 from core.canonical import b64
 from core.errors import ErrorCode, Origin, XwegError
@@ -318,6 +318,29 @@ def test_provider_refuses_an_envelope_for_another_service() -> None:
     )
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        (("content-type", TEXT_XML), ("content-type", 'multipart/related; boundary="x"; start="<b>"')),
+        (("soapaction", '""'),),
+        (("content-type", TEXT_XML), ("soapaction", '"a"'), ("soapaction", '"b"')),
+        (("content-type", TEXT_XML), ("x-forwarded-for", "10.0.0.1")),
+    ],
+    ids=["two-content-types", "no-content-type", "two-soapactions", "another-header"],
+)
+def test_provider_refuses_signed_headers_a_backend_could_read_otherwise(
+    headers: tuple[tuple[str, str], ...],
+) -> None:
+    # A peer server signs what it likes; the backend receives every end-to-end header, so
+    # a second Content-Type could point it at another envelope than the one checked here.
+    error = refused(
+        ErrorCode.INVALID_MESSAGE,
+        Origin.SERVER_PROXY,
+        lambda: read_soap_request(core_request(headers=headers)),
+    )
+    assert "one Content-Type" in error.message
+
+
 def test_provider_parses_with_the_same_hardening() -> None:
     laughs = (CORPUS / "billion-laughs.xml").read_bytes()
     header = RequestHeader.from_dict(
@@ -357,6 +380,18 @@ def test_backend_fault_goes_back_as_the_backend_wrote_it() -> None:
         (("content-type", "text/xml; charset=utf-8"),),
         fault,
     )
+
+
+def test_a_multipart_fault_goes_back_as_its_fault_envelope_alone() -> None:
+    # A first part dressed as an answer must not reach the client unchecked.
+    from adapters.soap.mime import Attachment, Packaging, encode_multipart_related
+
+    fault = fault_envelope("SOAP-ENV:Server", "gesperrt", "sperre-1")
+    content_type, body = encode_multipart_related(
+        fault, [Attachment("forged@x", "text/xml", BACKEND_ANSWER)], packaging=Packaging.SWA
+    )
+    status, headers, sent = soap_answer(REQUEST, SoapBackendAnswer(500, content_type, body))
+    assert (status, headers, sent) == (500, (("content-type", SOAP_CONTENT_TYPE),), fault)
 
 
 @pytest.mark.parametrize(

@@ -123,11 +123,22 @@ def test_mtom() -> None:
     assert package.attachments[0].data == PDF
 
 
-def test_root_is_chosen_by_start_not_by_position() -> None:
-    body = multipart([(PDF_PART, PDF), (SOAP_PART, SOAP)])
+def test_a_start_naming_the_first_part_is_the_root() -> None:
+    body = multipart([(SOAP_PART, SOAP), (PDF_PART, PDF)])
     package = split(SWA_TYPE, body)
     assert package.soap == SOAP
     assert [a.content_id for a in package.attachments] == ["antrag.pdf@x"]
+
+
+def test_a_start_naming_a_later_part_is_refused() -> None:
+    # Servers check the part 'start' names but forward the whole message; a backend taking
+    # the first part as the envelope would read an unchecked one (here a PDF, or a second
+    # envelope with another client).
+    body = multipart([(PDF_PART, PDF), (SOAP_PART, SOAP)])
+    with pytest.raises(XwegError) as info:
+        split(SWA_TYPE, body)
+    assert info.value.code is ErrorCode.MIME_PARSING_FAILED
+    assert "must be the first part" in info.value.message
 
 
 def test_without_start_the_first_part_is_the_root() -> None:
