@@ -22,6 +22,9 @@ import yarl
 from core.errors import ErrorCode, Origin, XwegError
 
 __all__ = [
+    "BoundedBackend",
+    "DEFAULT_MAX_RESPONSE_BYTES",
+    "DEFAULT_TIMEOUT_S",
     "new_backend_session",
     "check_backend_session",
     "host_port",
@@ -31,6 +34,31 @@ __all__ = [
 ]
 
 _READ_CHUNK_BYTES = 64 * 1024
+
+
+#: Defaults for a backend call: X-Road's timeout, and the body size it logs (10 MiB).
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024
+
+
+class BoundedBackend:
+    """What every backend client shares: a checked session, a total timeout, a size cap."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
+    ) -> None:
+        if timeout_s <= 0:
+            raise ValueError("timeout_s must be positive")
+        if max_response_bytes < 0:
+            raise ValueError("max_response_bytes must not be negative")
+        check_backend_session(session)
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
+        self._max_response_bytes = max_response_bytes
 
 
 def new_backend_session(*, connector: aiohttp.BaseConnector | None = None) -> aiohttp.ClientSession:

@@ -18,8 +18,10 @@ import aiohttp
 import yarl
 
 from adapters.backend_http import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_TIMEOUT_S,
+    BoundedBackend,
     backend_errors,
-    check_backend_session,
     host_port,
     new_backend_session,
     read_capped,
@@ -30,8 +32,6 @@ from core.messages import MAX_HEADER_VALUE, MAX_HEADERS, Request
 
 __all__ = ["RestBackend", "new_backend_session", "DEFAULT_TIMEOUT_S", "DEFAULT_MAX_RESPONSE_BYTES"]
 
-DEFAULT_TIMEOUT_S = 30.0
-DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024  # X-Road logs REST bodies up to 10 MiB
 
 # Not forwarded back: they describe the backend's hop or are rewritten by our server.
 _DROPPED_RESPONSE_HEADERS = frozenset({"server", "content-length", "transfer-encoding", "date"})
@@ -111,24 +111,8 @@ def _response_headers(response: aiohttp.ClientResponse, where: str) -> tuple[tup
     return tuple(kept)
 
 
-class RestBackend:
+class RestBackend(BoundedBackend):
     """Calls backend information systems over HTTP for the provider's security server."""
-
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        *,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-    ) -> None:
-        if timeout_s <= 0:
-            raise ValueError("timeout_s must be positive")
-        if max_response_bytes < 0:
-            raise ValueError("max_response_bytes must not be negative")
-        check_backend_session(session)
-        self._session = session
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._max_response_bytes = max_response_bytes
 
     async def call(self, base_url: str, request: Request) -> tuple[int, tuple[tuple[str, str], ...], bytes]:
         """Send ``request`` to the backend at ``base_url``; return ``(status, headers, body)``.

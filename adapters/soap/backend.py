@@ -19,10 +19,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import aiohttp
 import yarl
 
-from adapters.backend_http import backend_errors, check_backend_session, host_port, read_capped
+from adapters.backend_http import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_TIMEOUT_S,
+    BoundedBackend,
+    backend_errors,
+    host_port,
+    read_capped,
+)
 from core.errors import ErrorCode, Origin, XwegError
 from core.messages import Protocol, Request
 
@@ -34,8 +40,6 @@ __all__ = [
     "DEFAULT_MAX_RESPONSE_BYTES",
 ]
 
-DEFAULT_TIMEOUT_S = 30.0
-DEFAULT_MAX_RESPONSE_BYTES = 10 * 1024 * 1024  # X-Road logs bodies up to 10 MiB
 #: The HTTP statuses a SOAP backend answers with: OK, Accepted, and 500 for a SOAP Fault.
 ANSWER_STATUSES = frozenset({200, 202, 500})
 # aiohttp adds these unless told not to; the request's own Content-Type is sent instead, and
@@ -74,24 +78,8 @@ def _end_to_end(request: Request) -> list[tuple[str, str]]:
     return [(names[name], value) for name, value in request.header.headers if name in names]
 
 
-class SoapBackend:
+class SoapBackend(BoundedBackend):
     """Calls SOAP backends over HTTP for the provider's security server."""
-
-    def __init__(
-        self,
-        session: aiohttp.ClientSession,
-        *,
-        timeout_s: float = DEFAULT_TIMEOUT_S,
-        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
-    ) -> None:
-        if timeout_s <= 0:
-            raise ValueError("timeout_s must be positive")
-        if max_response_bytes < 0:
-            raise ValueError("max_response_bytes must not be negative")
-        check_backend_session(session)
-        self._session = session
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s)
-        self._max_response_bytes = max_response_bytes
 
     async def call(self, endpoint_url: str, request: Request) -> SoapBackendAnswer:
         """POST ``request``'s body to the SOAP endpoint; return the backend's answer.
