@@ -246,15 +246,16 @@ async def _list_clients(request: web.Request) -> web.StreamResponse:
 _HOST = re.compile(r"(?:[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63})*|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
 
 
-def _schema_base(request: web.Request) -> str:
-    """The address the client used to reach us, so the schemas are fetched from here too.
+def _imports_pointing_here(document: bytes, request: web.Request) -> bytes:
+    """``document`` with its X-Road schema imports pointed at this server's ``/xsd/``.
 
-    Only a plain host[:port] is taken from the Host header (ValueError otherwise), so a
-    client cannot steer the imports of the document it is given anywhere else.
+    The address is the one the client used to reach us, taken from the Host header only
+    when it is a plain host[:port]; otherwise the document stays as it is (its imports
+    name ``x-road.eu``, as X-Road gives them), so a client cannot steer them elsewhere.
     """
     if not _HOST.fullmatch(request.host):
-        raise ValueError("the Host header is not a plain host and port")
-    return f"{request.scheme}://{request.host}/xsd/"
+        return document
+    return relocate_schemas(document, f"{request.scheme}://{request.host}/xsd/")
 
 
 async def _wsdl(request: web.Request) -> web.StreamResponse:
@@ -266,12 +267,7 @@ async def _wsdl(request: web.Request) -> web.StreamResponse:
     """
     gateway = request.app[GATEWAY_KEY]
     answer = await handle_wsdl_request(gateway, request.rel_url.raw_query_string)
-    body = answer.body
-    if answer.status == 200:
-        try:
-            body = relocate_schemas(body, _schema_base(request))
-        except ValueError:
-            pass  # a Host header that cannot be placed in XML: the WSDL as X-Road gives it
+    body = _imports_pointing_here(answer.body, request) if answer.status == 200 else answer.body
     return web.Response(status=answer.status, headers=CIMultiDict(answer.headers), body=body)
 
 
@@ -281,11 +277,9 @@ async def _schema(request: web.Request) -> web.StreamResponse:
         document = schema_bytes(request.match_info["name"])
     except LookupError:
         raise web.HTTPNotFound() from None
-    try:
-        document = relocate_schemas(document, _schema_base(request))
-    except ValueError:
-        pass
-    return web.Response(body=document, headers={"Content-Type": "text/xml; charset=UTF-8"})
+    return web.Response(
+        body=_imports_pointing_here(document, request), headers={"Content-Type": "text/xml; charset=UTF-8"}
+    )
 
 
 async def _healthz(request: web.Request) -> web.StreamResponse:
