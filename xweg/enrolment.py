@@ -23,20 +23,20 @@ import asyncio
 import contextlib
 import datetime as dt
 import time
-import urllib.request
 from collections.abc import Callable
 
+import aiohttp
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from core.identifiers import SubsystemId
+from gateway.confclient.fetcher import FetchError, fetch_verified_global_conf
 from gateway.config import GatewayConfig
 from gateway.registration import RegistrationClient, RegistrationFailed
 from registry.store import AuditContext, RegistryConflict, RegistryError, RegistryStore
 from trust.anchor import load_anchor
 from trust.certificates import fingerprint
-from trust.errors import GlobalConfError
-from trust.globalconf import GlobalConf, verify_global_conf
+from trust.globalconf import MAX_GLOBALCONF_BYTES, GlobalConf
 from trust.keys import load_certificate, load_certificates
 from xweg.federation import INSTANCE, TSA_NAME, FederationError, Layout
 
@@ -49,9 +49,8 @@ _MEMBER_CLASSES = {"GOV": "state and federal authorities", "MUN": "municipalitie
 Report = Callable[[str], None]
 
 
-def _pem(path_or_cert: object) -> str:
-    assert isinstance(path_or_cert, x509.Certificate)
-    return path_or_cert.public_bytes(Encoding.PEM).decode("ascii")
+def _pem(cert: x509.Certificate) -> str:
+    return cert.public_bytes(Encoding.PEM).decode("ascii")
 
 
 def _now() -> dt.datetime:
@@ -170,11 +169,18 @@ def _catalogue(layout: Layout, store: RegistryStore) -> None:
 
 
 def _published(layout: Layout) -> GlobalConf | None:
+    """What the registry publishes now, verified against the anchor; None when nothing verifies."""
+
+    async def fetch() -> GlobalConf:
+        async with aiohttp.ClientSession() as session:
+            _, _, conf = await fetch_verified_global_conf(
+                load_anchor(layout.anchor), session, _now(), timeout_s=5.0, max_size=MAX_GLOBALCONF_BYTES
+            )
+            return conf
+
     try:
-        with urllib.request.urlopen(layout.registry_url + "/globalconf", timeout=5) as resp:  # noqa: S310
-            document = resp.read()
-        return verify_global_conf(document, load_anchor(layout.anchor), _now())
-    except (OSError, GlobalConfError):
+        return asyncio.run(fetch())
+    except FetchError:
         return None
 
 
