@@ -375,8 +375,6 @@ def _members(store: RegistryStore) -> list[dict[str, Any]]:
 
 
 def _servers(store: RegistryStore) -> list[dict[str, Any]]:
-    servers = store.definition().security_servers
-    maintenance = store.maintenance_modes()
     return [
         {
             "id": s.id.slash(),
@@ -385,9 +383,9 @@ def _servers(store: RegistryStore) -> list[dict[str, Any]]:
             "address": s.address,
             "auth_certificate_fingerprints": list(s.auth_cert_fingerprints),
             "clients": [c.slash() for c in s.clients],
-            "maintenance_mode": maintenance.get(s.id, False),
+            "maintenance_mode": s.maintenance_mode,
         }
-        for s in servers
+        for s in store.definition().security_servers
     ]
 
 
