@@ -41,8 +41,11 @@ omit_bodies_for = ["NRW/MUN/05774032/sozialamt"]  # data minimisation: digests o
 interval_s = 21600
 retention_s = 2592000
 
+# Clients, services and access rights below seed the server configuration store
+# (data_dir/serverconf.db) when it is created; from then on the store rules.
 [[clients]]                   # subsystems of this organisation's information systems
 id = "NRW/MUN/05774032/gewerbeamt"
+connection = "http"           # "http", "https" or "https-mtls" (the default)
 
 [[services]]                  # services this server provides
 id = "NRW/MUN/05774032/gewerbeamt/gewerbeanzeige/v1"
@@ -70,7 +73,6 @@ from __future__ import annotations
 
 import os
 import tomllib
-import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -83,19 +85,25 @@ from core.identifiers import (
     MemberId,
     SecurityServerId,
     ServiceId,
-    SubsystemId,
     parse_client_slash,
     parse_typed,
 )
 from core.messages import Protocol
 from core.metadata import is_reserved_service_code
+from gateway.serverconf.model import (
+    AccessGrant,
+    AccessSubject,
+    ClientEntry,
+    ConnectionType,
+    ServerConfSnapshot,
+    ServiceEntry,
+)
 
 __all__ = [
     "ConfigError",
     "Listener",
     "SignKeyConfig",
     "ServiceConfig",
-    "AccessRule",
     "Limits",
     "GlobalConfClientSettings",
     "TimestampingSettings",
@@ -103,10 +111,7 @@ __all__ = [
     "MessageLogSettings",
     "ArchiveSettings",
     "GatewayConfig",
-    "AccessSubject",
 ]
-
-AccessSubject = ClientId | GlobalGroupId
 
 
 class ConfigError(ValueError):
@@ -132,80 +137,8 @@ class SignKeyConfig:
     certificate_path: Path
 
 
-@dataclass(frozen=True)
-class ServiceConfig:
-    """A service this server provides, and the backend that serves it.
-
-    ``protocol`` is the protocol the service speaks (X-Road REST r1 by default).  For
-    REST, ``base_url`` is the base URL the request's path and query are appended to; for
-    SOAP it is the backend's SOAP endpoint URL, which receives every request as is.
-
-    The service's description, which the metadata services serve, is fetched from the
-    backend when asked for: a SOAP service's WSDL from ``wsdl_url``, by default the endpoint
-    URL with ``?wsdl`` appended (``&wsdl`` when it has a query already), the usual address
-    of a SOAP service's WSDL; a REST service's OpenAPI 3 document (JSON) from
-    ``openapi_url``, and a REST service without one is described by its base URL alone.
-    The service code may not be one that security servers answer themselves
-    (:mod:`core.metadata`).
-    """
-
-    id: ServiceId
-    base_url: str
-    timeout_s: float = 30.0
-    protocol: Protocol = Protocol.REST
-    wsdl_url: str | None = None
-    openapi_url: str | None = None
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.protocol, Protocol):
-            raise ConfigError(f"service {self.id.slash()}: protocol must be a Protocol")
-        if is_reserved_service_code(self.id.service_code):
-            raise ConfigError(
-                f"service {self.id.slash()}: the service code {self.id.service_code!r} is reserved "
-                "for X-Road's metadata services, which security servers answer themselves"
-            )
-        if not self.base_url.startswith(("http://", "https://")):
-            raise ConfigError(f"service {self.id.slash()}: base_url must be an http(s) URL")
-        if self.protocol is Protocol.SOAP:
-            _check_url(self.id, "base_url", self.base_url)
-        if self.wsdl_url is not None:
-            if self.protocol is not Protocol.SOAP:
-                raise ConfigError(f"service {self.id.slash()}: wsdl_url is for SOAP services only")
-            _check_url(self.id, "wsdl_url", self.wsdl_url)
-        if self.openapi_url is not None:
-            if self.protocol is not Protocol.REST:
-                raise ConfigError(f"service {self.id.slash()}: openapi_url is for REST services only")
-            _check_url(self.id, "openapi_url", self.openapi_url)
-        if self.timeout_s <= 0:
-            raise ConfigError(f"service {self.id.slash()}: timeout_s must be positive")
-
-    @property
-    def description_url(self) -> str | None:
-        """Where the backend serves this service's description: its WSDL or its OpenAPI document.
-
-        ``None`` for a REST service without ``openapi_url``.
-        """
-        if self.protocol is Protocol.SOAP:
-            if self.wsdl_url is not None:
-                return self.wsdl_url
-            return self.base_url + ("&wsdl" if urllib.parse.urlsplit(self.base_url).query else "?wsdl")
-        return self.openapi_url
-
-
-def _check_url(service: ServiceId, name: str, url: object) -> None:
-    """A backend URL called as is: absolute http(s) with a host and without a fragment."""
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-        raise ConfigError(f"service {service.slash()}: {name} must be an http(s) URL")
-    try:
-        parts = urllib.parse.urlsplit(url)
-        _ = parts.port  # a port that is not a number in range raises ValueError
-    except ValueError as exc:
-        raise ConfigError(f"service {service.slash()}: {name} is not a valid URL ({exc})") from exc
-    if not parts.hostname or parts.fragment or "#" in url:
-        raise ConfigError(
-            f"service {service.slash()}: {name} must be http(s)://host[:port][/path][?query] "
-            "without a fragment"
-        )
+#: A service this server provides (kept under this name for the configuration file's readers).
+ServiceConfig = ServiceEntry
 
 
 def _protocol(service: str, value: object) -> Protocol:
@@ -217,13 +150,12 @@ def _protocol(service: str, value: object) -> Protocol:
     raise ConfigError(f'service {service}: protocol must be "rest" or "soap", not {value!r}')
 
 
-@dataclass(frozen=True)
-class AccessRule:
-    """Clients (or global groups) allowed to call one service code of a provider."""
-
-    provider: SubsystemId
-    service_code: str
-    subjects: frozenset[AccessSubject]
+def _connection(client: str, value: object) -> ConnectionType:
+    for connection in ConnectionType:
+        if value == connection.value:
+            return connection
+    names = ", ".join(f'"{c.value}"' for c in ConnectionType)
+    raise ConfigError(f"client {client}: connection must be one of {names}, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -321,9 +253,12 @@ class GatewayConfig:
     auth_certificate_path: Path
     sign_keys: tuple[SignKeyConfig, ...]
     key_passphrase: bytes | None
-    clients: tuple[ClientId, ...]
-    services: tuple[ServiceConfig, ...]
-    access: tuple[AccessRule, ...]
+    # The file's [[clients]], [[services]] and [[access]]: imported into the server
+    # configuration store when it is first created (gateway.serverconf.store); after that
+    # the store, changed with the management API and ``xweg gateway client|service|...``, rules.
+    clients: tuple[ClientEntry, ...]
+    services: tuple[ServiceEntry, ...]
+    access: tuple[AccessGrant, ...]
     limits: Limits = field(default_factory=Limits)
     globalconf: GlobalConfClientSettings = field(default_factory=GlobalConfClientSettings)
     timestamping: TimestampingSettings = field(default_factory=TimestampingSettings)
@@ -343,17 +278,14 @@ class GatewayConfig:
     def globalconf_path(self) -> Path:
         return self.data_dir / "globalconf.jws"
 
-    def service(self, service: ServiceId) -> ServiceConfig | None:
-        """The configured service, matching the version when the request names one."""
-        for candidate in self.services:
-            if candidate.id.unversioned() != service.unversioned():
-                continue
-            if service.service_version is None or candidate.id.service_version in (
-                None,
-                service.service_version,
-            ):
-                return candidate
-        return None
+    def seed_snapshot(self) -> ServerConfSnapshot:
+        """The file's clients, services and access rights as a server configuration."""
+        return ServerConfSnapshot(
+            clients={c.id: c for c in self.clients},
+            services=self.services,
+            grants=self.access,
+            version="file",
+        )
 
     @classmethod
     def load(cls, path: Path, environ: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -373,6 +305,7 @@ class GatewayConfig:
 
 
 def _subject(text: str) -> AccessSubject:
+    # Local groups are made with the management API or the command line, not in this file.
     if text.startswith("GLOBALGROUP:"):
         group = parse_typed(text)
         assert isinstance(group, GlobalGroupId)
@@ -399,7 +332,7 @@ def _build(raw: dict[str, Any], base: Path, environ: Mapping[str, str]) -> Gatew
             raise ConfigError(f"environment variable {name} (key passphrase) is not set")
         passphrase = environ[name].encode()
 
-    access: list[AccessRule] = []
+    access: list[AccessGrant] = []
     for entry in raw.get("access", []):
         service = ServiceId.parse_slash(entry["service"])
         if is_reserved_service_code(service.service_code):
@@ -408,12 +341,8 @@ def _build(raw: dict[str, Any], base: Path, environ: Mapping[str, str]) -> Gatew
                 f"access to {service.slash()}: {service.service_code!r} is a metadata service, "
                 "which every client may call"
             )
-        access.append(
-            AccessRule(
-                provider=service.provider,
-                service_code=service.service_code,
-                subjects=frozenset(_subject(s) for s in entry["clients"]),
-            )
+        access.extend(
+            AccessGrant(service.provider, service.service_code, _subject(s)) for s in entry["clients"]
         )
     gc = raw.get("globalconf", {})
     limits = raw.get("limits", {})
@@ -430,15 +359,22 @@ def _build(raw: dict[str, Any], base: Path, environ: Mapping[str, str]) -> Gatew
             for s in keys.get("sign", [])
         ),
         key_passphrase=passphrase,
-        clients=tuple(parse_client_slash(c["id"]) for c in raw.get("clients", [])),
+        clients=tuple(
+            ClientEntry(
+                parse_client_slash(c["id"]),
+                _connection(c["id"], c.get("connection", ConnectionType.HTTPS_MTLS.value)),
+            )
+            for c in raw.get("clients", [])
+        ),
         services=tuple(
-            ServiceConfig(
+            ServiceEntry(
                 ServiceId.parse_slash(s["id"]),
                 s["base_url"],
                 float(s.get("timeout_s", 30.0)),
                 _protocol(s["id"], s.get("protocol", "rest")),
                 s.get("wsdl_url"),
                 s.get("openapi_url"),
+                s.get("verify_tls", True),
             )
             for s in raw.get("services", [])
         ),

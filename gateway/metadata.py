@@ -14,7 +14,7 @@
 
 What is listed comes from this server's configuration: the provider subsystem's SOAP
 services for SOAP, its REST services for REST.  Descriptions are fetched from the
-backends when asked for (``ServiceConfig.description_url``): a WSDL is read offline in a
+backends when asked for (``ServiceEntry.description_url``): a WSDL is read offline in a
 worker thread and must describe the service it is served for, then leaves with its
 endpoint addresses masked; an OpenAPI document gives a REST service's endpoints and leaves
 with its server URLs masked.  Rendering is the adapters' (:mod:`adapters.soap.metadata`,
@@ -25,7 +25,6 @@ with its server URLs masked.  Rendering is the adapters' (:mod:`adapters.soap.me
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 from adapters.rest.metadata import (
@@ -59,8 +58,8 @@ from core.metadata import (
     REST_METADATA_SERVICE_CODES,
     SOAP_METADATA_SERVICE_CODES,
 )
-from gateway.config import GatewayConfig, ServiceConfig
 from gateway.runtime import Gateway
+from gateway.serverconf.model import EndpointPattern, ServerConfSnapshot, ServiceEntry
 from trust.globalconf import GlobalConf
 
 __all__ = [
@@ -119,7 +118,7 @@ def is_metadata_call(header: RequestHeader) -> bool:
 
 
 def read_metadata_call(
-    config: GatewayConfig, header: RequestHeader, soap: SoapRequest | None
+    serverconf: ServerConfSnapshot, header: RequestHeader, soap: SoapRequest | None
 ) -> MetadataCall:
     """(4) The metadata call ``header`` (and, for SOAP, ``soap``) makes, checked before it is logged.
 
@@ -129,7 +128,7 @@ def read_metadata_call(
     ``getOpenAPI`` without a valid ``serviceCode``.
     """
     provider = header.service.provider
-    if provider not in config.clients:
+    if not serverconf.hosts(provider):
         raise XwegError(ErrorCode.UNKNOWN_SERVICE, f"unknown service {header.service}", _ORIGIN)
     if header.protocol is Protocol.SOAP:
         if soap is None:
@@ -166,19 +165,15 @@ async def answer_metadata_call(
         raise TypeError("a SOAP metadata call is answered with its SOAP request")
     if isinstance(call, WsdlRequest):
         return await _answer_get_wsdl(gateway, header.service.provider, soap, call)
-    services = [s.id for s in _provided(gateway.config, header.service.provider, Protocol.SOAP)]
+    serverconf = gateway.serverconf.current()
+    services = [s.id for s in serverconf.services_of(header.service.provider, Protocol.SOAP)]
     if call.allowed:
-        services = [s for s in services if gateway.access.allows(header.client, s, conf.group_members)]
+        services = [s for s in services if serverconf.allows(header.client, s, conf.group_members)]
         body = allowed_methods_response_body(services)
     else:
         body = list_methods_response_body(services)
     envelope = render_soap_response(soap, body, origin=_ORIGIN)
     return 200, (("content-type", SOAP_CONTENT_TYPE),), envelope
-
-
-def _provided(config: GatewayConfig, provider: SubsystemId, protocol: Protocol) -> Iterator[ServiceConfig]:
-    """The services of ``provider`` that speak ``protocol``, in configuration order."""
-    return (s for s in config.services if s.id.provider == provider and s.protocol is protocol)
 
 
 # --- SOAP getWsdl ----------------------------------------------------------------------------
@@ -188,7 +183,7 @@ async def _answer_get_wsdl(
     gateway: Gateway, provider: SubsystemId, soap: SoapRequest, call: WsdlRequest
 ) -> _Answer:
     wanted = call.service_id(provider)
-    service = gateway.config.service(wanted)
+    service = gateway.serverconf.current().service(wanted)
     if service is None:
         raise XwegError(ErrorCode.UNKNOWN_SERVICE, f"unknown service {wanted}", _ORIGIN)
     url = service.description_url
@@ -205,7 +200,7 @@ async def _answer_get_wsdl(
 
 
 def _checked_get_wsdl_response(
-    soap: SoapRequest, wsdl: bytes, service: ServiceConfig, call: WsdlRequest
+    soap: SoapRequest, wsdl: bytes, service: ServiceEntry, call: WsdlRequest
 ) -> tuple[str, bytes]:
     """The getWsdl answer, once the WSDL is known to describe the service it is served for."""
     description = read_wsdl(wsdl, origin=_ORIGIN)
@@ -225,19 +220,41 @@ def _checked_get_wsdl_response(
 async def _answer_rest(
     gateway: Gateway, conf: GlobalConf, header: RequestHeader, call: RestMetadataCall
 ) -> _Answer:
-    config = gateway.config
+    serverconf = gateway.serverconf.current()
     provider = header.service.provider
-    services = list(_provided(config, provider, Protocol.REST))
+    services = serverconf.services_of(provider, Protocol.REST)
     if call.openapi_service_code is not None:
-        return await _answer_get_openapi(gateway, provider, header.query, call.openapi_service_code, services)
+        return await _answer_get_openapi(
+            gateway, serverconf, provider, header.query, call.openapi_service_code, services
+        )
+    allowed: list[tuple[EndpointPattern, ...] | None] = [None] * len(services)
     if call.service_code == ALLOWED_METHODS:
-        services = [s for s in services if gateway.access.allows(header.client, s.id, conf.group_members)]
-    listings = await asyncio.gather(*(_listing(gateway, service) for service in services))
+        allowed = [serverconf.allowed_endpoints(header.client, s.id, conf.group_members) for s in services]
+        granted = [(s, a) for s, a in zip(services, allowed, strict=True) if a is None or a]
+        services, allowed = [s for s, _ in granted], [a for _, a in granted]
+    listings = await asyncio.gather(
+        *(_listing(gateway, serverconf, s, only) for s, only in zip(services, allowed, strict=True))
+    )
     return 200, (("content-type", JSON_CONTENT_TYPE),), render_rest_method_list(listings)
 
 
-async def _listing(gateway: Gateway, service: ServiceConfig) -> RestServiceListing:
-    """A REST service as the method lists show it: its OpenAPI document's endpoints, or any endpoint."""
+async def _listing(
+    gateway: Gateway,
+    serverconf: ServerConfSnapshot,
+    service: ServiceEntry,
+    only: tuple[EndpointPattern, ...] | None = None,
+) -> RestServiceListing:
+    """A REST service as the method lists show it: the endpoints configured for it, else its
+    OpenAPI document's, else any endpoint; ``only`` the endpoints a client was granted."""
+    service_type = RestServiceType.OPENAPI if service.openapi_url is not None else RestServiceType.REST
+    if only is not None:
+        return RestServiceListing(
+            service.id, service_type, tuple(RestEndpoint(e.method, e.path) for e in only)
+        )
+    configured = serverconf.endpoints_of(service.id)
+    if configured:
+        endpoints = tuple(RestEndpoint(e.method, e.path) for e in configured)
+        return RestServiceListing(service.id, service_type, endpoints)
     if service.openapi_url is None:
         return RestServiceListing(service.id, RestServiceType.REST, (ANY_ENDPOINT,))
     document = await _openapi(gateway, service, service.openapi_url)
@@ -250,15 +267,20 @@ async def _listing(gateway: Gateway, service: ServiceConfig) -> RestServiceListi
     return RestServiceListing(service.id, RestServiceType.OPENAPI, endpoints)
 
 
-async def _openapi(gateway: Gateway, service: ServiceConfig, url: str) -> dict[str, object]:
+async def _openapi(gateway: Gateway, service: ServiceEntry, url: str) -> dict[str, object]:
     data = await gateway.backends.fetch_description(url, service.timeout_s, MAX_OPENAPI_BYTES)
     return read_openapi(data, origin=_ORIGIN)
 
 
 async def _answer_get_openapi(
-    gateway: Gateway, provider: SubsystemId, query: str, code: str, services: list[ServiceConfig]
+    gateway: Gateway,
+    serverconf: ServerConfSnapshot,
+    provider: SubsystemId,
+    query: str,
+    code: str,
+    services: list[ServiceEntry],
 ) -> _Answer:
-    if any(s.id.service_code == code for s in _provided(gateway.config, provider, Protocol.SOAP)):
+    if any(s.id.service_code == code for s in serverconf.services_of(provider, Protocol.SOAP)):
         # X-Road's words for a service described by a WSDL; clients look for them.
         raise XwegError(ErrorCode.INTERNAL_ERROR, "Invalid service type: WSDL", _ORIGIN)
     listings = [

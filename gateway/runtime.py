@@ -19,7 +19,6 @@ from adapters.soap.backend import SoapBackend
 from core.clock import Clock
 from core.errors import ErrorCode, Origin, XwegError
 from core.identifiers import MemberId
-from gateway.access import AccessRights
 from gateway.auditapi import AuditQueryLog
 from gateway.confclient.updater import GlobalConfUpdater
 from gateway.config import GatewayConfig
@@ -27,6 +26,7 @@ from gateway.messagelog.archive import Archiver
 from gateway.messagelog.timestamper import Timestamper, TimestampingOverdue
 from gateway.messagelog.writer import MessageLogWriter
 from gateway.ocsp import OwnOcspResponses
+from gateway.serverconf.live import LiveServerConf
 from gateway.transport.client import PeerClient
 from trust.globalconf import GlobalConf
 from trust.keys import load_certificate, load_private_key
@@ -97,7 +97,7 @@ class Gateway:
     log: MessageLogWriter
     peers: PeerClient
     backends: BackendPool
-    access: AccessRights
+    serverconf: LiveServerConf
     auth_certificate: x509.Certificate
     own_ocsp: OwnOcspResponses
     timestamper: Timestamper

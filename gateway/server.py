@@ -35,8 +35,8 @@ from adapters.soap.metadata import render_list_clients
 from adapters.soap.xsd import relocate_schemas, schema_bytes
 from core.clock import Clock, SystemClock
 from core.errors import ErrorCode, Origin, XwegError
-from gateway.access import AccessRights
 from gateway.auditapi import AuditQueryLog, make_auditor_app
+from gateway.clientauth import ClientConnection
 from gateway.confclient.trusted import TrustedGlobalConf
 from gateway.confclient.updater import GlobalConfUpdater
 from gateway.config import ConfigError, GatewayConfig
@@ -60,6 +60,7 @@ from gateway.pipeline.consumer import (
 )
 from gateway.pipeline.provider import handle_exchange
 from gateway.runtime import BackendPool, Gateway, load_signers
+from gateway.serverconf.live import LiveServerConf
 from gateway.tokens import auditor_token_key_path, load_or_create_token_key
 from gateway.transport.client import EXCHANGE_PATH, OCSP_PATH, PeerClient
 from gateway.transport.frame import CONTENT_TYPE, MAX_METADATA_BYTES
@@ -174,6 +175,7 @@ async def _soap(request: web.Request) -> web.StreamResponse:
             body,
             content_type=request.headers.get("Content-Type"),
             soap_action=request.headers.get("SOAPAction"),
+            connection=client_connection(request),
         )
     except XwegError as error:
         _log_failure(error, request)
@@ -188,6 +190,17 @@ async def _soap(request: web.Request) -> web.StreamResponse:
         log.exception("internal_error", correlation_id=internal.correlation_id, error=repr(exc))
         answer = soap_fault_answer(internal)
     return web.Response(status=answer.status, headers=CIMultiDict(answer.headers), body=answer.body)
+
+
+def client_connection(request: web.Request) -> ClientConnection:
+    """What the client listener saw of how ``request`` arrived: TLS, and which client certificate."""
+    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+    if ssl_object is None:
+        return ClientConnection(tls=False)
+    der = ssl_object.getpeercert(binary_form=True)
+    return ClientConnection(
+        tls=True, certificate_fingerprint=hashlib.sha256(der).hexdigest() if der else None
+    )
 
 
 async def _read_body(request: web.Request, limit: int, origin: Origin) -> bytes:
@@ -212,6 +225,7 @@ async def _rest(request: web.Request) -> web.StreamResponse:
         request.raw_path,
         [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
         body,
+        connection=client_connection(request),
     )
     return web.Response(status=answer.status, headers=CIMultiDict(answer.headers), body=answer.body)
 
@@ -495,7 +509,7 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
         log=writer,
         peers=peers,
         backends=backends,
-        access=AccessRights(config.access),
+        serverconf=LiveServerConf(config.seed_snapshot()),
         auth_certificate=auth_certificate,
         own_ocsp=own_ocsp,
         timestamper=timestamper,

@@ -517,7 +517,8 @@ def _write_server_config(layout: Layout, server: ServerPlan) -> None:
             f'certificate = "keys/sign-{member.member_code}.pem"',
         ]
     for client in server.clients:
-        lines += ["", "[[clients]]", f"id = {_toml_str(client.slash())}"]
+        # The demo's information systems call over plain HTTP on loopback.
+        lines += ["", "[[clients]]", f"id = {_toml_str(client.slash())}", 'connection = "http"']
     for service in server.services:
         base_url = service.base_url or layout.backend_url(service.backend) + service.backend_path
         lines += [

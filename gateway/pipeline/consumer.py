@@ -56,9 +56,11 @@ from core.canonical import b64, request_digest, response_digest
 from core.errors import ErrorCode, Origin, XwegError
 from core.messages import MessageError, Request, ResponseHeader, sha512
 from core.metadata import GET_WSDL
+from gateway.clientauth import ClientConnection, authenticate_client
 from gateway.ocsp import certificate_trust
 from gateway.pipeline.records import log_request, log_response
 from gateway.runtime import Gateway
+from gateway.serverconf.model import PathRefused, normalise_request_path
 from gateway.transport.frame import FrameError, decode_frame, encode_frame, optional_b64, optional_unb64
 from trust.certificates import CertificateTrust, fingerprint, validate_auth_certificate
 from trust.errors import CertificateInvalid, TrustError
@@ -116,14 +118,28 @@ def choose_peer(servers: tuple[SecurityServerInfo, ...]) -> SecurityServerInfo:
 
 
 async def handle_rest_request(
-    gateway: Gateway, method: str, raw_target: str, headers: list[tuple[str, str]], body: bytes
+    gateway: Gateway,
+    method: str,
+    raw_target: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    *,
+    connection: ClientConnection,
 ) -> ClientAnswer:
-    """Carry one X-Road REST r1 request to the provider and return its answer."""
+    """Carry one X-Road REST r1 request to the provider and return its answer.
+
+    ``connection``: how the information system connected, for step 2.
+    """
     # (1) global configuration is current, and the message log is timestamped in time
     conf, now, trust = _current(gateway)
     # (2) parse
     request = parse_rest_request(method, raw_target, headers, body, new_message_id=lambda: str(uuid.uuid4()))
-    exchanged = await _exchange(gateway, request, conf, now, trust)
+    try:
+        # Access rights match the decoded path: refuse here what could be read two ways.
+        normalise_request_path(request.header.path)
+    except PathRefused as exc:
+        raise XwegError(ErrorCode.INVALID_REQUEST, f"request path refused: {exc}", Origin.CLIENT) from None
+    exchanged = await _exchange(gateway, request, conf, now, trust, connection=connection)
     return ClientAnswer(
         exchanged.response.status,
         response_headers_for_client(request.header, exchanged.response, request_hash=exchanged.request_hash),
@@ -132,7 +148,13 @@ async def handle_rest_request(
 
 
 async def handle_soap_request(
-    gateway: Gateway, method: str, body: bytes, *, content_type: str | None, soap_action: str | None
+    gateway: Gateway,
+    method: str,
+    body: bytes,
+    *,
+    content_type: str | None,
+    soap_action: str | None,
+    connection: ClientConnection,
 ) -> ClientAnswer:
     """Carry one X-Road SOAP 4.0 request to the provider and return its answer.
 
@@ -149,7 +171,13 @@ async def handle_soap_request(
     soap = parse_soap_request(body, content_type=content_type, method=method)
     request = to_core_request(soap, soap_action=soap_action)
     exchanged = await _exchange(
-        gateway, request, conf, now, trust, check=lambda header, data: check_soap_answer(soap, header, data)
+        gateway,
+        request,
+        conf,
+        now,
+        trust,
+        check=lambda header, data: check_soap_answer(soap, header, data),
+        connection=connection,
     )
     return ClientAnswer(
         exchanged.response.status,
@@ -273,12 +301,14 @@ async def _exchange(
     trust: CertificateTrust,
     *,
     check: Callable[[ResponseHeader, bytes], object] | None = None,
+    connection: ClientConnection | None = None,
     on_own_behalf: bool = False,
 ) -> _Exchanged:
     """Steps 2 (hosting) to 8 for a parsed request; ``check`` adds the protocol's own step 7.
 
-    ``on_own_behalf``: this server asks in its owner member's name (``GET /wsdl``), not
-    for a client of its information systems.
+    ``connection``: how the information system connected; ``on_own_behalf``: this server
+    asks in its owner member's name (``GET /wsdl``), not for a client of its information
+    systems, and there is no connection to check.
     """
     header = request.header
     # (2, continued) the client must be registered and hosted here
@@ -292,14 +322,17 @@ async def _exchange(
     if on_own_behalf:
         if client != gateway.config.server_id.owner:
             raise ValueError("a server asks on its own behalf in its owner's name only")
-    elif client not in gateway.config.clients or all(
-        s.id != gateway.config.server_id for s in conf.servers_for_client(client)
-    ):
-        raise XwegError(
-            ErrorCode.INVALID_CLIENT_IDENTIFIER,
-            f"client {client} is not hosted on security server {gateway.config.server_id.slash()}",
-            Origin.CLIENT,
-        )
+    else:
+        entry = gateway.serverconf.current().client(client)
+        if entry is None or all(s.id != gateway.config.server_id for s in conf.servers_for_client(client)):
+            raise XwegError(
+                ErrorCode.INVALID_CLIENT_IDENTIFIER,
+                f"client {client} is not hosted on security server {gateway.config.server_id.slash()}",
+                Origin.CLIENT,
+            )
+        if connection is None:
+            raise ValueError("a request for a client is checked against its connection")
+        authenticate_client(entry, connection)
 
     # (3) find the provider's security server (one not in maintenance, when there is one)
     provider = header.service.provider

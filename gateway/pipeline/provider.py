@@ -40,11 +40,11 @@ from core.canonical import b64, request_digest, response_digest
 from core.errors import ErrorCode, Origin, XwegError
 from core.identifiers import SecurityServerId
 from core.messages import MessageError, Protocol, Request, RequestHeader, ResponseHeader, sha512
-from gateway.config import ServiceConfig
 from gateway.metadata import answer_metadata_call, is_metadata_call, read_metadata_call
 from gateway.ocsp import certificate_trust
 from gateway.pipeline.records import log_request, log_response
 from gateway.runtime import Gateway
+from gateway.serverconf.model import PathRefused, ServiceEntry, normalise_request_path
 from gateway.transport.frame import FrameError, decode_frame, encode_frame, optional_b64, optional_unb64
 from trust.certificates import fingerprint, validate_auth_certificate
 from trust.errors import CertificateInvalid, TrustError
@@ -133,7 +133,7 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
     # metadata service is answered here, without an access check (X-Road's rule).
     serve: Callable[[], Awaitable[_Answer]]
     if is_metadata_call(header):
-        call = read_metadata_call(gateway.config, header, soap)
+        call = read_metadata_call(gateway.serverconf.current(), header, soap)
         serve = functools.partial(answer_metadata_call, gateway, conf, header, soap, call)
     else:
         service = _provided_service(gateway, conf, header)
@@ -198,13 +198,22 @@ def peer_hosts_client(conf: GlobalConf, peer: SecurityServerId, header: RequestH
     return header.client == peer.owner and is_metadata_call(header)
 
 
-def _provided_service(gateway: Gateway, conf: GlobalConf, header: RequestHeader) -> ServiceConfig:
+def _provided_service(gateway: Gateway, conf: GlobalConf, header: RequestHeader) -> ServiceEntry:
     """(4) The service this server provides for ``header``, once the client may call it with this protocol."""
-    service = gateway.config.service(header.service)
-    provider_hosted = header.service.provider in gateway.config.clients
-    if service is None or not provider_hosted:
+    serverconf = gateway.serverconf.current()
+    service = serverconf.service(header.service)
+    if service is None or not serverconf.hosts(header.service.provider):
         raise XwegError(ErrorCode.UNKNOWN_SERVICE, f"unknown service {header.service}", _ORIGIN)
-    if not gateway.access.allows(header.client, header.service, conf.group_members):
+    method = path = None
+    if header.protocol is Protocol.REST:
+        method = header.method
+        try:
+            path = normalise_request_path(header.path)
+        except PathRefused as exc:
+            raise XwegError(
+                ErrorCode.INVALID_REQUEST, f"request path refused: {exc}", Origin.CLIENT
+            ) from None
+    if not serverconf.allows(header.client, header.service, conf.group_members, method=method, path=path):
         raise XwegError(
             ErrorCode.ACCESS_DENIED,
             f"client {header.client} is not allowed to use service {header.service}",
@@ -221,7 +230,7 @@ def _provided_service(gateway: Gateway, conf: GlobalConf, header: RequestHeader)
 
 
 async def _call_backend(
-    gateway: Gateway, service: ServiceConfig, request: Request, soap: SoapRequest | None
+    gateway: Gateway, service: ServiceEntry, request: Request, soap: SoapRequest | None
 ) -> _Answer:
     """(6) The backend's answer to ``request``: ``(status, headers, body)``."""
     if soap is None:

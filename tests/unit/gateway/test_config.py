@@ -9,7 +9,6 @@ import pytest
 
 from core.identifiers import GlobalGroupId, MemberId, SecurityServerId, ServiceId, SubsystemId
 from gateway.config import (
-    AccessRule,
     ConfigError,
     GatewayConfig,
     GlobalConfClientSettings,
@@ -17,6 +16,7 @@ from gateway.config import (
     Listener,
     ServiceConfig,
 )
+from gateway.serverconf.model import AccessGrant, ClientEntry, ConnectionType
 
 GOOD = """\
 server_id = "NRW/MUN/05774032/ss1"
@@ -42,6 +42,7 @@ certificate = "keys/sign-05774032.pem"
 
 [[clients]]
 id = "NRW/MUN/05774032/gewerbeamt"
+connection = "http"
 [[clients]]
 id = "NRW/MUN/05774032"
 
@@ -113,7 +114,10 @@ def test_good_file_loads_into_typed_objects(tmp_path: Path) -> None:
     assert config.sign_keys[0].certificate_path == base / "keys" / "sign-05774032.pem"
     # the passphrase file's trailing newline is not part of the passphrase
     assert config.key_passphrase == b"s3cret"
-    assert config.clients == (PROVIDER, MemberId("NRW", "MUN", "05774032"))
+    assert config.clients == (
+        ClientEntry(PROVIDER, ConnectionType.HTTP),
+        ClientEntry(MemberId("NRW", "MUN", "05774032"), ConnectionType.HTTPS_MTLS),
+    )
     assert config.services[0] == ServiceConfig(
         ServiceId(PROVIDER, "gewerbeanzeige", "v1"), "http://127.0.0.1:5601/", 12.0
     )
@@ -124,19 +128,12 @@ def test_good_file_loads_into_typed_objects(tmp_path: Path) -> None:
 
 def test_access_rule_is_per_service_code_with_group_and_member_subjects(tmp_path: Path) -> None:
     config = GatewayConfig.load(write(tmp_path, GOOD), environ={})
-    assert config.access == (
-        AccessRule(
-            provider=PROVIDER,
-            service_code="gewerbeanzeige",
-            subjects=frozenset(
-                {
-                    SubsystemId("NRW", "GOV", "057", "arbeitsschutz"),
-                    GlobalGroupId("NRW", "owl-kommunen"),
-                    MemberId("NRW", "GOV", "057"),
-                }
-            ),
-        ),
-    )
+    assert set(config.access) == {
+        AccessGrant(PROVIDER, "gewerbeanzeige", SubsystemId("NRW", "GOV", "057", "arbeitsschutz")),
+        AccessGrant(PROVIDER, "gewerbeanzeige", GlobalGroupId("NRW", "owl-kommunen")),
+        AccessGrant(PROVIDER, "gewerbeanzeige", MemberId("NRW", "GOV", "057")),
+    }
+    assert len(config.access) == 3
 
 
 def test_config_object_is_frozen(tmp_path: Path) -> None:
@@ -329,19 +326,19 @@ def config(tmp_path: Path) -> GatewayConfig:
 
 
 def test_service_matches_the_named_version(config: GatewayConfig) -> None:
-    found = config.service(PROVIDER.service("gewerbeanzeige", "v2"))
+    found = config.seed_snapshot().service(PROVIDER.service("gewerbeanzeige", "v2"))
     assert found is not None
     assert found.base_url == "https://backend.example/v2/"
 
 
 def test_service_without_version_matches_the_first_configured(config: GatewayConfig) -> None:
-    found = config.service(PROVIDER.service("gewerbeanzeige"))
+    found = config.seed_snapshot().service(PROVIDER.service("gewerbeanzeige"))
     assert found is not None
     assert found.id.service_version == "v1"
 
 
 def test_unversioned_configured_service_serves_every_version(config: GatewayConfig) -> None:
-    found = config.service(PROVIDER.service("status", "v7"))
+    found = config.seed_snapshot().service(PROVIDER.service("status", "v7"))
     assert found is not None
     assert found.id == PROVIDER.service("status")
 
@@ -357,4 +354,4 @@ def test_unversioned_configured_service_serves_every_version(config: GatewayConf
     ids=["other-version", "other-code", "other-subsystem", "other-member"],
 )
 def test_service_not_configured(config: GatewayConfig, service: ServiceId) -> None:
-    assert config.service(service) is None
+    assert config.seed_snapshot().service(service) is None

@@ -26,8 +26,7 @@ from adapters.soap.wsdl import MASKED_ENDPOINT, MAX_WSDL_BYTES, mask_endpoints
 from core.errors import ErrorCode, Origin, XwegError
 from core.identifiers import ClientId, MemberId, ServiceId, SubsystemId
 from core.messages import Protocol, RequestHeader, sha512
-from gateway.access import AccessRights
-from gateway.config import AccessRule, GatewayConfig, Listener, ServiceConfig
+from gateway.config import GatewayConfig, Listener, ServiceConfig
 from gateway.metadata import (
     ANY_ENDPOINT,
     MAX_OPENAPI_BYTES,
@@ -39,6 +38,8 @@ from gateway.metadata import (
 )
 from gateway.pipeline.provider import peer_hosts_client
 from gateway.runtime import Gateway
+from gateway.serverconf.live import LiveServerConf
+from gateway.serverconf.model import AccessGrant, ClientEntry
 from tests.unit.gateway.conftest import GROUP, MEMBER, OTHER_MEMBER, OTHER_SERVER, SERVER, Federation
 from trust.globalconf import GlobalConf
 
@@ -74,10 +75,10 @@ SERVICES = (
     ),
 )
 ACCESS = (
-    AccessRule(PROVIDER, "meldeauskunft", frozenset({CLIENT})),
-    AccessRule(PROVIDER, "rueckmeldung", frozenset({STRANGER})),
-    AccessRule(PROVIDER, "statistik", frozenset({GROUP})),
-    AccessRule(PROVIDER, "anzeigen", frozenset({STRANGER})),
+    AccessGrant(PROVIDER, "meldeauskunft", CLIENT),
+    AccessGrant(PROVIDER, "rueckmeldung", STRANGER),
+    AccessGrant(PROVIDER, "statistik", GROUP),
+    AccessGrant(PROVIDER, "anzeigen", STRANGER),
 )
 
 
@@ -115,7 +116,7 @@ def provider(federation: Federation, tmp_path: Path) -> Provider:
         auth_certificate_path=tmp_path / "auth.pem",
         sign_keys=(),
         key_passphrase=None,
-        clients=(PROVIDER, NEIGHBOUR),
+        clients=(ClientEntry(PROVIDER), ClientEntry(NEIGHBOUR)),
         services=SERVICES,
         access=ACCESS,
     )
@@ -126,7 +127,10 @@ def provider(federation: Federation, tmp_path: Path) -> Provider:
             OPENAPI_URL: json.dumps(OPENAPI).encode(),
         }
     )
-    gateway = cast(Gateway, SimpleNamespace(config=config, access=AccessRights(ACCESS), backends=backends))
+    gateway = cast(
+        Gateway,
+        SimpleNamespace(config=config, serverconf=LiveServerConf(config.seed_snapshot()), backends=backends),
+    )
     return Provider(gateway, backends, federation.conf(1))
 
 
@@ -168,7 +172,7 @@ def rest_call(
 
 async def answer_soap(provider: Provider, service: ServiceId, body: str, client: ClientId = CLIENT) -> Any:
     header, soap = soap_call(service, body, client)
-    call = read_metadata_call(provider.gateway.config, header, soap)
+    call = read_metadata_call(provider.gateway.serverconf.current(), header, soap)
     status, headers, answer = await answer_metadata_call(provider.gateway, provider.conf, header, soap, call)
     content_type = dict(headers)["content-type"]
     response = parse_soap_response(answer, content_type=content_type)
@@ -179,7 +183,7 @@ async def answer_soap(provider: Provider, service: ServiceId, body: str, client:
 
 
 async def answer_rest(provider: Provider, header: RequestHeader) -> tuple[int, str, Any]:
-    call = read_metadata_call(provider.gateway.config, header, None)
+    call = read_metadata_call(provider.gateway.serverconf.current(), header, None)
     status, headers, body = await answer_metadata_call(provider.gateway, provider.conf, header, None, call)
     return status, dict(headers)["content-type"], json.loads(body)
 
@@ -261,7 +265,7 @@ def test_a_provider_not_hosted_here_has_no_metadata_services(provider: Provider)
     refused(
         ErrorCode.UNKNOWN_SERVICE,
         Origin.SERVER_PROXY,
-        lambda: read_metadata_call(provider.gateway.config, header, soap),
+        lambda: read_metadata_call(provider.gateway.serverconf.current(), header, soap),
     )
 
 
@@ -270,7 +274,7 @@ def test_a_get_wsdl_naming_no_service_is_the_providers_servers_invalid_request(p
     refused(
         ErrorCode.INVALID_REQUEST,
         Origin.SERVER_PROXY,
-        lambda: read_metadata_call(provider.gateway.config, header, soap),
+        lambda: read_metadata_call(provider.gateway.serverconf.current(), header, soap),
     )
 
 
@@ -290,13 +294,13 @@ def test_a_rest_call_that_breaks_the_protocol_is_the_clients_invalid_request(
     refused(
         ErrorCode.INVALID_REQUEST,
         Origin.CLIENT,
-        lambda: read_metadata_call(provider.gateway.config, header, None),
+        lambda: read_metadata_call(provider.gateway.serverconf.current(), header, None),
     )
 
 
 def test_get_openapi_names_its_service_code(provider: Provider) -> None:
     header = rest_call(PROVIDER.service("getOpenAPI"), "serviceCode=anzeigen")
-    assert read_metadata_call(provider.gateway.config, header, None) == RestMetadataCall(
+    assert read_metadata_call(provider.gateway.serverconf.current(), header, None) == RestMetadataCall(
         "getOpenAPI", "anzeigen"
     )
 

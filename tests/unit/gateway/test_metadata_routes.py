@@ -38,6 +38,7 @@ from gateway.config import GatewayConfig, Listener
 from gateway.pipeline import consumer
 from gateway.pipeline.consumer import ClientAnswer
 from gateway.runtime import Gateway
+from gateway.serverconf.model import ClientEntry
 from tests.unit.gateway.conftest import MEMBER, OTHER_MEMBER, SERVER, Federation
 from trust.globalconf import GlobalConf
 from trust.keys import generate_private_key
@@ -74,7 +75,7 @@ def _gateway(tmp_path: Path, conf: list[GlobalConf | None]) -> Gateway:
         auth_certificate_path=tmp_path / "auth.pem",
         sign_keys=(),
         key_passphrase=None,
-        clients=(MEMBER.subsystem("gewerbeamt"),),
+        clients=(ClientEntry(MEMBER.subsystem("gewerbeamt")),),
         services=(),
         access=(),
     )

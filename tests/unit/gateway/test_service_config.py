@@ -9,7 +9,7 @@ import pytest
 
 from core.identifiers import ServiceId, SubsystemId
 from core.messages import Protocol
-from gateway.config import ConfigError, GatewayConfig, ServiceConfig
+from gateway.config import GatewayConfig, ServiceConfig
 from tests.unit.gateway.test_config import GOOD, load_error, write
 
 MELDEAUSKUNFT = ServiceId(SubsystemId("NRW", "MUN", "05774032", "gewerbeamt"), "meldeauskunft", "v1")
@@ -30,7 +30,7 @@ def test_services_speak_rest_unless_they_say_otherwise(tmp_path: Path) -> None:
 def test_a_soap_service_keeps_its_endpoint_url(tmp_path: Path, written: str) -> None:
     text = GOOD + SOAP_SERVICE.replace('"soap"', f'"{written}"')
     config = GatewayConfig.load(write(tmp_path, text), environ={})
-    service = config.service(MELDEAUSKUNFT)
+    service = config.seed_snapshot().service(MELDEAUSKUNFT)
     assert service == ServiceConfig(
         MELDEAUSKUNFT, "http://127.0.0.1:5603/meldewesen/soap?mandant=bielefeld", 30.0, Protocol.SOAP
     )
@@ -59,7 +59,7 @@ def test_a_soap_endpoint_must_be_a_usable_url(tmp_path: Path, url: str, expected
 
 
 def test_protocol_must_be_a_protocol() -> None:
-    with pytest.raises(ConfigError, match="protocol must be a Protocol"):
+    with pytest.raises(ValueError, match="protocol must be a Protocol"):
         ServiceConfig(MELDEAUSKUNFT, "http://127.0.0.1/soap", 30.0, "soap")  # type: ignore[arg-type]
 
 
@@ -94,12 +94,12 @@ openapi_url = "http://127.0.0.1:5604/openapi.json"
 """
     )
     config = GatewayConfig.load(write(tmp_path, text), environ={})
-    soap = config.service(MELDEAUSKUNFT)
+    soap = config.seed_snapshot().service(MELDEAUSKUNFT)
     assert soap is not None and soap.description_url == "http://127.0.0.1:5603/meldewesen/beschreibung.wsdl"
-    rest = config.service(ServiceId(MELDEAUSKUNFT.provider, "betriebe", "v1"))
+    rest = config.seed_snapshot().service(ServiceId(MELDEAUSKUNFT.provider, "betriebe", "v1"))
     assert rest is not None and rest.description_url == "http://127.0.0.1:5604/openapi.json"
     # A REST service without an OpenAPI document has no description to fetch.
-    plain = config.service(ServiceId(MELDEAUSKUNFT.provider, "status"))
+    plain = config.seed_snapshot().service(ServiceId(MELDEAUSKUNFT.provider, "status"))
     assert plain is not None and plain.description_url is None
 
 
@@ -113,7 +113,7 @@ openapi_url = "http://127.0.0.1:5604/openapi.json"
 def test_a_description_url_of_the_other_protocol_is_refused(
     protocol: Protocol, key: str, expected: str
 ) -> None:
-    with pytest.raises(ConfigError, match=expected):
+    with pytest.raises(ValueError, match=expected):
         ServiceConfig(
             MELDEAUSKUNFT, "http://127.0.0.1/soap", protocol=protocol, **{key: "http://127.0.0.1/d"}
         )
@@ -129,7 +129,7 @@ def test_a_description_url_of_the_other_protocol_is_refused(
     ],
 )
 def test_a_wsdl_url_must_be_a_usable_url(url: str, expected: str) -> None:
-    with pytest.raises(ConfigError, match=re.escape(expected)):
+    with pytest.raises(ValueError, match=re.escape(expected)):
         ServiceConfig(MELDEAUSKUNFT, "http://127.0.0.1/soap", protocol=Protocol.SOAP, wsdl_url=url)
 
 
@@ -146,7 +146,7 @@ def test_reserved_codes_are_compared_exactly(tmp_path: Path) -> None:
     # X-Road compares codes exactly: another case is another code, and an ordinary one.
     text = GOOD + SOAP_SERVICE.replace("/meldeauskunft/v1", "/listmethods/v1")
     config = GatewayConfig.load(write(tmp_path, text), environ={})
-    assert config.service(ServiceId(MELDEAUSKUNFT.provider, "listmethods", "v1")) is not None
+    assert config.seed_snapshot().service(ServiceId(MELDEAUSKUNFT.provider, "listmethods", "v1")) is not None
 
 
 def test_an_access_rule_for_a_metadata_service_is_refused(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from adapters.soap.response import parse_soap_response
 from core.canonical import b64
 from core.errors import ErrorCode, Origin, XwegError
 from core.messages import Protocol, Request, RequestHeader, ResponseHeader, sha512
+from gateway.clientauth import ClientConnection
 from gateway.pipeline import consumer
 from gateway.pipeline.consumer import PassThroughError, check_soap_answer, pass_through_soap_fault
 from gateway.pipeline.provider import read_soap_request, soap_answer
@@ -80,6 +81,10 @@ def request_hash_text(answer: bytes) -> tuple[str | None, str | None]:
 # ------------------------------------------------------------------ consumer: handle_soap_request
 
 
+#: How the information system connected; step 2 checks it, which is replaced here.
+CONNECTION = ClientConnection(tls=True, certificate_fingerprint="ab" * 32)
+
+
 class Consumer:
     """``handle_soap_request`` with steps 1 and 3-8 replaced by recorders."""
 
@@ -101,7 +106,9 @@ class Consumer:
             trust: object,
             *,
             check: Callable[[ResponseHeader, bytes], None] | None = None,
+            connection: ClientConnection | None = None,
         ) -> Any:
+            assert connection == CONNECTION
             self.sent.append(request)
             header = response_header(self.answer)
             assert check is not None
@@ -113,7 +120,12 @@ class Consumer:
 
     async def handle(self, body: bytes, *, method: str = "POST", content_type: str | None = TEXT_XML) -> Any:
         return await consumer.handle_soap_request(
-            self.gateway, method, body, content_type=content_type, soap_action=SOAP_ACTION
+            self.gateway,
+            method,
+            body,
+            content_type=content_type,
+            soap_action=SOAP_ACTION,
+            connection=CONNECTION,
         )
 
 

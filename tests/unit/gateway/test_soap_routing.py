@@ -26,9 +26,11 @@ from core.errors import ErrorCode, Origin, XwegError
 from core.identifiers import MemberId, SecurityServerId
 from gateway import server as gateway_server
 from gateway.auditapi import AuditQueryLog
+from gateway.clientauth import ClientConnection
 from gateway.config import GatewayConfig, Limits, Listener
 from gateway.pipeline.consumer import ClientAnswer, PassThroughError
 from gateway.runtime import Gateway
+from gateway.serverconf.model import ClientEntry
 from trust.keys import generate_private_key
 
 TEXT_XML = "text/xml; charset=utf-8"
@@ -46,7 +48,14 @@ class Recorder:
     outcome: ClientAnswer | BaseException = OK
 
     async def handle_soap_request(
-        self, gateway: Gateway, method: str, body: bytes, *, content_type: str | None, soap_action: str | None
+        self,
+        gateway: Gateway,
+        method: str,
+        body: bytes,
+        *,
+        content_type: str | None,
+        soap_action: str | None,
+        connection: ClientConnection,
     ) -> ClientAnswer:
         self.soap.append(
             {"method": method, "body": body, "content_type": content_type, "soap_action": soap_action}
@@ -56,7 +65,14 @@ class Recorder:
         return self.outcome
 
     async def handle_rest_request(
-        self, gateway: Gateway, method: str, raw_target: str, headers: list[tuple[str, str]], body: bytes
+        self,
+        gateway: Gateway,
+        method: str,
+        raw_target: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        *,
+        connection: ClientConnection,
     ) -> ClientAnswer:
         self.rest.append(raw_target)
         return ClientAnswer(200, [("Content-Type", "application/json")], b"{}")
@@ -84,7 +100,7 @@ def _gateway(tmp_path: Path) -> Gateway:
         auth_certificate_path=tmp_path / "auth.pem",
         sign_keys=(),
         key_passphrase=None,
-        clients=(member.subsystem("meldewesen"),),
+        clients=(ClientEntry(member.subsystem("meldewesen")),),
         services=(),
         access=(),
         limits=Limits(max_body_bytes=LIMIT),
