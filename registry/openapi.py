@@ -14,23 +14,20 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from trust.service.jsonapi import DEFAULT_MAX_STRING, ERROR_SCHEMA
+from trust.service.jsonapi import nullable_string_schema as _nullable_string
+from trust.service.jsonapi import object_schema as _object
+from trust.service.jsonapi import string_schema as _string
+
 __all__ = ["API_PREFIX", "REQUEST_SCHEMAS", "MAX_ID", "MAX_STRING", "openapi_document"]
 
 API_PREFIX = "/api/v1"
-MAX_STRING = 4096  # characters in any string of a request body
+MAX_STRING = DEFAULT_MAX_STRING  # characters in any string of a request body
 _MAX_PEM = 16 * 1024  # characters in a PEM certificate
 _MAX_ITEMS = 256  # entries in a list of a request body
 _MAX_CA_PEMS = 16  # intermediates, or OCSP responders, of one approved CA
 _MAX_URL = 2048  # characters in a URL, as trust.globalconf allows
 MAX_ID = 2**31 - 1  # audit-trail ids are 32-bit integers on every backend
-
-
-def _string(max_length: int = MAX_STRING, *, min_length: int = 1) -> dict[str, Any]:
-    return {"type": "string", "minLength": min_length, "maxLength": max_length}
-
-
-def _nullable_string(max_length: int = MAX_STRING) -> dict[str, Any]:
-    return {"type": ["string", "null"], "maxLength": max_length}
 
 
 def _strings() -> dict[str, Any]:
@@ -39,10 +36,6 @@ def _strings() -> dict[str, Any]:
 
 def _pems() -> dict[str, Any]:
     return {"type": "array", "items": _string(_MAX_PEM), "maxItems": _MAX_CA_PEMS}
-
-
-def _object(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
 
 
 #: Request-body schema per operation id; objects refuse unknown fields.
@@ -104,15 +97,7 @@ REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 _RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
-    "Error": {
-        "type": "object",
-        "properties": {
-            "type": {"type": "string"},
-            "message": {"type": "string"},
-            "detail": {"type": "string", "description": "correlation id of the request, also in the logs"},
-        },
-        "required": ["type", "message", "detail"],
-    },
+    "Error": ERROR_SCHEMA,
     "Member": {
         "type": "object",
         "properties": {

@@ -1,31 +1,39 @@
-"""Auditor bearer tokens: ES256 JWTs that a security server issues to its auditors.
+"""Bearer tokens for management and auditor APIs: ES256 JWTs naming a subject and a role.
 
-Pure: no I/O.  A security server signs tokens with its own auditor-token key (where
-that key lives is the gateway's business, :mod:`gateway.tokens`) and its auditor API
-checks them with :func:`verify_auditor_token`, a function of the token, the public key,
-the expected issuer and ``now``.  The claims::
+Pure: no I/O.  Two kinds, one verification:
+
+* **role tokens** (:func:`issue_role_token`, :func:`verify_role_token`) for a JSON API
+  with a fixed audience, issuer and set of roles, such as the registry's and a security
+  server's management APIs.  Claims: ``iss``, ``aud``, ``sub``, ``role``, ``iat``,
+  ``exp``, ``jti``.  In step 6 the role must be one of the API's (else the token is
+  invalid: 401); which of them may do what is the API's business (403).
+* **auditor tokens** (:func:`issue_auditor_token`, :func:`verify_auditor_token`): a
+  security server signs them with its own auditor-token key (where that key lives is
+  the gateway's business, :mod:`gateway.tokens`) and its auditor API checks them.
+  Claims::
 
     {"iss": "<security server id>", "aud": "xweg-auditor-api", "sub": "<auditor name>",
      "role": "auditor", "bodies": true | false, "iat": <s>, "exp": <s>, "jti": "<uuid>"}
 
-and the protected header ``{"alg": "ES256", "typ": "JWT", "kid": <RFC 7638 thumbprint>}``.
-
-Verification, in this order (the step numbers are those in the code):
+Both have the protected header ``{"alg": "ES256", "typ": "JWT", "kid": <RFC 7638
+thumbprint>}``.  Verification is a function of the token, the public key, the expected
+issuer (and audience) and ``now``, in this order (the step numbers are those in the code):
 
 1. the token is a compact JWS of bounded size whose header names ES256 (``none``, HMAC
    and every other algorithm are refused before any key is used) and, when it names a
    key, names this one;
 2. the signature verifies with the public key (pyjwt, ``algorithms=["ES256"]``);
-3. ``aud`` is exactly the auditor API's, ``iss`` exactly the expected server;
+3. ``aud`` is exactly the API's, ``iss`` exactly the expected issuer;
 4. ``iat`` and ``exp`` are present, numeric, ``iat`` not in the future and ``exp`` not
    past (each with a leeway of at most 60 s), and the lifetime is at most
    :data:`MAX_TTL_S`; an ``nbf``, if present, is honoured;
-5. ``sub``, ``jti``, ``role`` and ``bodies`` are well-formed;
-6. the role is ``auditor``.
+5. ``sub``, ``jti`` (and an auditor token's ``role`` and ``bodies``) are well-formed;
+6. the role is ``auditor`` (auditor tokens), or one of the API's roles (role tokens).
 
 A failure of steps 1-5 raises :class:`TokenInvalid` (the caller answers 401); a valid
-token for another role raises :class:`TokenForbidden` (403).  pyjwt checks times
-against the system clock, so its own time checks are turned off and step 4 uses ``now``.
+auditor token for another role raises :class:`TokenForbidden` (403).  pyjwt checks
+times against the system clock, so its own time checks are turned off and step 4 uses
+``now``.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ import hashlib
 import json
 import math
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -58,9 +67,12 @@ __all__ = [
     "TokenInvalid",
     "TokenForbidden",
     "AuditorIdentity",
+    "RoleIdentity",
     "key_id",
     "issue_auditor_token",
     "verify_auditor_token",
+    "issue_role_token",
+    "verify_role_token",
 ]
 
 AUDIENCE = "xweg-auditor-api"
@@ -77,15 +89,31 @@ _REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "exp", "jti"]
 
 
 class TokenError(TrustError):
-    """An auditor token was refused."""
+    """A bearer token was refused."""
 
 
 class TokenInvalid(TokenError):
-    """Not a valid token of this server: malformed, forged, expired, or for someone else."""
+    """Not a valid token of this issuer: malformed, forged, expired, or for someone else."""
 
 
 class TokenForbidden(TokenError):
     """A valid token that does not carry the role the auditor API requires."""
+
+
+@dataclass(frozen=True)
+class RoleIdentity:
+    """Who a verified role token speaks for, and in which role."""
+
+    subject: str
+    role: str
+    token_id: str
+    expires_at: dt.datetime  # UTC
+
+    def __post_init__(self) -> None:
+        _check_name(self.subject, "subject", MAX_SUBJECT_LENGTH, ValueError)
+        _check_name(self.role, "role", MAX_SUBJECT_LENGTH, ValueError)
+        _check_name(self.token_id, "token id", _MAX_TOKEN_ID_LENGTH, ValueError)
+        require_utc(self.expires_at, "expires_at")
 
 
 @dataclass(frozen=True)
@@ -119,7 +147,7 @@ def _b64url(data: bytes) -> str:
 
 def _check_key(key: object) -> None:
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise ValueError("an auditor-token key must be an EC P-256 key")
+        raise ValueError("a token-signing key must be an EC P-256 key")
 
 
 def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
@@ -136,6 +164,41 @@ def key_id(public_key: ec.EllipticCurvePublicKey) -> str:
     return _b64url(hashlib.sha256(canonical).digest())
 
 
+def _sign(private_key: ec.EllipticCurvePrivateKey, claims: dict[str, Any]) -> str:
+    if not isinstance(private_key, ec.EllipticCurvePrivateKey):
+        raise ValueError("a token is signed with an EC P-256 private key")
+    public_key = private_key.public_key()
+    _check_key(public_key)
+    headers = {"typ": "JWT", "kid": key_id(public_key)}
+    return jwt.encode(claims, private_key, algorithm=ALGORITHM, headers=headers)
+
+
+def _base_claims(
+    *,
+    issuer: str,
+    audience: str,
+    subject: str,
+    role: str,
+    now: dt.datetime,
+    ttl_s: int,
+    token_id: str | None,
+) -> dict[str, Any]:
+    _check_name(issuer, "issuer", 255, ValueError)
+    _check_name(subject, "subject", MAX_SUBJECT_LENGTH, ValueError)
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not 1 <= ttl_s <= MAX_TTL_S:
+        raise ValueError(f"a token's lifetime must be 1 to {MAX_TTL_S} seconds")
+    issued = int(require_utc(now, "now").timestamp())
+    return {
+        "iss": issuer,
+        "aud": audience,
+        "sub": subject,
+        "role": role,
+        "iat": issued,
+        "exp": issued + ttl_s,
+        "jti": _check_name(token_id or str(uuid.uuid4()), "token id", _MAX_TOKEN_ID_LENGTH, ValueError),
+    }
+
+
 def issue_auditor_token(
     private_key: ec.EllipticCurvePrivateKey,
     *,
@@ -150,29 +213,48 @@ def issue_auditor_token(
 
     ``token_id`` (the ``jti``) defaults to a random UUID; every audit-log entry names it.
     """
-    if not isinstance(private_key, ec.EllipticCurvePrivateKey):
-        raise ValueError("an auditor token is signed with an EC P-256 private key")
-    public_key = private_key.public_key()
-    _check_key(public_key)
-    _check_name(issuer, "issuer", 255, ValueError)
-    _check_name(subject, "subject", MAX_SUBJECT_LENGTH, ValueError)
     if not isinstance(may_read_bodies, bool):
         raise ValueError("may_read_bodies must be a bool")
-    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not 1 <= ttl_s <= MAX_TTL_S:
-        raise ValueError(f"a token's lifetime must be 1 to {MAX_TTL_S} seconds")
-    issued = int(require_utc(now, "now").timestamp())
-    claims: dict[str, Any] = {
-        "iss": issuer,
-        "aud": AUDIENCE,
-        "sub": subject,
-        "role": ROLE_AUDITOR,
-        "bodies": may_read_bodies,
-        "iat": issued,
-        "exp": issued + ttl_s,
-        "jti": _check_name(token_id or str(uuid.uuid4()), "token id", _MAX_TOKEN_ID_LENGTH, ValueError),
-    }
-    headers = {"typ": "JWT", "kid": key_id(public_key)}
-    return jwt.encode(claims, private_key, algorithm=ALGORITHM, headers=headers)
+    claims = _base_claims(
+        issuer=issuer,
+        audience=AUDIENCE,
+        subject=subject,
+        role=ROLE_AUDITOR,
+        now=now,
+        ttl_s=ttl_s,
+        token_id=token_id,
+    )
+    claims["bodies"] = may_read_bodies
+    return _sign(private_key, claims)
+
+
+def issue_role_token(
+    private_key: ec.EllipticCurvePrivateKey,
+    *,
+    issuer: str,
+    audience: str,
+    roles: Collection[str],
+    subject: str,
+    role: str,
+    now: dt.datetime,
+    ttl_s: int = DEFAULT_TTL_S,
+    token_id: str | None = None,
+) -> str:
+    """A signed role token of ``issuer`` for the API ``audience``: ``subject`` in ``role``
+    (one of ``roles``), valid from ``now`` for ``ttl_s`` seconds."""
+    if role not in roles:
+        raise ValueError(f"role must be one of {', '.join(roles)}")
+    _check_name(audience, "audience", 255, ValueError)
+    claims = _base_claims(
+        issuer=issuer,
+        audience=audience,
+        subject=subject,
+        role=role,
+        now=now,
+        ttl_s=ttl_s,
+        token_id=token_id,
+    )
+    return _sign(private_key, claims)
 
 
 def _numeric_date(claims: dict[str, Any], name: str) -> float:
@@ -182,19 +264,22 @@ def _numeric_date(claims: dict[str, Any], name: str) -> float:
     return float(value)
 
 
-def verify_auditor_token(
-    token: str,
-    public_key: ec.EllipticCurvePublicKey,
-    *,
-    issuer: str,
-    now: dt.datetime,
-    leeway_s: float = MAX_LEEWAY_S,
-) -> AuditorIdentity:
-    """Verify an auditor bearer token (see the module docstring) and say who it speaks for.
+@dataclass(frozen=True)
+class _Expected:
+    """What a token must be, and how messages name it."""
 
-    Raises :class:`TokenInvalid` or :class:`TokenForbidden`; ``ValueError`` for a
-    caller's mistake (a key that is not P-256, a leeway over :data:`MAX_LEEWAY_S`).
-    """
+    issuer: str
+    audience: str
+    key_name: str  # "this server's auditor-token key"
+    audience_name: str  # "the auditor API"
+    issuer_name: str  # "this security server"
+
+
+def _verified_claims(
+    token: str, public_key: ec.EllipticCurvePublicKey, expected: _Expected, now: dt.datetime, leeway_s: float
+) -> tuple[dict[str, Any], str, str, float]:
+    """Steps 1-5 of the module docstring (without the kind's own claims): the claims, the
+    subject, the token id and the expiry (seconds since the epoch)."""
     _check_key(public_key)
     require_utc(now, "now")
     if (
@@ -218,15 +303,15 @@ def verify_auditor_token(
     if algorithm != ALGORITHM:
         raise TokenInvalid(f"the token's algorithm is {algorithm!r}; only {ALGORITHM} is accepted")
     if "kid" in header and header["kid"] != key_id(public_key):
-        raise TokenInvalid("the token was signed by another key than this server's auditor-token key")
+        raise TokenInvalid(f"the token was signed by another key than {expected.key_name}")
     # (2) signature and (3) audience and issuer; times are step 4's, against ``now``
     try:
         claims = jwt.decode(
             token,
             public_key,
             algorithms=[ALGORITHM],
-            audience=AUDIENCE,
-            issuer=issuer,
+            audience=expected.audience,
+            issuer=expected.issuer,
             options={
                 "require": _REQUIRED_CLAIMS,
                 "verify_exp": False,
@@ -240,9 +325,9 @@ def verify_auditor_token(
     except jwt.MissingRequiredClaimError as exc:
         raise TokenInvalid(f"the token lacks the {exc.claim!r} claim") from exc
     except jwt.InvalidAudienceError as exc:
-        raise TokenInvalid(f"the token is not for the auditor API ({exc})") from exc
+        raise TokenInvalid(f"the token is not for {expected.audience_name} ({exc})") from exc
     except jwt.InvalidIssuerError as exc:
-        raise TokenInvalid(f"the token was not issued by this security server ({exc})") from exc
+        raise TokenInvalid(f"the token was not issued by {expected.issuer_name} ({exc})") from exc
     except jwt.InvalidTokenError as exc:
         raise TokenInvalid(f"the token is not valid ({exc})") from exc
     # (4) times
@@ -259,9 +344,34 @@ def verify_auditor_token(
         raise TokenInvalid(f"the token's lifetime exceeds {MAX_TTL_S} seconds")
     if "nbf" in claims and _numeric_date(claims, "nbf") > moment + leeway_s:
         raise TokenInvalid("the token is not valid yet")
-    # (5) identity and rights
+    # (5) identity
     subject = _check_name(claims["sub"], "the token's subject", MAX_SUBJECT_LENGTH, TokenInvalid)
     token_id = _check_name(claims["jti"], "the token's id", _MAX_TOKEN_ID_LENGTH, TokenInvalid)
+    return claims, subject, token_id, expires_at
+
+
+def verify_auditor_token(
+    token: str,
+    public_key: ec.EllipticCurvePublicKey,
+    *,
+    issuer: str,
+    now: dt.datetime,
+    leeway_s: float = MAX_LEEWAY_S,
+) -> AuditorIdentity:
+    """Verify an auditor bearer token (see the module docstring) and say who it speaks for.
+
+    Raises :class:`TokenInvalid` or :class:`TokenForbidden`; ``ValueError`` for a
+    caller's mistake (a key that is not P-256, a leeway over :data:`MAX_LEEWAY_S`).
+    """
+    expected = _Expected(
+        issuer=issuer,
+        audience=AUDIENCE,
+        key_name="this server's auditor-token key",
+        audience_name="the auditor API",
+        issuer_name="this security server",
+    )
+    claims, subject, token_id, expires_at = _verified_claims(token, public_key, expected, now, leeway_s)
+    # (5) the auditor's rights
     role = claims.get("role")
     bodies = claims.get("bodies", False)
     if not isinstance(bodies, bool):
@@ -275,6 +385,43 @@ def verify_auditor_token(
     return AuditorIdentity(
         subject=subject,
         may_read_bodies=bodies,
+        token_id=token_id,
+        expires_at=dt.datetime.fromtimestamp(expires_at, dt.UTC),
+    )
+
+
+def verify_role_token(
+    token: str,
+    public_key: ec.EllipticCurvePublicKey,
+    *,
+    issuer: str,
+    audience: str,
+    roles: Collection[str],
+    now: dt.datetime,
+    leeway_s: float = MAX_LEEWAY_S,
+) -> RoleIdentity:
+    """Verify a role token for the API ``audience`` of ``issuer`` and say who it speaks for.
+
+    Steps 1-5 as for auditor tokens; then the ``role`` claim must be one of ``roles``.
+    Every failure raises :class:`TokenInvalid` (the caller answers 401); ``ValueError``
+    for a caller's mistake (a key that is not P-256, a leeway over :data:`MAX_LEEWAY_S`).
+    """
+    expected = _Expected(
+        issuer=issuer,
+        audience=audience,
+        key_name="this API's token key",
+        audience_name=f"the API {audience}",
+        issuer_name=issuer,
+    )
+    claims, subject, token_id, expires_at = _verified_claims(token, public_key, expected, now, leeway_s)
+    # (6) the role, one of this API's
+    role = claims.get("role")
+    if not isinstance(role, str) or role not in roles:
+        shown = repr(role) if isinstance(role, str) and len(role) <= 64 else "no role"
+        raise TokenInvalid(f"the token names {shown}, not a role of this API")
+    return RoleIdentity(
+        subject=subject,
+        role=role,
         token_id=token_id,
         expires_at=dt.datetime.fromtimestamp(expires_at, dt.UTC),
     )
