@@ -1,0 +1,1 @@
+"""Alembic migrations of the server configuration store, run by ``ServerConfStore.open``."""

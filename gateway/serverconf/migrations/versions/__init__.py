@@ -1,0 +1,1 @@
+"""Alembic revisions of the server configuration store, oldest first."""
