@@ -63,6 +63,7 @@ def certificate_trust(conf: GlobalConf) -> CertificateTrust:
 class _Cached:
     response: bytes
     produced_at: dt.datetime
+    next_update: dt.datetime | None = None
 
 
 class OwnOcspResponses:
@@ -90,13 +91,18 @@ class OwnOcspResponses:
         cached = self._cache.get(fingerprint(certificate))
         return cached.response if cached is not None else None
 
+    def validity(self, certificate: x509.Certificate) -> tuple[dt.datetime, dt.datetime | None] | None:
+        """``(produced_at, next_update)`` of the response held for ``certificate``, or None (for metrics)."""
+        cached = self._cache.get(fingerprint(certificate))
+        return (cached.produced_at, cached.next_update) if cached is not None else None
+
     def _check(self, conf: GlobalConf, cert: x509.Certificate, response: bytes) -> _Cached:
         trust = certificate_trust(conf)
         issuer = conf.issuer_of(cert)
         if issuer is None or trust.ocsp is None:
             raise TrustError(f"global configuration names no issuer or OCSP responder for {cert.subject}")
         status = check_ocsp_response(response, cert, issuer, trust.ocsp, self._clock.now())
-        return _Cached(response, status.produced_at)
+        return _Cached(response, status.produced_at, status.next_update)
 
     def load_persisted(self) -> None:
         conf = self._conf()

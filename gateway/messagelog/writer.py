@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 from gateway.messagelog.errors import LogWriteError
@@ -34,13 +35,21 @@ _Pending = tuple[NewRecord, "asyncio.Future[LogRecord]"]
 class MessageLogWriter:
     """The asyncio face of a :class:`MessageLogStore`: ``await append(record)``."""
 
-    def __init__(self, store: MessageLogStore, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
+    def __init__(
+        self,
+        store: MessageLogStore,
+        *,
+        max_batch: int = DEFAULT_MAX_BATCH,
+        on_commit: Callable[[float, int], None] | None = None,
+    ) -> None:
+        """``on_commit(seconds, records)`` is called after each committed batch (for metrics)."""
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError("max_batch must be a positive integer")
         if store.readonly:
             raise ValueError("a message log writer needs a store opened for writing")
         self._store = store
         self._max_batch = max_batch
+        self._on_commit = on_commit
         self._queue: collections.deque[_Pending] = collections.deque()
         self._wakeup = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
@@ -51,6 +60,8 @@ class MessageLogWriter:
         self.records_written = 0
         #: Batches that failed (every record of them refused with LogWriteError).
         self.failed_batches = 0
+        #: Why the last batch failed; None once a later batch committed (for readiness).
+        self.last_error: str | None = None
 
     @property
     def store(self) -> MessageLogStore:
@@ -63,7 +74,8 @@ class MessageLogWriter:
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._closing
+        """Started, not closing, and its task has not ended."""
+        return self._task is not None and not self._task.done() and not self._closing
 
     async def start(self) -> None:
         if self._task is not None:
@@ -142,6 +154,7 @@ class MessageLogWriter:
     async def _write(self, batch: list[_Pending]) -> None:
         assert self._executor is not None  # set by start(), before the task exists
         loop = asyncio.get_running_loop()
+        started = time.perf_counter()
         try:
             written = await loop.run_in_executor(self._executor, self._store.append, [r for r, _ in batch])
         except asyncio.CancelledError:
@@ -150,20 +163,26 @@ class MessageLogWriter:
             raise
         except LogWriteError as exc:
             self.failed_batches += 1
+            self.last_error = str(exc)
             self._fail_all(batch, exc)
             return
         except Exception as exc:
             # Whatever went wrong, nothing of the batch is durable: callers must not go on.
             self.failed_batches += 1
-            error = LogWriteError(f"the message log could not be written: {exc}")
+            self.last_error = f"the message log could not be written: {exc}"
+            error = LogWriteError(self.last_error)
             error.__cause__ = exc
             self._fail_all(batch, error)
             return
+        elapsed_s = time.perf_counter() - started
+        self.last_error = None
         self.commits += 1
         self.records_written += len(written)
         for (_, future), stored in zip(batch, written, strict=True):
             if not future.done():
                 future.set_result(stored)
+        if self._on_commit is not None:
+            self._on_commit(elapsed_s, len(written))
 
     @staticmethod
     def _fail_all(pending: Iterable[_Pending], error: LogWriteError) -> None:

@@ -112,10 +112,12 @@ async def test_a_failed_batch_fails_every_caller_and_writes_nothing(
         assert all(isinstance(result, LogWriteError) for result in results)
         assert "simulated I/O error" in str(results[0])
         assert log.failed_batches == 1
+        assert log.last_error is not None and "simulated I/O error" in log.last_error
         assert log.records_written == 0
         assert log.store.count() == 2
         # The writer survives: the next batch continues the chain after record 2.
         assert (await log.append(records[0])).seq == 3
+        assert log.last_error is None
     finally:
         await log.close()
 
