@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 
 from adapters.rest.inbound import is_hop_by_hop
-from core.errors import XwegError
+from core.errors import ErrorCode, XwegError
 from core.messages import RequestHeader, ResponseHeader
 
 __all__ = ["response_headers_for_client", "render_rest_error", "ERROR_CONTENT_TYPE"]
@@ -66,11 +66,14 @@ def render_rest_error(error: XwegError) -> tuple[int, list[tuple[str, str]], byt
 
     The body is ``{"type": <fault code>, "message": <message>, "detail": <correlation id>}``;
     the ``X-Road-Error`` header carries the fault code, so clients can tell an exchange
-    failure from a provider's own error status.
+    failure from a provider's own error status.  A refused client token (401) also gets
+    the ``WWW-Authenticate`` challenge HTTP requires with that status (RFC 6750).
     """
     body = json.dumps(
         {"type": error.fault_code, "message": error.message, "detail": error.correlation_id},
         ensure_ascii=False,
     ).encode("utf-8", "backslashreplace")
     headers = [("Content-Type", ERROR_CONTENT_TYPE), ("X-Road-Error", error.fault_code)]
+    if error.code is ErrorCode.INVALID_CLIENT_TOKEN:
+        headers.append(("WWW-Authenticate", 'Bearer realm="xweg-client-proxy"'))
     return error.http_status, headers, body

@@ -1,0 +1,273 @@
+"""Client tokens: ES256 JWTs with which an information system shows which client it acts for.
+
+Pure: no I/O.  A security server signs them with its client-token key (kept by
+:mod:`gateway.tokens`, a key of its own, never the auditor-token key) and checks them
+with :func:`verify_client_token`, a function of the token, the public key, this
+server's id, the client the request acts for and ``now``.  An information system sends
+one as ``Authorization: Bearer <token>``.  The claims::
+
+    {"iss": "<security server id>", "aud": "xweg-client-proxy",
+     "sub": "<client id, X-Road slash form>", "iat": <s>, "exp": <s>, "jti": "<uuid>"}
+
+and the protected header ``{"alg": "ES256", "typ": "JWT", "kid": <RFC 7638 thumbprint>}``.
+
+Verification, in this order (the step numbers are those in the code):
+
+1. the token is a compact JWS of bounded size whose header names ES256 (``none``, HMAC
+   and every other algorithm are refused before any key is used) and names this key;
+2. the signature verifies with the public key (pyjwt, ``algorithms=["ES256"]``);
+3. ``aud`` is exactly the client proxy's, ``iss`` exactly this server;
+4. ``iat`` and ``exp`` are present, numeric, ``iat`` not in the future and ``exp`` not
+   past (each with a leeway of at most 60 s), and the lifetime is at most
+   :data:`MAX_TTL_S`; an ``nbf``, if present, is honoured;
+5. ``sub`` is an X-Road client id and ``jti`` is well-formed;
+6. ``sub`` is exactly the client the request acts for.
+
+Every failure raises :class:`ClientTokenInvalid` with a message saying which step.
+pyjwt checks times against the system clock, so its own time checks are turned off and
+step 4 uses ``now``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from core.clock import require_utc
+from core.identifiers import (
+    ClientId,
+    IdentifierError,
+    MemberId,
+    SecurityServerId,
+    SubsystemId,
+    parse_client_slash,
+)
+from trust.errors import TrustError
+from trust.tokens import ALGORITHM, MAX_LEEWAY_S, MAX_TOKEN_LENGTH, key_id
+
+__all__ = [
+    "AUDIENCE",
+    "DEFAULT_TTL_S",
+    "MAX_TTL_S",
+    "ClientTokenInvalid",
+    "ClientToken",
+    "issue_client_token",
+    "unverified_key_id",
+    "names_client_audience",
+    "verify_client_token",
+]
+
+AUDIENCE = "xweg-client-proxy"
+DEFAULT_TTL_S = 30 * 24 * 3600  # an information system's credential, renewed monthly
+MAX_TTL_S = 366 * 24 * 3600  # a leaked token is useless after a year at most
+_MAX_TOKEN_ID_LENGTH = 128  # characters
+_MAX_CLIENT_LENGTH = 512  # characters; an X-Road client id is far shorter
+_REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "exp", "jti"]
+
+
+class ClientTokenInvalid(TrustError):
+    """Not a valid client token of this server for this client: the message says why."""
+
+
+@dataclass(frozen=True)
+class ClientToken:
+    """A verified client token: the client it is bound to, its id and when it expires."""
+
+    client: ClientId
+    token_id: str
+    expires_at: dt.datetime  # UTC
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.client, MemberId | SubsystemId):
+            raise ValueError("a client token is bound to a member or subsystem id")
+        _check_token_id(self.token_id, ValueError)
+        require_utc(self.expires_at, "expires_at")
+
+
+def _check_token_id(value: object, error: type[Exception]) -> str:
+    if not isinstance(value, str) or not value or len(value) > _MAX_TOKEN_ID_LENGTH:
+        raise error(f"a token id must be a string of 1 to {_MAX_TOKEN_ID_LENGTH} characters")
+    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in value):
+        raise error("a token id contains control characters")
+    return value
+
+
+def _check_key(key: object) -> None:
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        raise ValueError("a client-token key must be an EC P-256 key")
+
+
+def issue_client_token(
+    key: ec.EllipticCurvePrivateKey,
+    *,
+    server_id: SecurityServerId,
+    client: ClientId,
+    now: dt.datetime,
+    ttl_s: int = DEFAULT_TTL_S,
+    token_id: str | None = None,
+) -> str:
+    """A token with which an information system acts for ``client`` on ``server_id``,
+    valid from ``now`` for ``ttl_s`` seconds; ``token_id`` defaults to a random UUID."""
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError("a client token is signed with an EC P-256 private key")
+    _check_key(key.public_key())
+    if not isinstance(server_id, SecurityServerId):
+        raise ValueError("server_id must be a SecurityServerId")
+    if not isinstance(client, MemberId | SubsystemId):
+        raise ValueError("client must be a member or subsystem id")
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int) or not 1 <= ttl_s <= MAX_TTL_S:
+        raise ValueError(f"a client token's lifetime must be 1 to {MAX_TTL_S} seconds")
+    issued = int(require_utc(now, "now").timestamp())
+    claims: dict[str, Any] = {
+        "iss": server_id.slash(),
+        "aud": AUDIENCE,
+        "sub": client.slash(),
+        "iat": issued,
+        "exp": issued + ttl_s,
+        "jti": _check_token_id(token_id or str(uuid.uuid4()), ValueError),
+    }
+    headers = {"typ": "JWT", "kid": key_id(key.public_key())}
+    return jwt.encode(claims, key, algorithm=ALGORITHM, headers=headers)
+
+
+def unverified_key_id(token: str) -> str | None:
+    """The ``kid`` a bearer token's header names, unverified; ``None`` when it names none or
+    is no compact JWS of bounded size.  Only for telling our tokens from others'."""
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+        return None
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError:
+        return None
+    kid = header.get("kid")
+    return kid if isinstance(kid, str) else None
+
+
+def names_client_audience(token: str) -> bool:
+    """Whether a bearer token's claims, unverified, name the client proxy as audience.
+
+    A token this server issued with a key it no longer has still says whom it is for:
+    such a token is ours to refuse, not the provider's to receive.
+    """
+    if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+        return False
+    try:
+        claims = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError:
+        return False
+    audience = claims.get("aud")
+    return audience == AUDIENCE or (isinstance(audience, list) and AUDIENCE in audience)
+
+
+def _numeric_date(claims: dict[str, Any], name: str) -> float:
+    value = claims.get(name)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ClientTokenInvalid(f"the client token's {name!r} claim is not a NumericDate")
+    return float(value)
+
+
+def verify_client_token(
+    token: str,
+    public_key: ec.EllipticCurvePublicKey,
+    *,
+    issuer: SecurityServerId,
+    client: ClientId,
+    now: dt.datetime,
+    leeway_s: float = MAX_LEEWAY_S,
+) -> ClientToken:
+    """Verify a client token (see the module docstring) for a request acting for ``client``.
+
+    Raises :class:`ClientTokenInvalid`; ``ValueError`` for a caller's mistake (a key that
+    is not P-256, a leeway over :data:`trust.tokens.MAX_LEEWAY_S`).
+    """
+    _check_key(public_key)
+    require_utc(now, "now")
+    if (
+        isinstance(leeway_s, bool)
+        or not isinstance(leeway_s, int | float)
+        or not 0 <= leeway_s <= MAX_LEEWAY_S
+    ):
+        raise ValueError(f"leeway must be 0 to {MAX_LEEWAY_S:g} seconds")
+    # (1) shape, algorithm and key, before any key is used
+    if not isinstance(token, str) or not token:
+        raise ClientTokenInvalid("no client token")
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise ClientTokenInvalid(f"the client token is longer than {MAX_TOKEN_LENGTH} characters")
+    if token.count(".") != 2:
+        raise ClientTokenInvalid("the client token is not a compact JWS (three dot-separated parts)")
+    try:
+        header = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError as exc:
+        raise ClientTokenInvalid(f"the client token's header cannot be read ({exc})") from exc
+    algorithm = header.get("alg")
+    if algorithm != ALGORITHM:
+        raise ClientTokenInvalid(
+            f"the client token's algorithm is {algorithm!r}; only {ALGORITHM} is accepted"
+        )
+    if header.get("kid") != key_id(public_key):
+        raise ClientTokenInvalid(
+            "the client token was signed by another key than this server's client-token key"
+        )
+    # (2) signature and (3) audience and issuer; times are step 4's, against ``now``
+    try:
+        claims = jwt.decode(
+            token,
+            public_key,
+            algorithms=[ALGORITHM],
+            audience=AUDIENCE,
+            issuer=issuer.slash(),
+            options={
+                "require": _REQUIRED_CLAIMS,
+                "verify_exp": False,
+                "verify_iat": False,
+                "verify_nbf": False,
+                "strict_aud": True,
+            },
+        )
+    except jwt.InvalidSignatureError as exc:
+        raise ClientTokenInvalid(
+            "the client token's signature does not verify with this server's key"
+        ) from exc
+    except jwt.MissingRequiredClaimError as exc:
+        raise ClientTokenInvalid(f"the client token lacks the {exc.claim!r} claim") from exc
+    except jwt.InvalidAudienceError as exc:
+        raise ClientTokenInvalid(f"the client token is not for the client proxy ({exc})") from exc
+    except jwt.InvalidIssuerError as exc:
+        raise ClientTokenInvalid(f"the client token was not issued by this security server ({exc})") from exc
+    except jwt.InvalidTokenError as exc:
+        raise ClientTokenInvalid(f"the client token is not valid ({exc})") from exc
+    # (4) times
+    moment = now.timestamp()
+    issued_at = _numeric_date(claims, "iat")
+    expires_at = _numeric_date(claims, "exp")
+    if issued_at > moment + leeway_s:
+        raise ClientTokenInvalid("the client token was issued in the future")
+    if expires_at <= moment - leeway_s:
+        raise ClientTokenInvalid("the client token has expired")
+    if expires_at <= issued_at:
+        raise ClientTokenInvalid("the client token expires before it was issued")
+    if expires_at - issued_at > MAX_TTL_S:
+        raise ClientTokenInvalid(f"the client token's lifetime exceeds {MAX_TTL_S} seconds")
+    if "nbf" in claims and _numeric_date(claims, "nbf") > moment + leeway_s:
+        raise ClientTokenInvalid("the client token is not valid yet")
+    # (5) the bound client and the token id are well-formed
+    subject = claims["sub"]
+    if not isinstance(subject, str) or len(subject) > _MAX_CLIENT_LENGTH:
+        raise ClientTokenInvalid("the client token's subject is not an X-Road client id")
+    try:
+        bound = parse_client_slash(subject)
+    except IdentifierError as exc:
+        raise ClientTokenInvalid(f"the client token's subject is not an X-Road client id ({exc})") from exc
+    token_id = _check_token_id(claims["jti"], ClientTokenInvalid)
+    # (6) bound to exactly the client the request acts for
+    if bound != client:
+        raise ClientTokenInvalid(
+            f"the client token is bound to client {bound.slash()}, not to {client.slash()}"
+        )
+    return ClientToken(bound, token_id, dt.datetime.fromtimestamp(expires_at, dt.UTC))
