@@ -10,6 +10,11 @@ configuration anchor, the anchor names the registry.  The steps:
    the registry will check them;
 3. sign (:mod:`trust.registration`) and ``POST`` to ``/registration/v1/requests``;
 4. later, read the request's state (and a rejection's reason) by its id.
+
+A maintenance announcement (:meth:`RegistrationClient.maintenance`) takes the same first
+two steps for the auth certificate alone, is signed by the auth key
+(:mod:`trust.maintenance`) and ``POST``-ed to ``/registration/v1/maintenance``, where the
+registry applies it at once.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from trust.anchor import Anchor, load_anchor
 from trust.errors import TrustError
 from trust.globalconf import GlobalConf
 from trust.keys import load_certificate, load_private_key
+from trust.maintenance import MaintenanceRequest, sign_maintenance_request
 from trust.ocsp import build_ocsp_request, check_ocsp_response
 from trust.ocspclient import fetch_ocsp_response
 from trust.registration import (
@@ -198,6 +204,29 @@ class RegistrationClient:
             raise RegistrationFailed(str(exc)) from exc
         return await self.submit(url, signed)
 
+    async def maintenance(self, enabled: bool, now: dt.datetime) -> RegistryAnswer:
+        """Announce that this server enters (``enabled``) or leaves maintenance mode.
+
+        Signed by this server's registered auth key; the registry applies it at once and
+        answers with the mode and whether it changed.
+        """
+        config = self.config
+        auth_cert = load_certificate(config.auth_certificate_path)
+        auth_key = load_private_key(config.auth_key_path, config.key_passphrase)
+        try:
+            request = MaintenanceRequest(config.server_id, enabled, now)
+        except ValueError as exc:
+            raise RegistrationFailed(str(exc)) from exc
+        url, conf = await self.global_conf(now)
+        [response] = await self.ocsp_responses(conf, [auth_cert], now)
+        try:
+            signed = sign_maintenance_request(
+                request, auth_key=auth_key, auth_certificate=auth_cert, ocsp_response=response
+            )
+        except ValueError as exc:  # a key that does not match its certificate
+            raise RegistrationFailed(str(exc)) from exc
+        return await self._post(f"{url}/registration/v1/maintenance", url, signed.to_json())
+
     # -- talking to the registry --------------------------------------------------------------
 
     async def _answer(self, url: str, response: aiohttp.ClientResponse) -> dict[str, Any]:
@@ -220,11 +249,13 @@ class RegistrationClient:
         return data
 
     async def submit(self, registry_url: str, signed: SignedRegistration) -> RegistryAnswer:
-        url = f"{registry_url}/registration/v1/requests"
+        return await self._post(f"{registry_url}/registration/v1/requests", registry_url, signed.to_json())
+
+    async def _post(self, url: str, registry_url: str, body: bytes) -> RegistryAnswer:
         try:
             async with self.session.post(
                 url,
-                data=signed.to_json(),
+                data=body,
                 headers={"Content-Type": "application/json"},
                 allow_redirects=False,
             ) as response:

@@ -1,8 +1,8 @@
 """Where security servers submit registration requests: ``/registration/v1``.
 
-A server cannot hold a management-API token before it is registered, so these two
+A server cannot hold a management-API token before it is registered, so these
 routes need none; the request's own signatures authenticate it
-(:mod:`trust.registration`):
+(:mod:`trust.registration`, :mod:`trust.maintenance`):
 
 ``POST /registration/v1/requests``
     Body: a signed registration request (``application/json``, at most
@@ -19,7 +19,19 @@ routes need none; the request's own signatures authenticate it
     The id is a random UUID handed to the submitter, so knowing it is what entitles
     one to read the state; who decided is not shown.
 
-Both run the store's work in a thread, and every refusal carries a correlation id
+``POST /registration/v1/maintenance``
+    Body: a maintenance announcement signed by the server's auth key (at most
+    :data:`~trust.maintenance.MAX_ANNOUNCEMENT_BYTES`).  Applied at once, without
+    approval: after it verified (fresh, signed by a valid, unrevoked auth certificate
+    of the server it names), the store checks that certificate is registered for that
+    server and that the request id is new, keeps the id, sets the server's maintenance
+    flag and audits the change with the server as actor.  200 with
+    ``{"id", "kind", "server", "maintenance_mode", "changed", "status": "applied"}``.
+    Refusals as above, each with its ``type``: 400 ``malformed``, 413
+    ``payload_too_large``, 422 ``stale``, ``auth_certificate``, ``server_signature``,
+    ``unknown_server`` or ``unregistered_certificate``, 409 ``replayed``; nothing changes.
+
+All run the store's work in a thread, and every refusal carries a correlation id
 that is also logged.
 """
 
@@ -45,6 +57,13 @@ from registry.store import (
 )
 from trust.certificates import CertificateTrust, OcspPolicy
 from trust.errors import RegistrationInvalid
+from trust.maintenance import (
+    MAX_ANNOUNCEMENT_BYTES,
+    MaintenanceRequest,
+    SignedMaintenanceRequest,
+    check_fresh,
+    verify_maintenance_request,
+)
 from trust.registration import (
     MAX_REQUEST_BYTES,
     RegistrationKind,
@@ -116,18 +135,15 @@ def _refusal(exc: Exception) -> _Refusal:
     return _Refusal(422, exc.code, str(exc))
 
 
-async def _read_body(request: web.Request) -> bytes:
-    if request.content_length is not None and request.content_length > MAX_REQUEST_BYTES:
-        raise _Refusal(
-            413, "payload_too_large", f"a registration request is at most {MAX_REQUEST_BYTES} bytes"
-        )
+async def _read_body(request: web.Request, limit: int = MAX_REQUEST_BYTES) -> bytes:
+    too_large = _Refusal(413, "payload_too_large", f"the request body is larger than {limit} bytes")
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large
     body = bytearray()
-    while chunk := await request.content.read(MAX_REQUEST_BYTES + 1 - len(body)):
+    while chunk := await request.content.read(limit + 1 - len(body)):
         body += chunk
-        if len(body) > MAX_REQUEST_BYTES:
-            raise _Refusal(
-                413, "payload_too_large", f"a registration request is at most {MAX_REQUEST_BYTES} bytes"
-            )
+        if len(body) > limit:
+            raise too_large
     return bytes(body)
 
 
@@ -181,6 +197,48 @@ async def status(request: web.Request) -> web.Response:
     return web.json_response(entry.to_dict(public=True))
 
 
+async def announce_maintenance(request: web.Request) -> web.Response:
+    context = request.config_dict[REGISTRATION_CONTEXT_KEY]
+    body = await _read_body(request, MAX_ANNOUNCEMENT_BYTES)
+    try:
+        signed = SignedMaintenanceRequest.from_json(body)
+    except RegistrationInvalid as exc:
+        raise _Refusal(400, exc.code, str(exc)) from exc
+    correlation_id = request[_CORRELATION_KEY]
+
+    def work() -> tuple[MaintenanceRequest, bool]:
+        now = context.clock.now()
+        # Cheap refusals first (shape, age), before the federation is read and the
+        # certificate, its OCSP response and the signature are checked.
+        check_fresh(MaintenanceRequest.from_bytes(signed.payload), now)
+        verified = verify_maintenance_request(signed, certificate_trust(context.store.definition()), now)
+        audit = AuditContext(verified.request.server.slash()[:255], now, correlation_id)
+        return verified.request, context.store.announce_maintenance(verified, audit=audit)
+
+    try:
+        announced, changed = await asyncio.to_thread(work)
+    except (RegistrationInvalid, RegistryError) as exc:
+        raise _refusal(exc) from exc
+    log.info(
+        "registry.maintenance_announced",
+        server=announced.server.slash(),
+        maintenance_mode=announced.enabled,
+        changed=changed,
+        request_id=announced.request_id,
+        correlation_id=correlation_id,
+    )
+    return web.json_response(
+        {
+            "id": announced.request_id,
+            "kind": "maintenance",
+            "server": announced.server.slash(),
+            "maintenance_mode": announced.enabled,
+            "changed": changed,
+            "status": "applied",
+        }
+    )
+
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -228,4 +286,5 @@ def make_registration_app() -> web.Application:
     app = web.Application(middlewares=[_errors], client_max_size=MAX_REQUEST_BYTES)
     app.router.add_post("/requests", submit)
     app.router.add_get("/requests/{id}", status)
+    app.router.add_post("/maintenance", announce_maintenance)
     return app

@@ -66,17 +66,21 @@ from trust.globalconf import (
     SecurityServerInfo,
     ServiceInfo,
 )
+from trust.maintenance import VerifiedMaintenanceRequest
 from trust.registration import RegistrationKind, RegistrationRequest, VerifiedRegistration
 
 __all__ = [
     "AuditContext",
     "AuditEntry",
+    "CertificateNotRegistered",
     "RegistryConflict",
     "RegistryError",
     "RegistryNotFound",
     "RegistryStore",
     "RegistrationEntry",
+    "RequestReplayed",
     "REQUEST_STATES",
+    "UnknownServer",
     "ServiceEntry",
     "approved_ca_summary",
     "approved_tsa_summary",
@@ -120,6 +124,24 @@ class RegistryNotFound(RegistryError):
     subsystem, security server or global group."""
 
     code: ClassVar[str] = "unknown_reference"
+
+
+class UnknownServer(RegistryNotFound):
+    """A request names a security server the registry does not hold."""
+
+    code: ClassVar[str] = "unknown_server"
+
+
+class CertificateNotRegistered(RegistryError):
+    """A request is signed with an auth certificate the registry does not hold for that server."""
+
+    code: ClassVar[str] = "unregistered_certificate"
+
+
+class RequestReplayed(RegistryConflict):
+    """A request id was used before: the request is a replay (or a resubmission of the same)."""
+
+    code: ClassVar[str] = "replayed"
 
 
 # -- schema -------------------------------------------------------------------------------
@@ -336,6 +358,19 @@ class RegistrationRequestRow(Base):
     received_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
     decided_at: Mapped[dt.datetime | None] = mapped_column(sa.DateTime(timezone=True))
     decided_by: Mapped[str | None] = mapped_column(sa.String(255))
+
+
+class MaintenanceRequestRow(Base):
+    """A maintenance announcement a server made and the registry applied; its id is used once."""
+
+    __tablename__ = "maintenance_requests"
+    request_id: Mapped[str] = mapped_column(sa.String(32), primary_key=True)
+    server: Mapped[str] = mapped_column(sa.String(1100))
+    enabled: Mapped[bool]
+    certificate_fingerprint: Mapped[str] = mapped_column(sa.String(64))
+    digest: Mapped[str] = mapped_column(sa.String(64))
+    submitted_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
+    received_at: Mapped[dt.datetime] = mapped_column(sa.DateTime(timezone=True))
 
 
 # -- values handed out ----------------------------------------------------------------------
@@ -928,17 +963,65 @@ class RegistryStore:
         if not isinstance(enabled, bool):
             raise RegistryError(f"maintenance mode must be true or false, got {enabled!r}")
         with self._change(audit) as (session, record):
-            row = self._server(session, server_id)
-            if row.maintenance_mode == enabled:
-                return False
-            row.maintenance_mode = enabled
-            record(
-                "set_maintenance_mode",
-                server_id.slash(),
-                {"maintenance_mode": not enabled},
-                {"maintenance_mode": enabled},
-            )
+            return self._set_maintenance(record, self._server(session, server_id), server_id, enabled)
+
+    @staticmethod
+    def _set_maintenance(
+        record: _Record, row: SecurityServer, server_id: SecurityServerId, enabled: bool
+    ) -> bool:
+        if row.maintenance_mode == enabled:
+            return False
+        row.maintenance_mode = enabled
+        record(
+            "set_maintenance_mode",
+            server_id.slash(),
+            {"maintenance_mode": not enabled},
+            {"maintenance_mode": enabled},
+        )
         return True
+
+    def announce_maintenance(
+        self, verified: VerifiedMaintenanceRequest, *, audit: AuditContext | None = None
+    ) -> bool:
+        """Apply a server's verified maintenance announcement at once; True when it changed the mode.
+
+        In one transaction: the server must be registered (:class:`UnknownServer`), the
+        certificate that signed must be one registered for it
+        (:class:`CertificateNotRegistered`), and the request id must never have been used
+        (:class:`RequestReplayed`); then the id is kept and the mode set, the change (if
+        any) audited like :meth:`set_maintenance_mode`.  A refusal writes nothing.
+        """
+        context = audit or AuditContext.local()
+        request = verified.request
+        with self._change(context) as (session, record):
+            if session.get(MaintenanceRequestRow, request.request_id) is not None:
+                # The id stays out of the message: whoever replays captured bytes learns nothing.
+                raise RequestReplayed("this request was already received")
+            try:
+                row = self._server(session, request.server)
+            except RegistryError as exc:  # an unknown owner, server or instance
+                raise UnknownServer(f"{request.server} is not a registered security server") from exc
+            if verified.certificate_fingerprint not in {a.fingerprint for a in row.auth_certificates}:
+                raise CertificateNotRegistered(
+                    f"the request is not signed with an auth certificate registered for {request.server}"
+                )
+            session.add(
+                MaintenanceRequestRow(
+                    request_id=request.request_id,
+                    server=request.server.slash(),
+                    enabled=request.enabled,
+                    certificate_fingerprint=verified.certificate_fingerprint,
+                    digest=verified.digest,
+                    submitted_at=request.submitted_at,
+                    received_at=context.at,
+                )
+            )
+            # The id's uniqueness speaks now: of two identical requests racing, one is refused.
+            try:
+                session.flush()
+            except IntegrityError as exc:
+                raise RequestReplayed("this request was already received") from exc
+            return self._set_maintenance(record, row, request.server, request.enabled)
 
     def add_server_client(
         self, server: str | SecurityServerId, client: str | ClientId, *, audit: AuditContext | None = None

@@ -182,3 +182,40 @@ def test_waiting_for_a_decision_that_does_not_come_exits_3(layout: Layout) -> No
         "registry", "requests", "revoke", "--database-url", layout.registry_database_url, request["id"]
     )
     assert revoked.returncode == 0, revoked.stderr
+
+
+def _published_maintenance(layout: Layout, slug: str) -> bool | None:
+    conf = _published(layout)
+    if conf is None:
+        return None
+    server = conf.server(layout.plan.server(slug).id)
+    return server.maintenance_mode if server is not None else None
+
+
+def test_maintenance_mode_announced_by_the_server_is_published(layout: Layout) -> None:
+    config = str(layout.server_config("paderborn"))
+    server_id = layout.plan.server("paderborn").id
+    for mode, enabled in (("on", True), ("off", False)):
+        announced = xweg("gateway", "maintenance", mode, "--config", config, "--json")
+        assert announced.returncode == 0, announced.stderr
+        answer = json.loads(announced.stdout)
+        assert (answer["server"], answer["maintenance_mode"], answer["changed"], answer["status"]) == (
+            server_id.slash(),
+            enabled,
+            True,
+            "applied",
+        )
+        deadline = time.monotonic() + 20
+        while _published_maintenance(layout, "paderborn") is not enabled:
+            assert time.monotonic() < deadline, f"maintenance {mode} was not published"
+            time.sleep(0.3)
+    with RegistryStore.open(layout.registry_database_url) as store:
+        changes = [e for e in store.audit_trail(limit=1000) if e.operation == "set_maintenance_mode"]
+    assert [(e.actor, e.after) for e in changes[-2:]] == [
+        (server_id.slash(), {"maintenance_mode": True}),
+        (server_id.slash(), {"maintenance_mode": False}),
+    ]
+    # Announcing the mode the server already has is applied and changes nothing.
+    again = xweg("gateway", "maintenance", "off", "--config", config)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.strip() == f"{server_id.slash()}  maintenance off (unchanged)"

@@ -84,7 +84,7 @@ def test_migrations_create_the_schema_from_nothing_and_are_idempotent(database_u
     store = RegistryStore.open(database_url)
     try:
         with store.engine.connect() as connection:
-            assert connection.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0003"
+            assert connection.scalar(sa.text("SELECT version_num FROM alembic_version")) == "0004"
             # The migration creates exactly what the models declare.
             assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     finally:
