@@ -1,13 +1,17 @@
-"""``xweg token issue``: bearer tokens for the auditor API of one security server.
+"""``xweg token issue`` and ``xweg gateway token issue``: bearer tokens for a security server's APIs.
 
 ::
 
     xweg token issue --role auditor --subject NAME [--bodies] [--ttl 8h] --config server.toml
+    xweg gateway token issue --role ROLE --subject NAME [--ttl 8h] --config server.toml
 
 Prints the token (an ES256 JWT) alone on standard output, so that scripts can capture
-it; what it grants goes to standard error.  The token is signed with the security
-server's auditor-token key (``auditor-token.key`` in its data folder, created on first
-use, encrypted with the server's key passphrase) and only that server accepts it.
+it; what it grants goes to standard error.  An auditor token (for the auditor API) is
+signed with the security server's auditor-token key (``auditor-token.key`` in its data
+folder), a management token (for the management API, roles as
+:mod:`gateway.management.openapi` lists them) with its management-token key
+(``management-token.key``); each is created on first use, encrypted with the server's
+key passphrase, and only that server accepts its tokens.
 """
 
 from __future__ import annotations
@@ -15,28 +19,43 @@ from __future__ import annotations
 import argparse
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from core.clock import Clock, SystemClock
 from gateway.config import ConfigError, GatewayConfig
-from gateway.tokens import TokenKeyError, auditor_token_key_path, load_or_create_token_key
+from gateway.management.tokens import ROLES, issue_management_token, verify_management_token
+from gateway.tokens import (
+    TokenKeyError,
+    auditor_token_key_path,
+    load_or_create_management_token_key,
+    load_or_create_token_key,
+    management_token_key_path,
+)
 from trust.tokens import DEFAULT_TTL_S, MAX_TTL_S, ROLE_AUDITOR, issue_auditor_token, verify_auditor_token
 
-__all__ = ["add_token_commands", "run_token_command", "parse_ttl"]
+__all__ = [
+    "add_gateway_token_commands",
+    "add_token_commands",
+    "parse_ttl",
+    "run_gateway_token_command",
+    "run_token_command",
+]
 
 _TTL = re.compile(r"([0-9]{1,9})([smhd]?)")
 _UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def parse_ttl(text: str) -> int:
-    """``90``, ``90s``, ``30m``, ``8h`` or ``7d`` as seconds, at most :data:`MAX_TTL_S`."""
+def parse_ttl(text: str, max_s: int = MAX_TTL_S) -> int:
+    """``90``, ``90s``, ``30m``, ``8h`` or ``7d`` as seconds, at most ``max_s`` (an auditor
+    token's :data:`MAX_TTL_S` unless told otherwise)."""
     match = _TTL.fullmatch(text.strip())
     if match is None:
         raise argparse.ArgumentTypeError(f"{text!r} is not a lifetime such as 30m, 8h or 7d")
     seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if not 1 <= seconds <= MAX_TTL_S:
-        raise argparse.ArgumentTypeError(f"a token lives 1 s to {MAX_TTL_S // 86400} days, not {text!r}")
+    if not 1 <= seconds <= max_s:
+        raise argparse.ArgumentTypeError(f"a token lives 1 s to {max_s // 86400} days, not {text!r}")
     return seconds
 
 
@@ -80,8 +99,54 @@ def run_token_command(args: argparse.Namespace, clock: Clock | None = None) -> i
     if args.action != "issue":
         print(f"{name}: unknown command", file=sys.stderr)
         return 2
+    return _reported(name, lambda: _issue(args, clock or SystemClock()))
+
+
+def add_gateway_token_commands(gateway_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``token`` (with ``issue``) to ``xweg gateway``'s subparsers: management-API tokens."""
+    token = gateway_sub.add_parser("token", help="bearer tokens for the management API")
+    actions = token.add_subparsers(dest="token_action", required=True)
+    issue = actions.add_parser("issue", help="issue a management token signed by this security server")
+    issue.add_argument("--role", choices=ROLES, required=True, help="the token's role")
+    issue.add_argument("--subject", required=True, help="who the token is for (the audit trail's actor)")
+    issue.add_argument(
+        "--ttl", type=parse_ttl, default=DEFAULT_TTL_S, help="lifetime, e.g. 900, 30m, 8h, 7d (default 8h)"
+    )
+    issue.add_argument("--config", type=Path, required=True, help="the security server's configuration")
+
+
+def _issue_management(args: argparse.Namespace, clock: Clock) -> int:
+    config = GatewayConfig.load(args.config)
+    key = load_or_create_management_token_key(
+        management_token_key_path(config.data_dir), config.key_passphrase
+    )
+    now = clock.now()
+    token = issue_management_token(
+        key, server_id=config.server_id, subject=args.subject, role=args.role, now=now, ttl_s=args.ttl
+    )
+    identity = verify_management_token(token, key.public_key(), server_id=config.server_id, now=now)
+    print(token)
+    print(
+        f"issued a management token for {identity.subject} as {identity.role} on "
+        f"{config.server_id.slash()}: valid until {identity.expires_at.isoformat()}, id {identity.token_id}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def run_gateway_token_command(args: argparse.Namespace, clock: Clock | None = None) -> int:
+    """Run a parsed ``xweg gateway token ...`` command; one line on stderr and non-zero on failure."""
+    name = f"xweg gateway token {args.token_action}"
+    if args.token_action != "issue":  # noqa: S105 (a command name)
+        print(f"{name}: unknown command", file=sys.stderr)
+        return 2
+    return _reported(name, lambda: _issue_management(args, clock or SystemClock()))
+
+
+def _reported(name: str, work: Callable[[], int]) -> int:
+    """``work()``, or one line on stderr and 1 for what a token command can fail with."""
     try:
-        return _issue(args, clock or SystemClock())
+        return work()
     except (ConfigError, TokenKeyError, ValueError) as exc:
         print(f"{name}: {exc}", file=sys.stderr)
     except OSError as exc:
