@@ -116,6 +116,14 @@ def backend_errors(url: yarl.URL) -> Iterator[None]:
         ) from exc
     except aiohttp.InvalidURL as exc:
         raise XwegError(ErrorCode.INTERNAL_ERROR, "the backend URL is invalid", Origin.SERVER_PROXY) from exc
+    except aiohttp.ClientConnectorCertificateError as exc:
+        # Said plainly: the fix is the backend's certificate or the service's verify_tls.
+        why = getattr(exc.certificate_error, "verify_message", "") or type(exc.certificate_error).__name__
+        raise XwegError(
+            ErrorCode.NETWORK_ERROR,
+            f"the backend at {where} presented a TLS certificate that does not verify ({why})",
+            Origin.SERVER_PROXY,
+        ) from exc
     except (aiohttp.ClientConnectionError, OSError) as exc:
         raise XwegError(
             ErrorCode.NETWORK_ERROR,

@@ -3,17 +3,35 @@
 An error says *who* is at fault (its :class:`Origin`, X-Road's fault-code prefix),
 *what* failed (its :class:`ErrorCode`, stable across releases), which HTTP status to
 answer with, and carries a correlation id that also appears in the server's log.
+The correlation id is the request's: a listener opens :func:`correlation_scope` when a
+request arrives, and every error raised while handling it carries that id (and every
+log line of it, bound by the listener), so that a fault names the lines to read.
 One piece of code at each edge renders it as an X-Road REST error body or SOAP fault;
 nothing else decides how an error looks on the wire.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import enum
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-__all__ = ["Origin", "ErrorCode", "XwegError", "new_correlation_id"]
+__all__ = [
+    "Origin",
+    "ErrorCode",
+    "XwegError",
+    "new_correlation_id",
+    "current_correlation_id",
+    "correlation_scope",
+]
+
+# The correlation id of the request being handled in this context; None outside a request.
+_correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "xweg_correlation_id", default=None
+)
 
 
 class Origin(enum.Enum):
@@ -43,6 +61,8 @@ class ErrorCode(enum.Enum):
     INVALID_REQUEST = _Code("InvalidRequest")
     INVALID_MESSAGE = _Code("InvalidMessage")
     REQUEST_TOO_LARGE = _Code("RequestTooLarge", 413)
+    # More requests in flight than the listener takes at once: try again later.
+    TOO_MANY_REQUESTS = _Code("TooManyRequests", 503)
     # SOAP message protocol 4.0: X-Road's own codes for a message it cannot take apart.
     INVALID_HTTP_METHOD = _Code("InvalidHttpMethod")
     INVALID_CONTENT_TYPE = _Code("InvalidContentType")
@@ -68,6 +88,8 @@ class ErrorCode(enum.Enum):
     INVALID_SIGNATURE_VALUE = _Code("InvalidSignatureValue")
     CERT_VALIDATION = _Code("CertValidation")
     SSL_AUTHENTICATION_FAILED = _Code("SslAuthenticationFailed")
+    # A client token (Authorization: Bearer) that is missing where required, invalid or for another client.
+    INVALID_CLIENT_TOKEN = _Code("InvalidClientToken", 401)
     INCONSISTENT_RESPONSE = _Code("InconsistentResponse")
     NETWORK_ERROR = _Code("NetworkError")
     SERVICE_FAILED = _Code("ServiceFailed")
@@ -85,6 +107,26 @@ def new_correlation_id() -> str:
     return str(uuid.uuid4())
 
 
+def current_correlation_id() -> str | None:
+    """The correlation id of the request being handled, or None outside :func:`correlation_scope`."""
+    return _correlation_id.get()
+
+
+@contextlib.contextmanager
+def correlation_scope(correlation_id: str | None = None) -> Iterator[str]:
+    """Handle one request under ``correlation_id`` (a new one by default); yields the id.
+
+    Errors raised inside take it as theirs unless given another.  The previous id (if
+    any) is restored on leaving, so scopes nest.
+    """
+    value = correlation_id or new_correlation_id()
+    token = _correlation_id.set(value)
+    try:
+        yield value
+    finally:
+        _correlation_id.reset(token)
+
+
 class XwegError(Exception):
     """A failure with a stable code, an origin, an HTTP status and a correlation id."""
 
@@ -100,7 +142,7 @@ class XwegError(Exception):
         self.code = code
         self.message = message
         self.origin = origin
-        self.correlation_id = correlation_id or new_correlation_id()
+        self.correlation_id = correlation_id or _correlation_id.get() or new_correlation_id()
 
     @property
     def fault_code(self) -> str:

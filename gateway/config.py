@@ -13,9 +13,17 @@ data_dir = "."
 host = "127.0.0.1"
 port = 5510
 
+[client_tls_listener]         # optional; for information systems (HTTPS): the same services,
+host = "127.0.0.1"            # with the internal TLS certificate (data_dir/internal-tls.pem, made
+port = 5443                   # on first use) and the client certificates registered for clients
+
 [peer_listener]               # for other security servers (mutual TLS)
 host = "127.0.0.1"
 port = 5511
+
+[management_listener]         # optional; the management API (HTTPS, internal TLS certificate,
+host = "127.0.0.1"            # JWT roles: gateway.management); the default host is 127.0.0.1;
+port = 5588                   # without this section the server runs no management listener
 
 [keys]
 passphrase_file = "keys/passphrase"      # or passphrase_env = "XWEG_KEY_PASSPHRASE"
@@ -37,12 +45,30 @@ refresh_interval_s = 1200
 inline_body_limit_bytes = 262144                  # larger bodies: blob store beside the log
 omit_bodies_for = ["NRW/MUN/05774032/sozialamt"]  # data minimisation: digests only
 
+[limits]                      # optional; these are the defaults
+max_body_bytes = 10485760     # one request or response body (10 MiB); more: 413
+max_header_bytes = 8192       # the request line, and each header's name or value; more: 400
+max_headers = 100             # header fields in one request; more: 400
+max_concurrent_requests = 256 # requests the client listener handles at once; more: 503 at once
+peer_timeout_s = 60           # waiting for the provider's security server
+max_backend_timeout_s = 300   # ceiling on every service's timeout_s
+shutdown_timeout_s = 30       # after SIGTERM: how long exchanges in flight may still take
+
 [archive]                     # optional; X-Road's defaults
 interval_s = 21600
 retention_s = 2592000
 
+[opmon]                       # optional; operational monitoring (data_dir/opmon.db)
+retention_s = 604800          # records kept 7 days
+max_queue = 10000             # records waiting to be written; beyond this they are dropped (and counted)
+
+[serverconf]                  # optional; the server configuration store (gateway.serverconf.store)
+database_url = "sqlite:///serverconf.db"  # the default; a relative SQLite path is under data_dir;
+                              # replicas share one PostgreSQL database: "postgresql://user@host/serverconf"
+poll_interval_s = 2.0         # how soon changes made elsewhere (command line, other replicas) take effect
+
 # Clients, services and access rights below seed the server configuration store
-# (data_dir/serverconf.db) when it is created; from then on the store rules.
+# (serverconf.database_url) when it has never held anything; from then on the store rules.
 [[clients]]                   # subsystems of this organisation's information systems
 id = "NRW/MUN/05774032/gewerbeamt"
 connection = "http"           # "http", "https" or "https-mtls" (the default)
@@ -110,6 +136,8 @@ __all__ = [
     "OcspSettings",
     "MessageLogSettings",
     "ArchiveSettings",
+    "OpmonSettings",
+    "ServerConfSettings",
     "GatewayConfig",
 ]
 
@@ -160,12 +188,28 @@ def _connection(client: str, value: object) -> ConnectionType:
 
 @dataclass(frozen=True)
 class Limits:
+    """Bounds on what the listeners take and how long work may run.
+
+    Header bounds are the HTTP parser's (aiohttp), on both listeners: a request beyond
+    them is answered 400 by the parser and its connection closed, before any handler
+    runs.  The concurrency bound counts requests being handled on the client listener
+    (not idle keep-alive connections); ``/healthz`` and ``/readyz`` are not counted.
+    """
+
     max_body_bytes: int = 10 * 1024 * 1024  # X-Road logs REST bodies up to 10 MiB
     peer_timeout_s: float = 60.0
-    max_header_bytes: int = 64 * 1024
+    max_header_bytes: int = 8 * 1024  # the request line, and one header's name or value
+    max_headers: int = 100  # header fields per request
+    max_concurrent_requests: int = 256  # on the client listener; each may hold a body of max_body_bytes
+    max_backend_timeout_s: float = 300.0  # a service's timeout_s above this is cut to it
+    shutdown_timeout_s: float = 30.0  # after a stop signal, for exchanges in flight; then they are cancelled
 
     def __post_init__(self) -> None:
         _require_positive(self)
+        for name in ("max_body_bytes", "max_header_bytes", "max_headers", "max_concurrent_requests"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ConfigError(f"{name} must be an integer, not {value!r}")
 
 
 @dataclass(frozen=True)
@@ -243,6 +287,35 @@ class ArchiveSettings:
 
 
 @dataclass(frozen=True)
+class OpmonSettings:
+    """Operational monitoring: one record per exchange, kept for a while (gateway.observability.opmon)."""
+
+    retention_s: float = 7 * 24 * 3600.0  # records older than this are pruned
+    max_queue: int = 10_000  # records waiting for the writer; more are dropped and counted
+    prune_interval_s: float = 3600.0
+
+    def __post_init__(self) -> None:
+        _require_positive(self)
+        if not isinstance(self.max_queue, int):
+            raise ConfigError(f"max_queue must be an integer, not {self.max_queue!r}")
+
+
+@dataclass(frozen=True)
+class ServerConfSettings:
+    """Where the server configuration store is, and how often the running server looks for changes."""
+
+    database_url: str = "sqlite:///serverconf.db"  # a relative SQLite path is resolved against data_dir
+    poll_interval_s: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.database_url, str) or not self.database_url.strip():
+            raise ConfigError(f"database_url must be a database URL, not {self.database_url!r}")
+        value = self.poll_interval_s
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ConfigError(f"poll_interval_s must be a positive number, not {value!r}")
+
+
+@dataclass(frozen=True)
 class GatewayConfig:
     server_id: SecurityServerId
     anchor_path: Path
@@ -259,12 +332,18 @@ class GatewayConfig:
     clients: tuple[ClientEntry, ...]
     services: tuple[ServiceEntry, ...]
     access: tuple[AccessGrant, ...]
+    # HTTPS for information systems with the internal TLS certificate; None: plain HTTP only.
+    client_tls_listener: Listener | None = None
+    # The management API over HTTPS (gateway.management); None: no management listener.
+    management_listener: Listener | None = None
     limits: Limits = field(default_factory=Limits)
     globalconf: GlobalConfClientSettings = field(default_factory=GlobalConfClientSettings)
     timestamping: TimestampingSettings = field(default_factory=TimestampingSettings)
     ocsp: OcspSettings = field(default_factory=OcspSettings)
     messagelog: MessageLogSettings = field(default_factory=MessageLogSettings)
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
+    opmon: OpmonSettings = field(default_factory=OpmonSettings)
+    serverconf: ServerConfSettings = field(default_factory=ServerConfSettings)
 
     @property
     def archive_dir(self) -> Path:
@@ -273,6 +352,10 @@ class GatewayConfig:
     @property
     def message_log_path(self) -> Path:
         return self.data_dir / "messagelog.db"
+
+    @property
+    def opmon_path(self) -> Path:
+        return self.data_dir / "opmon.db"
 
     @property
     def globalconf_path(self) -> Path:
@@ -351,7 +434,15 @@ def _build(raw: dict[str, Any], base: Path, environ: Mapping[str, str]) -> Gatew
         anchor_path=rel(raw["anchor"]),
         data_dir=rel(raw.get("data_dir", ".")),
         client_listener=Listener(**raw["client_listener"]),
+        client_tls_listener=(
+            Listener(**raw["client_tls_listener"]) if "client_tls_listener" in raw else None
+        ),
         peer_listener=Listener(**raw["peer_listener"]),
+        management_listener=(
+            Listener(**{"host": "127.0.0.1", **raw["management_listener"]})
+            if "management_listener" in raw
+            else None
+        ),
         auth_key_path=rel(keys["auth_key"]),
         auth_certificate_path=rel(keys["auth_certificate"]),
         sign_keys=tuple(
@@ -385,6 +476,8 @@ def _build(raw: dict[str, Any], base: Path, environ: Mapping[str, str]) -> Gatew
         ocsp=OcspSettings(**raw.get("ocsp", {})),
         messagelog=_messagelog_settings(raw.get("messagelog", {})),
         archive=ArchiveSettings(**raw.get("archive", {})),
+        opmon=OpmonSettings(**raw.get("opmon", {})),
+        serverconf=ServerConfSettings(**raw.get("serverconf", {})),
     )
 
 

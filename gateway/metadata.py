@@ -193,7 +193,9 @@ async def _answer_get_wsdl(
             f"service {service.id} is a {service.protocol.name} service and has no WSDL",
             _ORIGIN,
         )
-    wsdl = await gateway.backends.fetch_description(url, service.timeout_s, MAX_WSDL_BYTES)
+    wsdl = await gateway.backends.fetch_description(
+        url, service.timeout_s, MAX_WSDL_BYTES, verify_tls=service.verify_tls
+    )
     # Reading and masking a WSDL of up to MAX_WSDL_BYTES is CPU work: off the event loop.
     content_type, body = await asyncio.to_thread(_checked_get_wsdl_response, soap, wsdl, service, call)
     return 200, (("content-type", content_type),), body
@@ -268,7 +270,9 @@ async def _listing(
 
 
 async def _openapi(gateway: Gateway, service: ServiceEntry, url: str) -> dict[str, object]:
-    data = await gateway.backends.fetch_description(url, service.timeout_s, MAX_OPENAPI_BYTES)
+    data = await gateway.backends.fetch_description(
+        url, service.timeout_s, MAX_OPENAPI_BYTES, verify_tls=service.verify_tls
+    )
     return read_openapi(data, origin=_ORIGIN)
 
 

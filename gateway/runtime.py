@@ -13,7 +13,7 @@ import aiohttp
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from adapters.backend_http import fetch_description
+from adapters.backend_http import fetch_description, new_backend_session
 from adapters.rest.backend import RestBackend
 from adapters.soap.backend import SoapBackend
 from core.clock import Clock
@@ -25,6 +25,8 @@ from gateway.config import GatewayConfig
 from gateway.messagelog.archive import Archiver
 from gateway.messagelog.timestamper import Timestamper, TimestampingOverdue
 from gateway.messagelog.writer import MessageLogWriter
+from gateway.observability.metrics import GatewayMetrics
+from gateway.observability.opmon import OperationalMonitor
 from gateway.ocsp import OwnOcspResponses
 from gateway.serverconf.live import LiveServerConf
 from gateway.transport.client import PeerClient
@@ -52,40 +54,69 @@ def load_signers(config: GatewayConfig) -> dict[MemberId, Signer]:
 
 
 class BackendPool:
-    """One HTTP session to information-system backends; one REST and one SOAP caller per timeout.
+    """HTTP sessions to information-system backends; one REST and one SOAP caller per setting.
 
-    The same session fetches the services' descriptions for the metadata services.
+    Backends are called through a session that checks ``https`` certificates against the
+    system's CAs, except for services configured with ``verify_tls = false``, which get a
+    session of their own that does not (created when first needed), so that turning
+    verification off for one backend never turns it off for another.  The same sessions
+    fetch the services' descriptions for the metadata services.
+
+    Every timeout is cut to ``max_timeout_s`` (``limits.max_backend_timeout_s``), so that
+    no service's setting keeps a request, and its place among the concurrent ones, for
+    longer than that.
     """
 
-    def __init__(self, session: aiohttp.ClientSession, max_response_bytes: int) -> None:
-        self._session = session
+    def __init__(
+        self, session: aiohttp.ClientSession, max_response_bytes: int, *, max_timeout_s: float = 300.0
+    ) -> None:
+        self._sessions: dict[bool, aiohttp.ClientSession] = {True: session}
         self._max = max_response_bytes
-        self._by_timeout: dict[float, RestBackend] = {}
-        self._soap_by_timeout: dict[float, SoapBackend] = {}
+        self._max_timeout_s = max_timeout_s
+        self._rest: dict[tuple[float, bool], RestBackend] = {}
+        self._soap: dict[tuple[float, bool], SoapBackend] = {}
 
-    def get(self, timeout_s: float) -> RestBackend:
-        """The REST caller with this timeout."""
-        backend = self._by_timeout.get(timeout_s)
+    def _session(self, verify_tls: bool) -> aiohttp.ClientSession:
+        session = self._sessions.get(verify_tls)
+        if session is None:
+            session = new_backend_session(connector=aiohttp.TCPConnector(ssl=False))
+            self._sessions[verify_tls] = session
+        return session
+
+    def get(self, timeout_s: float, *, verify_tls: bool = True) -> RestBackend:
+        """The REST caller with this timeout (at most the ceiling) and certificate checking."""
+        timeout_s = min(timeout_s, self._max_timeout_s)
+        backend = self._rest.get((timeout_s, verify_tls))
         if backend is None:
-            backend = RestBackend(self._session, timeout_s=timeout_s, max_response_bytes=self._max)
-            self._by_timeout[timeout_s] = backend
+            backend = RestBackend(
+                self._session(verify_tls), timeout_s=timeout_s, max_response_bytes=self._max
+            )
+            self._rest[(timeout_s, verify_tls)] = backend
         return backend
 
-    def soap(self, timeout_s: float) -> SoapBackend:
-        """The SOAP caller with this timeout."""
-        backend = self._soap_by_timeout.get(timeout_s)
+    def soap(self, timeout_s: float, *, verify_tls: bool = True) -> SoapBackend:
+        """The SOAP caller with this timeout (at most the ceiling) and certificate checking."""
+        timeout_s = min(timeout_s, self._max_timeout_s)
+        backend = self._soap.get((timeout_s, verify_tls))
         if backend is None:
-            backend = SoapBackend(self._session, timeout_s=timeout_s, max_response_bytes=self._max)
-            self._soap_by_timeout[timeout_s] = backend
+            backend = SoapBackend(
+                self._session(verify_tls), timeout_s=timeout_s, max_response_bytes=self._max
+            )
+            self._soap[(timeout_s, verify_tls)] = backend
         return backend
 
-    async def fetch_description(self, url: str, timeout_s: float, max_bytes: int) -> bytes:
+    async def fetch_description(
+        self, url: str, timeout_s: float, max_bytes: int, *, verify_tls: bool = True
+    ) -> bytes:
         """A service's description (WSDL or OpenAPI document) from its backend; see
         :func:`adapters.backend_http.fetch_description`."""
-        return await fetch_description(self._session, url, timeout_s=timeout_s, max_bytes=max_bytes)
+        session = self._session(verify_tls)
+        timeout_s = min(timeout_s, self._max_timeout_s)
+        return await fetch_description(session, url, timeout_s=timeout_s, max_bytes=max_bytes)
 
     async def close(self) -> None:
-        await self._session.close()
+        for session in self._sessions.values():
+            await session.close()
 
 
 @dataclass
@@ -102,8 +133,11 @@ class Gateway:
     own_ocsp: OwnOcspResponses
     timestamper: Timestamper
     auditor_token_key: ec.EllipticCurvePrivateKey
+    client_token_key: ec.EllipticCurvePrivateKey  # information systems' tokens (trust.clienttokens)
     auditor_queries: AuditQueryLog
     archiver: Archiver
+    metrics: GatewayMetrics  # Prometheus metrics; ``render()`` for GET /metrics
+    opmon: OperationalMonitor  # operational monitoring records (X-Road's pr-opmon)
 
     def check_timestamping(self, now: dt.datetime, origin: Origin) -> None:
         """Refuse new traffic once records have waited for a timestamp past the acceptable period."""

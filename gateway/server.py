@@ -1,6 +1,7 @@
 """One security server per process: the client listener, the peer listener, their lifecycle.
 
-The client listener (plain HTTP, for the organisation's information systems) speaks
+The client listener (plain HTTP, and when configured HTTPS with the internal TLS
+certificate, :mod:`gateway.internaltls`, for the organisation's information systems) speaks
 X-Road REST r1 at ``/r1/...``, answers directory look-ups from the verified global
 configuration at ``/directory/v1/...`` (:mod:`gateway.directoryapi`), X-Road's
 ``GET /listClients`` from the same configuration and ``GET /wsdl?...`` with a ``getWsdl``
@@ -10,17 +11,28 @@ X-Road SOAP 4.0 requests as X-Road's client proxy does: at every path that none 
 routes takes (see :func:`is_soap_request`), and at those two; the peer listener (mutual
 TLS, for other security servers) accepts framed, signed messages.  Every failure leaves
 through one renderer per protocol: an X-Road REST error body, or for a SOAP client a SOAP
-fault, each with a correlation id that is also in the server's log.
+fault, each with a correlation id that is also in the server's log.  When configured, the
+management listener (HTTPS, :mod:`gateway.management.listener`) serves the management API.
+
+The client listener also answers ``GET /healthz`` (alive) and ``GET /readyz`` (ready to
+take exchanges, :mod:`gateway.health`), and takes at most ``limits.max_concurrent_requests``
+requests at once: one more is answered 503 ``Server.ClientProxy.TooManyRequests`` at once.
+Both listeners parse headers within ``limits.max_header_bytes`` and ``limits.max_headers``.
+On a stop signal every listener stops accepting, exchanges in flight get up to
+``limits.shutdown_timeout_s`` to finish (then they are cancelled), and only then are the
+background services, pools and the message log closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -34,13 +46,21 @@ from adapters.rest.outbound import render_rest_error
 from adapters.soap.metadata import render_list_clients
 from adapters.soap.xsd import relocate_schemas, schema_bytes
 from core.clock import Clock, SystemClock
-from core.errors import ErrorCode, Origin, XwegError
+from core.errors import ErrorCode, Origin, XwegError, correlation_scope
 from gateway.auditapi import AuditQueryLog, make_auditor_app
 from gateway.clientauth import ClientConnection
 from gateway.confclient.trusted import TrustedGlobalConf
 from gateway.confclient.updater import GlobalConfUpdater
-from gateway.config import ConfigError, GatewayConfig
+from gateway.config import ConfigError, GatewayConfig, Listener
 from gateway.directoryapi import make_directory_app
+from gateway.health import liveness, readiness
+from gateway.internaltls import (
+    ClientListenerTls,
+    InternalTlsError,
+    internal_tls_fingerprint,
+    load_or_create_internal_tls,
+)
+from gateway.management.listener import start_management_listener
 from gateway.messagelog.archive import Archiver
 from gateway.messagelog.errors import MessageLogError
 from gateway.messagelog.evidence import build_evidence
@@ -49,6 +69,8 @@ from gateway.messagelog.store import MessageLogStore
 from gateway.messagelog.timestamper import TimestampClient, Timestamper, TsaEndpoint
 from gateway.messagelog.writer import MessageLogWriter
 from gateway.metadata import list_clients
+from gateway.observability.metrics import GatewayMetrics, OwnCertificate, StateSources
+from gateway.observability.opmon import OperationalMonitor
 from gateway.ocsp import OwnOcspResponses
 from gateway.pipeline.consumer import (
     PassThroughError,
@@ -58,26 +80,74 @@ from gateway.pipeline.consumer import (
     pass_through_soap_fault,
     soap_fault_answer,
 )
+from gateway.pipeline.observed import Role, observed_exchange
 from gateway.pipeline.provider import handle_exchange
 from gateway.runtime import BackendPool, Gateway, load_signers
 from gateway.serverconf.live import LiveServerConf
-from gateway.tokens import auditor_token_key_path, load_or_create_token_key
+from gateway.serverconf.store import AuditContext, ServerConfStore
+from gateway.tokens import (
+    TokenKeyError,
+    auditor_token_key_path,
+    client_token_key_path,
+    load_or_create_client_token_key,
+    load_or_create_token_key,
+)
 from gateway.transport.client import EXCHANGE_PATH, OCSP_PATH, PeerClient
 from gateway.transport.frame import CONTENT_TYPE, MAX_METADATA_BYTES
 from gateway.transport.tls import server_context
 from trust.anchor import load_anchor
+from trust.clienttokens import names_client_audience, unverified_key_id
 from trust.globalconf import GlobalConf
 from trust.keys import load_certificates
 from trust.service.runner import run_until_signalled
 from trust.signatures import sign_digest
+from trust.tokens import key_id
 
-__all__ = ["serve", "main", "build_gateway", "build_client_app", "build_peer_app", "is_soap_request"]
+__all__ = [
+    "serve",
+    "main",
+    "build_gateway",
+    "build_client_app",
+    "build_peer_app",
+    "client_listener_tls",
+    "is_soap_request",
+    "open_serverconf",
+]
 
 log = structlog.get_logger("xweg.gateway")
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 # SOAP 1.1's media types: a request carrying one comes from a SOAP client, whatever its method.
 _SOAP_MEDIA_TYPES = frozenset({"text/xml", "multipart/related"})
+# Answered however busy the listener is, so that a loaded server still says it is alive.
+_PROBES = frozenset({"/healthz", "/readyz"})
+# The metadata paths, where a request that is not a GET is SOAP (see _metadata_route).
+_METADATA_PATHS = frozenset({"/listClients", "/wsdl"})
+
+
+@web.middleware
+async def _correlation(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Each request under a correlation id of its own: its errors carry it, and so does every
+    log line written while it is handled (with its message id once the request is read)."""
+    with (
+        correlation_scope() as correlation_id,
+        structlog.contextvars.bound_contextvars(correlation_id=correlation_id, message_id=None),
+    ):
+        return await handler(request)
+
+
+def _observed(role: Role) -> Callable[[Handler], Handler]:
+    """A route handler whose exchange is counted, timed and recorded (failures included)."""
+
+    def wrap(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def observed(request: web.Request) -> web.StreamResponse:
+            with observed_exchange(request.app[GATEWAY_KEY], role):
+                return await handler(request)
+
+        return observed
+
+    return wrap
 
 
 def _error_response(error: XwegError) -> web.Response:
@@ -157,6 +227,52 @@ def _speaks_soap(request: web.Request) -> bool:
     return essence in _SOAP_MEDIA_TYPES
 
 
+def _request_limit(limit: int) -> Middleware:
+    """At most ``limit`` requests in flight on the listener; one more is refused at once.
+
+    What is counted is requests being handled (from routing to the response), not
+    connections: an idle keep-alive connection holds no body and no worker.  The probes
+    are not counted.  The refusal is 503 with ``Retry-After``, in SOAP for a SOAP client.
+    """
+    in_flight = 0
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        nonlocal in_flight
+        if request.path in _PROBES:
+            return await handler(request)
+        if in_flight >= limit:
+            return _too_many_requests(request, limit)
+        in_flight += 1
+        try:
+            return await handler(request)
+        finally:
+            in_flight -= 1
+
+    return middleware
+
+
+def _too_many_requests(request: web.Request, limit: int) -> web.Response:
+    busy = XwegError(
+        ErrorCode.TOO_MANY_REQUESTS,
+        f"the security server is handling {limit} requests already; try again later",
+        Origin.CLIENT_PROXY,
+    )
+    log.warning("request.refused_busy", limit=limit, path=request.path, correlation_id=busy.correlation_id)
+    soap = is_soap_request(request) or (
+        request.path in _METADATA_PATHS and request.method not in ("GET", "HEAD") and _speaks_soap(request)
+    )
+    if soap:
+        answer = soap_fault_answer(busy)
+        headers, body = answer.headers, answer.body
+    else:
+        _, headers, body = render_rest_error(busy)
+    # 503 for SOAP too (X-Road answers faults with 200): it tells clients and balancers to retry.
+    response = web.Response(status=busy.http_status, headers=CIMultiDict(headers), body=body)
+    response.headers["Retry-After"] = "1"
+    return response
+
+
 @web.middleware
 async def _soap_dispatch(request: web.Request, handler: Handler) -> web.StreamResponse:
     if is_soap_request(request):
@@ -168,15 +284,16 @@ async def _soap(request: web.Request) -> web.StreamResponse:
     """One X-Road SOAP request; every answer, every failure included, is SOAP."""
     gateway = request.app[GATEWAY_KEY]
     try:
-        body = await _read_body(request, gateway.config.limits.max_body_bytes, Origin.CLIENT)
-        answer = await handle_soap_request(
-            gateway,
-            request.method,
-            body,
-            content_type=request.headers.get("Content-Type"),
-            soap_action=request.headers.get("SOAPAction"),
-            connection=client_connection(request),
-        )
+        with observed_exchange(gateway, Role.CONSUMER, soap=True):
+            body = await _read_body(request, gateway.config.limits.max_body_bytes, Origin.CLIENT)
+            answer = await handle_soap_request(
+                gateway,
+                request.method,
+                body,
+                content_type=request.headers.get("Content-Type"),
+                soap_action=request.headers.get("SOAPAction"),
+                connection=client_connection(request),
+            )
     except XwegError as error:
         _log_failure(error, request)
         answer = soap_fault_answer(error)
@@ -193,14 +310,43 @@ async def _soap(request: web.Request) -> web.StreamResponse:
 
 
 def client_connection(request: web.Request) -> ClientConnection:
-    """What the client listener saw of how ``request`` arrived: TLS, and which client certificate."""
+    """What the client listener saw of how ``request`` arrived: TLS, which client certificate,
+    and the client token of this server it carried, if any (see :func:`_own_client_tokens`)."""
+    tokens = _own_client_tokens(request)
+    if len(set(tokens)) > 1:
+        raise XwegError(
+            ErrorCode.INVALID_CLIENT_TOKEN, "a request carries at most one client token", Origin.CLIENT
+        )
+    token = tokens[0] if tokens else None
     ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
     if ssl_object is None:
-        return ClientConnection(tls=False)
+        return ClientConnection(tls=False, token=token)
     der = ssl_object.getpeercert(binary_form=True)
     return ClientConnection(
-        tls=True, certificate_fingerprint=hashlib.sha256(der).hexdigest() if der else None
+        tls=True, certificate_fingerprint=hashlib.sha256(der).hexdigest() if der else None, token=token
     )
+
+
+def _bearer(authorization: str) -> str | None:
+    """The credentials of an ``Authorization: Bearer ...`` value, else ``None``."""
+    scheme, _, credentials = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return credentials.strip() or None
+
+
+def _own_client_tokens(request: web.Request) -> list[str]:
+    """The bearer tokens in ``request``'s Authorization headers that name this server's
+    client-token key (their ``kid``) or the client proxy as audience, in order.
+
+    Those are this server's to check, and are never forwarded; any other Authorization
+    header is the information system's business with the provider and goes through as is.
+    """
+    bearers = [b for b in map(_bearer, request.headers.getall("Authorization", ())) if b is not None]
+    if not bearers:
+        return []
+    own = key_id(request.app[GATEWAY_KEY].client_token_key.public_key())
+    return [t for t in bearers if unverified_key_id(t) == own or names_client_audience(t)]
 
 
 async def _read_body(request: web.Request, limit: int, origin: Origin) -> bytes:
@@ -216,16 +362,27 @@ async def _read_body(request: web.Request, limit: int, origin: Origin) -> bytes:
     return bytes(body)
 
 
+@_observed(Role.CONSUMER)
 async def _rest(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY_KEY]
     body = await _read_body(request, gateway.config.limits.max_body_bytes, Origin.CLIENT)
+    connection = client_connection(request)
+    headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers]
+    if connection.token is not None:
+        # This server's client token is for this server: neither logged nor sent on.
+        own = set(_own_client_tokens(request))
+        headers = [
+            (name, value)
+            for name, value in headers
+            if name.lower() != "authorization" or _bearer(value) not in own
+        ]
     answer = await handle_rest_request(
         gateway,
         request.method,
         request.raw_path,
-        [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
+        headers,
         body,
-        connection=client_connection(request),
+        connection=connection,
     )
     return web.Response(status=answer.status, headers=CIMultiDict(answer.headers), body=answer.body)
 
@@ -272,6 +429,7 @@ def _imports_pointing_here(document: bytes, request: web.Request) -> bytes:
     return relocate_schemas(document, f"{request.scheme}://{request.host}/xsd/")
 
 
+@_observed(Role.CONSUMER)
 async def _wsdl(request: web.Request) -> web.StreamResponse:
     """``GET /wsdl?xRoadInstance=..&...``: a provider's WSDL, fetched with getWsdl (see
     :func:`gateway.pipeline.consumer.handle_wsdl_request`).
@@ -297,23 +455,17 @@ async def _schema(request: web.Request) -> web.StreamResponse:
 
 
 async def _healthz(request: web.Request) -> web.StreamResponse:
-    gateway = request.app[GATEWAY_KEY]
-    conf = gateway.globalconf.current()
-    stamping = gateway.timestamper.status()
-    body = {
-        "server": gateway.config.server_id.slash(),
-        "globalconf_serial": conf.serial if conf else None,
-        "globalconf_expires_at": conf.expires_at.isoformat() if conf else None,
-        "ready": conf is not None,
-        "ocsp_ready": gateway.own_ocsp.response_for(gateway.auth_certificate) is not None,
-        "untimestamped_records": stamping.pending,
-        "last_timestamp_at": stamping.last_success_at.isoformat() if stamping.last_success_at else None,
-        "last_timestamp_error": stamping.last_error,
-        "last_archive_error": gateway.archiver.last_error,
-    }
-    return web.json_response(body, status=200 if conf is not None else 503)
+    """Alive: 200 whenever the process answers."""
+    return web.json_response(liveness(request.app[GATEWAY_KEY]))
 
 
+async def _readyz(request: web.Request) -> web.StreamResponse:
+    """Ready to take exchanges: 200, or 503 naming each check that failed and why."""
+    ready, body = readiness(request.app[GATEWAY_KEY])
+    return web.json_response(body, status=200 if ready else 503)
+
+
+@_observed(Role.PROVIDER)
 async def _exchange(request: web.Request) -> web.StreamResponse:
     gateway = request.app[GATEWAY_KEY]
     ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
@@ -347,11 +499,17 @@ def _adopted_globalconf(gateway: Gateway) -> tuple[GlobalConf, bytes]:
 def build_client_app(gateway: Gateway) -> web.Application:
     app = web.Application(
         # Outermost first: a SOAP request is answered in SOAP and never reaches the REST renderer.
-        middlewares=[_soap_dispatch, _error_middleware(Origin.CLIENT_PROXY)],
+        middlewares=[
+            _correlation,
+            _request_limit(gateway.config.limits.max_concurrent_requests),
+            _soap_dispatch,
+            _error_middleware(Origin.CLIENT_PROXY),
+        ],
         client_max_size=gateway.config.limits.max_body_bytes + 1,
     )
     app[GATEWAY_KEY] = gateway
     app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
     app.router.add_route("*", "/listClients", _metadata_route(_list_clients))
     app.router.add_route("*", "/wsdl", _metadata_route(_wsdl))
     app.router.add_get("/xsd/{name}", _schema)
@@ -384,7 +542,7 @@ def _auditor_app(gateway: Gateway) -> web.Application:
 
 def build_peer_app(gateway: Gateway) -> web.Application:
     app = web.Application(
-        middlewares=[_error_middleware(Origin.SERVER_PROXY)],
+        middlewares=[_correlation, _error_middleware(Origin.SERVER_PROXY)],
         client_max_size=gateway.config.limits.max_body_bytes + MAX_METADATA_BYTES + 64,
     )
     app[GATEWAY_KEY] = gateway
@@ -413,6 +571,25 @@ def _record_trust(path: Path, values: dict[str, str], conf: GlobalConf, document
         store.close()
 
 
+async def open_serverconf(config: GatewayConfig, clock: Clock) -> LiveServerConf:
+    """The server configuration store (created and migrated when needed), seeded from the
+    configuration file's clients, services and access rights if it has never held anything."""
+    settings = config.serverconf
+
+    def open_and_seed() -> ServerConfStore:
+        store = ServerConfStore.open(settings.database_url, base=config.data_dir)
+        try:
+            if store.seed(config.seed_snapshot(), AuditContext("configuration-file", clock.now())):
+                log.info("serverconf.seeded", clients=len(config.clients), services=len(config.services))
+        except BaseException:
+            store.close()
+            raise
+        return store
+
+    store = await asyncio.to_thread(open_and_seed)
+    return await LiveServerConf.open(store, poll_interval_s=settings.poll_interval_s)
+
+
 async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
     # Keys first: a wrong passphrase or a missing key fails before anything is opened.
     signers = load_signers(config)
@@ -425,6 +602,7 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
     anchor = load_anchor(config.anchor_path)
+    serverconf = await open_serverconf(config, clock)
     policy = config.messagelog
     store = MessageLogStore.open(
         config.message_log_path,
@@ -435,7 +613,8 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
         ),
     )
     store.set_meta("server_id", config.server_id.slash())
-    writer = MessageLogWriter(store)
+    metrics = GatewayMetrics(clock)
+    writer = MessageLogWriter(store, on_commit=metrics.observe_log_commit)
     await writer.start()
 
     def remember_trust(conf: GlobalConf) -> None:
@@ -464,7 +643,11 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
         timeout_s=config.limits.peer_timeout_s,
         max_response_bytes=config.limits.max_body_bytes + MAX_METADATA_BYTES + 64,
     )
-    backends = BackendPool(new_backend_session(), config.limits.max_body_bytes)
+    backends = BackendPool(
+        new_backend_session(),
+        config.limits.max_body_bytes,
+        max_timeout_s=config.limits.max_backend_timeout_s,
+    )
     auth_certificate = load_certificates(config.auth_certificate_path)[0]
     own_ocsp = OwnOcspResponses(
         [auth_certificate, *(s.certificate for s in signers.values())],
@@ -501,6 +684,23 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
         acceptable_s=stamping.acceptable_s,
         timeout_s=stamping.timeout_s,
     )
+    opmon = OperationalMonitor(config.opmon_path, config.opmon, clock, on_drop=metrics.count_opmon_dropped)
+    own_certificates = (
+        OwnCertificate("auth", config.server_id.slash(), auth_certificate),
+        *(OwnCertificate("sign", member.slash(), s.certificate) for member, s in signers.items()),
+    )
+    metrics.watch(
+        StateSources(
+            # The latest verified, even when expired: its expiry is what an alert needs to see.
+            globalconf=lambda: updater.trusted.latest,
+            timestamps=timestamper.status,
+            log_queue_depth=lambda: writer.queue_depth,
+            log_failed_batches=lambda: writer.failed_batches,
+            certificates=lambda: own_certificates,
+            ocsp_validity=own_ocsp.validity,
+            opmon_queue_depth=lambda: opmon.queue_depth,
+        )
+    )
     return Gateway(
         config=config,
         clock=clock,
@@ -509,12 +709,15 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
         log=writer,
         peers=peers,
         backends=backends,
-        serverconf=LiveServerConf(config.seed_snapshot()),
+        serverconf=serverconf,
         auth_certificate=auth_certificate,
         own_ocsp=own_ocsp,
         timestamper=timestamper,
         auditor_token_key=load_or_create_token_key(
             auditor_token_key_path(config.data_dir), config.key_passphrase
+        ),
+        client_token_key=load_or_create_client_token_key(
+            client_token_key_path(config.data_dir), config.key_passphrase
         ),
         auditor_queries=AuditQueryLog.open(config.data_dir / "auditor-queries.db"),
         archiver=Archiver(
@@ -524,7 +727,68 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
             interval_s=config.archive.interval_s,
             retention_s=config.archive.retention_s,
         ),
+        metrics=metrics,
+        opmon=opmon,
     )
+
+
+def client_listener_tls(gateway: Gateway) -> ClientListenerTls:
+    """The HTTPS client listener's TLS: the internal TLS certificate (made on first use),
+    trusting the information-system certificates registered now and in every later snapshot."""
+    config = gateway.config
+    certificate, key = load_or_create_internal_tls(config.data_dir, config.key_passphrase)
+    tls = ClientListenerTls(certificate, key, config.key_passphrase)
+    tls.admit(gateway.serverconf.current())
+    gateway.serverconf.add_listener(tls.admit)
+    return tls
+
+
+async def _start_client_tls_listener(gateway: Gateway, runner: web.AppRunner, listener: Listener) -> None:
+    tls = client_listener_tls(gateway)
+    await web.TCPSite(runner, listener.host, listener.port, ssl_context=tls.context).start()
+    log.info(
+        "listener.started",
+        listener="client_tls",
+        port=listener.port,
+        internal_tls_fingerprint=internal_tls_fingerprint(tls.certificate_path),
+    )
+
+
+def _runner_limits(config: GatewayConfig) -> dict[str, Any]:
+    """aiohttp's own bounds for a listener: the HTTP parser's, and the grace period at stop.
+
+    aiohttp answers a request line or a header name or value longer than
+    ``max_line_size``/``max_field_size``, or more than ``max_headers`` headers, with 400
+    and closes the connection; at cleanup it waits up to ``shutdown_timeout`` for
+    handlers still running, then cancels them.
+    """
+    limits = config.limits
+    return {
+        "max_line_size": limits.max_header_bytes,
+        "max_field_size": limits.max_header_bytes,
+        "max_headers": limits.max_headers,
+        "shutdown_timeout": limits.shutdown_timeout_s,
+    }
+
+
+async def _stop_listeners(runners: list[web.AppRunner]) -> None:
+    """Stop accepting on every listener at once, then let exchanges in flight finish.
+
+    Closing the sites first refuses new connections on all listeners before any waiting
+    starts; each runner's cleanup then closes idle keep-alive connections, waits up to
+    its ``shutdown_timeout`` for running handlers and cancels what is left.  The runners
+    wait side by side, so the whole stop is bounded by one timeout, not one per listener.
+    """
+    for runner in runners:
+        for site in list(runner.sites):
+            await site.stop()
+    if runners:
+        open_connections = sum(len(r.server.connections) for r in runners if r.server is not None)
+        log.info("listeners.draining", connections=open_connections)
+    results = await asyncio.gather(*(runner.cleanup() for runner in runners), return_exceptions=True)
+    for result in results:
+        if isinstance(result, Exception):
+            log.error("listener.stop_failed", error=repr(result))
 
 
 async def serve(config: GatewayConfig, clock: Clock | None = None, stop: asyncio.Event | None = None) -> None:
@@ -535,14 +799,20 @@ async def serve(config: GatewayConfig, clock: Clock | None = None, stop: asyncio
     try:
         # Inside the try: whatever fails to start, what did start is closed below.
         await gateway.globalconf.start()
+        await gateway.serverconf.start()
         await gateway.own_ocsp.start()
         await gateway.timestamper.start()
         await gateway.archiver.start()
-        client_runner = web.AppRunner(build_client_app(gateway), access_log=None)
+        await gateway.opmon.start()
+        client_runner = web.AppRunner(build_client_app(gateway), access_log=None, **_runner_limits(config))
         await client_runner.setup()
         runners.append(client_runner)
         await web.TCPSite(client_runner, config.client_listener.host, config.client_listener.port).start()
         log.info("listener.started", listener="client", port=config.client_listener.port)
+        if config.client_tls_listener is not None:
+            await _start_client_tls_listener(gateway, client_runner, config.client_tls_listener)
+        if config.management_listener is not None:
+            runners.append(await start_management_listener(gateway, config.management_listener))
 
         # The peer listener needs the approved CAs, which come with global configuration.
         while gateway.globalconf.trusted.latest is None and not stop.is_set():
@@ -560,7 +830,7 @@ async def serve(config: GatewayConfig, clock: Clock | None = None, stop: asyncio
                 config.key_passphrase,
                 latest.ca_certificates + latest.intermediate_certificates,
             )
-            peer_runner = web.AppRunner(build_peer_app(gateway), access_log=None)
+            peer_runner = web.AppRunner(build_peer_app(gateway), access_log=None, **_runner_limits(config))
             await peer_runner.setup()
             runners.append(peer_runner)
             await web.TCPSite(
@@ -582,12 +852,14 @@ async def serve(config: GatewayConfig, clock: Clock | None = None, stop: asyncio
             log.info("listener.started", listener="peer", port=config.peer_listener.port)
         await stop.wait()
     finally:
-        for runner in reversed(runners):
-            await runner.cleanup()
+        await _stop_listeners(runners)
+        # After the listeners: the last exchanges' records are written before it stops.
+        await gateway.opmon.close()
         await gateway.archiver.close()
         await gateway.timestamper.close()
         await gateway.own_ocsp.close()
         await gateway.globalconf.close()
+        await gateway.serverconf.close()
         await gateway.peers.close()
         await gateway.backends.close()
         await gateway.log.close()
@@ -604,5 +876,13 @@ def main(config_path: str) -> int:
     return run_until_signalled(
         lambda stop: serve(config, stop=stop),
         name="gateway",
-        startup_errors=(OSError, ValueError, RuntimeError, ConfigError, MessageLogError),
+        startup_errors=(
+            OSError,
+            ValueError,
+            RuntimeError,
+            ConfigError,
+            MessageLogError,
+            TokenKeyError,
+            InternalTlsError,
+        ),
     )

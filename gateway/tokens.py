@@ -1,73 +1,55 @@
-"""The security server's auditor-token signing key: one file in its data folder.
+"""The security server's token-signing keys: one file each in its data folder.
 
-The key (EC P-256, for ES256) is made on first use by whichever comes first, the
-security server at start-up or ``xweg token issue``, and stored as PKCS#8 PEM,
-encrypted with the server's key passphrase when it has one, mode 0600.  Creating it
-is create-if-absent: the new key is written to a temporary file and hard-linked into
-place, so two processes starting at once end up with the same key, never one each.
+The auditor-token key signs auditors' tokens (:mod:`trust.tokens`), the client-token key
+information systems' tokens (:mod:`trust.clienttokens`); two keys, so that neither kind
+of token can ever pass for the other; the management-token key signs administrators'
+tokens for the management API (:mod:`gateway.management.tokens`).  Each (EC P-256, for
+ES256) is made on first use by whichever comes first, the security server at start-up
+or ``xweg token issue`` / ``xweg gateway client-token issue`` / ``xweg gateway token
+issue``, and stored as PKCS#8 PEM, encrypted with the
+server's key passphrase when it has one, mode 0600.  Creating one is create-if-absent
+(:mod:`trust.keyfiles`), so two processes starting at once end up with the same key,
+never one each.
 
-Issuing and verifying tokens is :mod:`trust.tokens`'s; this module only keeps the key.
+Issuing and verifying tokens is :mod:`trust`'s; this module only keeps the keys.
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import secrets
-import stat
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from trust.keys import generate_private_key, load_private_key
+from trust.keyfiles import load_or_create_private_key
 
-__all__ = ["AUDITOR_SIGNING_KEY_FILE", "TokenKeyError", "auditor_token_key_path", "load_or_create_token_key"]
+__all__ = [
+    "AUDITOR_SIGNING_KEY_FILE",
+    "CLIENT_TOKEN_KEY_FILE",
+    "MANAGEMENT_TOKEN_KEY_FILE",
+    "TokenKeyError",
+    "auditor_token_key_path",
+    "client_token_key_path",
+    "load_or_create_client_token_key",
+    "load_or_create_management_token_key",
+    "management_token_key_path",
+    "load_or_create_token_key",
+]
 
 #: File name of the key inside the security server's data folder.
 AUDITOR_SIGNING_KEY_FILE = "auditor-token.key"
+#: File name of the client-token key inside the security server's data folder.
+CLIENT_TOKEN_KEY_FILE = "client-token.key"  # noqa: S105 (a file name)
+#: File name of the management-token key inside the security server's data folder.
+MANAGEMENT_TOKEN_KEY_FILE = "management-token.key"  # noqa: S105 (a file name)
 
 
 class TokenKeyError(Exception):
-    """The auditor-token key file cannot be created or read, or is readable by others."""
+    """A token key file cannot be created or read, or is readable by others."""
 
 
 def auditor_token_key_path(data_dir: Path) -> Path:
     """Where a security server with data folder ``data_dir`` keeps its auditor-token key."""
     return Path(data_dir) / AUDITOR_SIGNING_KEY_FILE
-
-
-def _pem(key: ec.EllipticCurvePrivateKey, passphrase: bytes | None) -> bytes:
-    encryption: serialization.KeySerializationEncryption = (
-        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
-    )
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
-
-
-def _create(path: Path, passphrase: bytes | None) -> None:
-    """Write a new key at ``path`` unless a file is already there (then leave that one)."""
-    data = _pem(generate_private_key(), passphrase)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view) :]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        with contextlib.suppress(FileExistsError):  # another process was first: keep its key
-            os.link(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-    with contextlib.suppress(OSError):  # not every platform can fsync a directory
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
 
 
 def load_or_create_token_key(path: Path, passphrase: bytes | None) -> ec.EllipticCurvePrivateKey:
@@ -76,19 +58,26 @@ def load_or_create_token_key(path: Path, passphrase: bytes | None) -> ec.Ellipti
     Raises :class:`TokenKeyError` if the file cannot be written or read, cannot be
     decrypted with ``passphrase``, is not a P-256 key, or is readable by group or others.
     """
-    path = Path(path)
-    try:
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            _create(path, passphrase)
-        mode = stat.S_IMODE(path.stat().st_mode)
-    except OSError as exc:
-        raise TokenKeyError(f"cannot create the auditor-token key {path}: {exc.strerror or exc}") from exc
-    if mode & 0o077:
-        raise TokenKeyError(
-            f"the auditor-token key {path} is accessible to others (mode {mode:o}); chmod 600 it"
-        )
-    try:
-        return load_private_key(path, passphrase)
-    except (OSError, ValueError) as exc:
-        raise TokenKeyError(f"cannot read the auditor-token key {path}: {exc}") from exc
+    return load_or_create_private_key(path, passphrase, what="auditor-token key", error=TokenKeyError)
+
+
+def client_token_key_path(data_dir: Path) -> Path:
+    """Where a security server with data folder ``data_dir`` keeps its client-token key."""
+    return Path(data_dir) / CLIENT_TOKEN_KEY_FILE
+
+
+def load_or_create_client_token_key(path: Path, passphrase: bytes | None) -> ec.EllipticCurvePrivateKey:
+    """The client-token key at ``path`` (see :mod:`trust.clienttokens`), created as the
+    auditor-token key is; raises :class:`TokenKeyError` as :func:`load_or_create_token_key`."""
+    return load_or_create_private_key(path, passphrase, what="client-token key", error=TokenKeyError)
+
+
+def management_token_key_path(data_dir: Path) -> Path:
+    """Where a security server with data folder ``data_dir`` keeps its management-token key."""
+    return Path(data_dir) / MANAGEMENT_TOKEN_KEY_FILE
+
+
+def load_or_create_management_token_key(path: Path, passphrase: bytes | None) -> ec.EllipticCurvePrivateKey:
+    """The management-token key at ``path``, created as the auditor-token key is; raises
+    :class:`TokenKeyError` as :func:`load_or_create_token_key`."""
+    return load_or_create_private_key(path, passphrase, what="management-token key", error=TokenKeyError)

@@ -30,6 +30,22 @@ def _parser() -> argparse.ArgumentParser:
 
     add_register_commands(gateway_sub)
 
+    from xweg.serverconfcmd import add_serverconf_commands
+
+    add_serverconf_commands(gateway_sub)
+
+    from xweg.maintenancecmd import add_maintenance_command
+
+    add_maintenance_command(gateway_sub)
+
+    from xweg.clienttokencmd import add_client_token_commands
+
+    add_client_token_commands(gateway_sub)
+
+    from xweg.tokencmd import add_gateway_token_commands
+
+    add_gateway_token_commands(gateway_sub)
+
     registry = sub.add_parser("registry", help="the central registry")
     registry_sub = registry.add_subparsers(dest="action", required=True)
     rserve = registry_sub.add_parser("serve", help="publish signed global configuration")
@@ -206,6 +222,23 @@ def main(argv: list[str] | None = None) -> int:
         from xweg.registercmd import run_register_command
 
         return run_register_command(args)
+    if args.command == "gateway":
+        from xweg.serverconfcmd import SERVERCONF_COMMANDS, run_serverconf_command
+
+        if args.action in SERVERCONF_COMMANDS:
+            return run_serverconf_command(args)
+    if args.command == "gateway" and args.action == "maintenance":
+        from xweg.maintenancecmd import run_maintenance_command
+
+        return run_maintenance_command(args)
+    if args.command == "gateway" and args.action == "client-token":
+        from xweg.clienttokencmd import run_client_token_command
+
+        return run_client_token_command(args)
+    if args.command == "gateway" and args.action == "token":
+        from xweg.tokencmd import run_gateway_token_command
+
+        return run_gateway_token_command(args)
     if args.command == "registry" and args.action == "requests":
         from xweg.requestscmd import run_requests_command
 

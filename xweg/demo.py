@@ -382,7 +382,7 @@ def _wait_for_timestamps(layout: Layout, timeout_s: float = 60.0) -> bool:
     waiting = {s.slug for s in layout.plan.servers}
     while waiting and time.monotonic() < deadline:
         for slug in sorted(waiting):
-            status, body = _get_json(layout.client_url(slug) + "/healthz")
+            status, body = _get_json(layout.client_url(slug) + "/readyz")
             if status == 200 and isinstance(body, dict) and body.get("untimestamped_records") == 0:
                 waiting.discard(slug)
         time.sleep(0.5)

@@ -33,6 +33,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from core.identifiers import ClientId, MemberId, SecurityServerId, ServiceId, SubsystemId
+from gateway.internaltls import INTERNAL_TLS_CERTIFICATE_FILE
 from trust.anchor import Anchor, AnchorKey, save_anchor
 from trust.castore import CaStore
 from trust.keys import (
@@ -297,6 +298,14 @@ class Layout:
     def client_url(self, slug: str) -> str:
         return f"http://127.0.0.1:{self.ports[slug + '.client']}"
 
+    def management_url(self, slug: str) -> str:
+        """The server's management API (HTTPS with its internal TLS certificate)."""
+        return f"https://127.0.0.1:{self.ports[slug + '.management']}"
+
+    def internal_tls_certificate(self, slug: str) -> Path:
+        """The internal TLS certificate the server makes on first start (what clients pin)."""
+        return self.server_dir(slug) / "data" / INTERNAL_TLS_CERTIFICATE_FILE
+
     def backend_url(self, kind: str) -> str:
         return f"http://127.0.0.1:{self.ports['backend.' + kind]}"
 
@@ -324,7 +333,7 @@ def _port_is_free(port: int) -> bool:
 def _ports(root: Path, plan: FederationPlan) -> dict[str, int]:
     names = ["registry", "ocsp", "tsa"]
     for server in plan.servers:
-        names += [f"{server.slug}.client", f"{server.slug}.peer"]
+        names += [f"{server.slug}.client", f"{server.slug}.peer", f"{server.slug}.management"]
     names += [f"backend.{kind}" for kind in sorted({s.backend for p in plan.servers for s in p.services})]
     path = root / "ports.json"
     known: dict[str, int] = {}
@@ -487,6 +496,10 @@ def _write_server_config(layout: Layout, server: ServerPlan) -> None:
         "[peer_listener]",
         'host = "127.0.0.1"',
         f"port = {layout.ports[server.slug + '.peer']}",
+        "",
+        "[management_listener]        # management API and /metrics (HTTPS, internal TLS certificate)",
+        'host = "127.0.0.1"',
+        f"port = {layout.ports[server.slug + '.management']}",
         "",
         "[globalconf]",
         f"poll_interval_s = {layout.plan.globalconf_poll_s}",
@@ -685,7 +698,8 @@ class RunningFederation:
         self.wait_ready(timeout_s, names=sorted(servers))
 
     def wait_ready(self, timeout_s: float = 60.0, names: Sequence[str] | None = None) -> None:
-        """Wait until ``names`` (default: every process) answer; servers need the current configuration."""
+        """Wait until ``names`` (default: every process) answer; servers must be ready (``/readyz``)
+        with the registry's current configuration."""
         deadline = time.monotonic() + timeout_s
         pending = set(self.processes if names is None else names)
         registry_serial: int | None = None
@@ -709,7 +723,7 @@ class RunningFederation:
                     with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
                         pending.discard(name)
                 elif registry_serial is not None:
-                    status, body = _get_json(self.layout.client_url(name) + "/healthz")
+                    status, body = _get_json(self.layout.client_url(name) + "/readyz")
                     if (
                         status == 200
                         and isinstance(body, dict)
@@ -755,6 +769,10 @@ class RunningFederation:
                     "owner": server.id.owner.slash(),
                     "clients": [c.slash() for c in server.clients],
                     "client_url": layout.client_url(server.slug),
+                    "management_url": layout.management_url(server.slug),
+                    "metrics_url": layout.management_url(server.slug) + "/metrics",
+                    "internal_tls_certificate": str(layout.internal_tls_certificate(server.slug)),
+                    "config": str(layout.server_config(server.slug)),
                     "message_log": str(layout.message_log(server.slug)),
                 }
             )

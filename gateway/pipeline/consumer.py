@@ -1,6 +1,6 @@
 """The consumer pipeline: an information system's request, out to the provider and back.
 
-Steps (the numbers appear in log events):
+Steps (the numbers name the log events and step metrics of :mod:`gateway.observability.exchange`):
   1. global configuration is current
   2. the request parses (X-Road REST r1, or X-Road SOAP 4.0) and the client is one this
      server hosts
@@ -57,6 +57,7 @@ from core.errors import ErrorCode, Origin, XwegError
 from core.messages import MessageError, Request, ResponseHeader, sha512
 from core.metadata import GET_WSDL
 from gateway.clientauth import ClientConnection, authenticate_client
+from gateway.observability import exchange as trace
 from gateway.ocsp import certificate_trust
 from gateway.pipeline.records import log_request, log_response
 from gateway.runtime import Gateway
@@ -131,9 +132,12 @@ async def handle_rest_request(
     ``connection``: how the information system connected, for step 2.
     """
     # (1) global configuration is current, and the message log is timestamped in time
+    trace.step(1)
     conf, now, trust = _current(gateway)
     # (2) parse
+    trace.step(2)
     request = parse_rest_request(method, raw_target, headers, body, new_message_id=lambda: str(uuid.uuid4()))
+    trace.identify(request.header)
     try:
         # Access rights match the decoded path: refuse here what could be read two ways.
         normalise_request_path(request.header.path)
@@ -166,10 +170,13 @@ async def handle_soap_request(
     :func:`pass_through_soap_fault`).
     """
     # (1) global configuration is current, and the message log is timestamped in time
+    trace.step(1)
     conf, now, trust = _current(gateway)
     # (2) parse: hardened XML, X-Road headers validated, the bytes kept as sent
+    trace.step(2)
     soap = parse_soap_request(body, content_type=content_type, method=method)
     request = to_core_request(soap, soap_action=soap_action)
+    trace.identify(request.header)
     exchanged = await _exchange(
         gateway,
         request,
@@ -199,8 +206,10 @@ async def handle_wsdl_request(gateway: Gateway, query: str) -> ClientAnswer:
     no service, and every code of an exchange) or :class:`PassThroughError`.
     """
     # (1) global configuration is current, and the message log is timestamped in time
+    trace.step(1)
     conf, now, trust = _current(gateway)
     # (2) the request: a getWsdl call for the service the query names
+    trace.step(2)
     service = wsdl_query_service(query, origin=Origin.CLIENT)
     header = XRoadHeader(
         client=gateway.config.server_id.owner,
@@ -211,6 +220,7 @@ async def handle_wsdl_request(gateway: Gateway, query: str) -> ClientAnswer:
     envelope = render_get_wsdl_request(header, WsdlRequest(service.service_code, service.service_version))
     soap = parse_soap_request(envelope, content_type=SOAP_CONTENT_TYPE)
     request = to_core_request(soap)
+    trace.identify(request.header)
     answers: list[SoapResponse] = []
     await _exchange(
         gateway,
@@ -238,6 +248,8 @@ def check_soap_answer(request: SoapRequest, header: ResponseHeader, body: bytes)
     response = parse_soap_response(body, content_type=_content_type(header), origin=_ORIGIN)
     check_request_hash(request, response, origin=_ORIGIN)
     check_response_consistent(request.header, response, origin=_ORIGIN)
+    if response.fault is not None:
+        trace.service_fault(response.fault.code, response.fault.string)
     return response
 
 
@@ -332,9 +344,16 @@ async def _exchange(
             )
         if connection is None:
             raise ValueError("a request for a client is checked against its connection")
-        authenticate_client(entry, connection)
+        authenticate_client(
+            entry,
+            connection,
+            token_key=gateway.client_token_key.public_key(),
+            server_id=gateway.config.server_id,
+            now=now,
+        )
 
     # (3) find the provider's security server (one not in maintenance, when there is one)
+    trace.step(3)
     provider = header.service.provider
     if not conf.has_client(provider):
         raise XwegError(
@@ -350,19 +369,23 @@ async def _exchange(
             _ORIGIN,
         )
     peer = choose_peer(servers)
+    trace.addresses(client=conf.server(gateway.config.server_id), service=peer)
     cas = conf.ca_certificates + conf.intermediate_certificates
     peer_certificate = await _check_peer_certificate(gateway, peer, cas, trust, now, conf.ocsp_freshness_s)
 
     # (4) sign; the signer's OCSP response travels with the signature
+    trace.step(4)
     digest = request_digest(header)
     signer = gateway.signer_for(client.member, _ORIGIN)
     signature = sign_digest(digest, signer.key, signer.certificate)
     sign_ocsp = gateway.own_ocsp.response_for(signer.certificate)
 
     # (5) log before anything leaves this server
+    trace.step(5)
     await log_request(gateway, header, request.body, signature, sign_ocsp, at=now, origin=_ORIGIN)
 
     # (6) send
+    trace.step(6)
     metadata = {
         "header": header.to_dict(),
         "signature": signature,
@@ -382,6 +405,7 @@ async def _exchange(
         )
 
     # (7) the response answers this request and is signed by the provider member
+    trace.step(7)
     request_hash = b64(digest)
     response_header, response_body, response_signature, response_ocsp = _verify_response(
         request, request_hash, answer.body, gateway.clock.now(), trust
@@ -390,6 +414,7 @@ async def _exchange(
         check(response_header, response_body)
 
     # (8) log the response, then answer
+    trace.step(8)
     await log_response(
         gateway,
         header,
@@ -409,6 +434,7 @@ async def _exchange(
         service=header.service.slash(),
         status=response_header.status,
     )
+    trace.responded(response_header.status, len(response_body))
     return _Exchanged(request_hash, response_header, response_body)
 
 

@@ -1,6 +1,6 @@
 """The provider pipeline: a peer's signed request, checked, logged, served, answered.
 
-Steps (the numbers appear in log events):
+Steps (the numbers name the log events and step metrics of :mod:`gateway.observability.exchange`):
   1. global configuration is current, and the message log is timestamped in time
   2. the peer's TLS certificate is one registered for a security server, valid now and
      not revoked (the OCSP response the peer sends with the request)
@@ -41,6 +41,7 @@ from core.errors import ErrorCode, Origin, XwegError
 from core.identifiers import SecurityServerId
 from core.messages import MessageError, Protocol, Request, RequestHeader, ResponseHeader, sha512
 from gateway.metadata import answer_metadata_call, is_metadata_call, read_metadata_call
+from gateway.observability import exchange as trace
 from gateway.ocsp import certificate_trust
 from gateway.pipeline.records import log_request, log_response
 from gateway.runtime import Gateway
@@ -61,6 +62,7 @@ _Answer = tuple[int, tuple[tuple[str, str], ...], bytes]
 
 async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, data: bytes) -> bytes:
     # (1) global configuration is current, and the message log is timestamped in time
+    trace.step(1)
     conf, now = gateway.current_conf(_ORIGIN)
     gateway.check_timestamping(now, _ORIGIN)
     try:
@@ -69,6 +71,7 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
         raise XwegError(ErrorCode.CERT_VALIDATION, str(exc), _ORIGIN) from exc
 
     # (2) who is calling: the certificate must be registered for a security server
+    trace.step(2)
     if not peer_certificate_der:
         raise XwegError(ErrorCode.SSL_AUTHENTICATION_FAILED, "no client certificate presented", _ORIGIN)
     peer_certificate = x509.load_der_x509_certificate(peer_certificate_der)
@@ -80,7 +83,9 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
             "for any security server in global configuration",
             _ORIGIN,
         )
+    trace.addresses(client=peer, service=conf.server(gateway.config.server_id))
     # (3) the message is what its signer signed
+    trace.step(3)
     try:
         frame = decode_frame(data)
         header = RequestHeader.from_dict(frame.metadata["header"])
@@ -91,6 +96,7 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
         auth_ocsp = optional_unb64(frame.metadata.get("auth_ocsp"))
     except (FrameError, MessageError, KeyError, ValueError) as exc:
         raise XwegError(ErrorCode.INVALID_MESSAGE, f"malformed message: {exc}", _ORIGIN) from exc
+    trace.identify(header)
     # (2, continued) the peer's auth certificate is valid now and its OCSP response good
     try:
         validate_auth_certificate(peer_certificate, trust, now, ocsp_response=auth_ocsp)
@@ -131,6 +137,7 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
 
     # (4) is it ours, is this client allowed, does the service speak this protocol?  A
     # metadata service is answered here, without an access check (X-Road's rule).
+    trace.step(4)
     serve: Callable[[], Awaitable[_Answer]]
     if is_metadata_call(header):
         call = read_metadata_call(gateway.serverconf.current(), header, soap)
@@ -140,12 +147,15 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
         serve = functools.partial(_call_backend, gateway, service, request, soap)
 
     # (5) log before the backend sees anything
+    trace.step(5)
     await log_request(gateway, header, frame.body, signature, sign_ocsp, at=now, origin=_ORIGIN)
 
     # (6) call the backend, or answer the metadata service
+    trace.step(6)
     status, headers, body = await serve()
 
     # (7) sign, bind to the request, log, answer
+    trace.step(7)
     response_header = ResponseHeader(
         message_id=header.message_id,
         request_hash=b64(digest),
@@ -177,6 +187,7 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
         protocol=header.protocol.value,
         status=status,
     )
+    trace.responded(status, len(body))
     metadata = {
         "header": response_header.to_dict(),
         "signature": response_signature,
@@ -234,8 +245,10 @@ async def _call_backend(
 ) -> _Answer:
     """(6) The backend's answer to ``request``: ``(status, headers, body)``."""
     if soap is None:
-        return await gateway.backends.get(service.timeout_s).call(service.base_url, request)
-    answer = await gateway.backends.soap(service.timeout_s).call(service.base_url, request)
+        rest = gateway.backends.get(service.timeout_s, verify_tls=service.verify_tls)
+        return await rest.call(service.base_url, request)
+    soap_backend = gateway.backends.soap(service.timeout_s, verify_tls=service.verify_tls)
+    answer = await soap_backend.call(service.base_url, request)
     return soap_answer(soap, answer)
 
 
@@ -293,6 +306,7 @@ def soap_answer(
     """
     response = parse_soap_response(answer.body, content_type=answer.content_type, origin=_ORIGIN)
     if response.fault is not None:
+        trace.service_fault(response.fault.code, response.fault.string)
         if response.packaging is Packaging.PLAIN:
             return answer.status, (("content-type", response.content_type),), answer.body
         # The fault envelope alone: other parts of a multipart fault would reach the

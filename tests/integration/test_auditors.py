@@ -114,7 +114,7 @@ def _exchange(layout: Layout) -> str:
 
 
 def _health(layout: Layout, slug: str) -> dict[str, Any]:
-    with urllib.request.urlopen(layout.client_url(slug) + "/healthz", timeout=5) as resp:
+    with urllib.request.urlopen(layout.client_url(slug) + "/readyz", timeout=5) as resp:
         return json.loads(resp.read())  # type: ignore[no-any-return]
 
 

@@ -25,7 +25,14 @@ def test_fault_code_is_origin_then_code(code: ErrorCode, origin: Origin, fault_c
     assert fault_code in repr(error)
 
 
-@pytest.mark.parametrize("code", [c for c in ErrorCode if c is not ErrorCode.REQUEST_TOO_LARGE])
+@pytest.mark.parametrize(
+    "code",
+    [
+        c
+        for c in ErrorCode
+        if c not in (ErrorCode.REQUEST_TOO_LARGE, ErrorCode.INVALID_CLIENT_TOKEN, ErrorCode.TOO_MANY_REQUESTS)
+    ],
+)
 def test_status_follows_origin(code: ErrorCode) -> None:
     assert XwegError(code, "m", Origin.CLIENT).http_status == 400
     for origin in (Origin.CLIENT_PROXY, Origin.SERVER_PROXY, Origin.REGISTRY):
@@ -37,6 +44,16 @@ def test_request_too_large_is_413_whoever_says_it(origin: Origin) -> None:
     error = XwegError(ErrorCode.REQUEST_TOO_LARGE, "too large", origin)
     assert error.http_status == 413
     assert error.fault_code.endswith(".RequestTooLarge")
+
+
+def test_an_invalid_client_token_is_401() -> None:
+    error = XwegError(ErrorCode.INVALID_CLIENT_TOKEN, "expired", Origin.CLIENT)
+    assert (error.http_status, error.fault_code) == (401, "Client.InvalidClientToken")
+
+
+def test_too_many_requests_is_503() -> None:
+    error = XwegError(ErrorCode.TOO_MANY_REQUESTS, "busy", Origin.CLIENT_PROXY)
+    assert (error.http_status, error.fault_code) == (503, "Server.ClientProxy.TooManyRequests")
 
 
 def test_correlation_ids_are_unique() -> None:

@@ -89,7 +89,10 @@ class Backends:
     documents: dict[str, bytes | XwegError] = field(default_factory=dict)
     fetched: list[tuple[str, float, int]] = field(default_factory=list)
 
-    async def fetch_description(self, url: str, timeout_s: float, max_bytes: int) -> bytes:
+    async def fetch_description(
+        self, url: str, timeout_s: float, max_bytes: int, *, verify_tls: bool = True
+    ) -> bytes:
+        assert verify_tls  # every service here checks its backend's certificate
         self.fetched.append((url, timeout_s, max_bytes))
         document = self.documents[url]
         if isinstance(document, XwegError):

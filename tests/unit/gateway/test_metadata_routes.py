@@ -34,7 +34,9 @@ from core.identifiers import SubsystemId
 from core.messages import Protocol, Request, ResponseHeader, sha512
 from gateway import server as gateway_server
 from gateway.auditapi import AuditQueryLog
-from gateway.config import GatewayConfig, Listener
+from gateway.config import GatewayConfig, Listener, OpmonSettings
+from gateway.observability.metrics import GatewayMetrics
+from gateway.observability.opmon import OperationalMonitor
 from gateway.pipeline import consumer
 from gateway.pipeline.consumer import ClientAnswer
 from gateway.runtime import Gateway
@@ -93,6 +95,8 @@ def _gateway(tmp_path: Path, conf: list[GlobalConf | None]) -> Gateway:
             current_conf=current_conf,
             auditor_token_key=generate_private_key(),
             auditor_queries=AuditQueryLog.open(tmp_path / "auditor-queries.db"),
+            metrics=GatewayMetrics(SystemClock()),
+            opmon=OperationalMonitor(tmp_path / "opmon.db", OpmonSettings(), SystemClock()),
         ),
     )
 

@@ -27,7 +27,9 @@ from core.identifiers import MemberId, SecurityServerId
 from gateway import server as gateway_server
 from gateway.auditapi import AuditQueryLog
 from gateway.clientauth import ClientConnection
-from gateway.config import GatewayConfig, Limits, Listener
+from gateway.config import GatewayConfig, Limits, Listener, OpmonSettings
+from gateway.observability.metrics import GatewayMetrics
+from gateway.observability.opmon import OperationalMonitor
 from gateway.pipeline.consumer import ClientAnswer, PassThroughError
 from gateway.runtime import Gateway
 from gateway.serverconf.model import ClientEntry
@@ -113,6 +115,8 @@ def _gateway(tmp_path: Path) -> Gateway:
             clock=SystemClock(),
             auditor_token_key=generate_private_key(),
             auditor_queries=AuditQueryLog.open(tmp_path / "auditor-queries.db"),
+            metrics=GatewayMetrics(SystemClock()),
+            opmon=OperationalMonitor(tmp_path / "opmon.db", OpmonSettings(), SystemClock()),
         ),
     )
 
