@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import signal
+import ssl
 import textwrap
 import time
 import urllib.error
@@ -419,6 +420,39 @@ def _verify_logs(layout: Layout) -> bool:
     return ok
 
 
+def _show_traffic(layout: Layout) -> bool:
+    """Each security server's exchanges as its ``/metrics`` count them (over HTTPS with its
+    internal TLS certificate, read with Prometheus's own text parser)."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    print("\nWhat each server's administrator sees in /metrics (management listener):")
+    ok = True
+    for server in layout.plan.servers:
+        url = layout.management_url(server.slug) + "/metrics"
+        context = ssl.create_default_context(cafile=str(layout.internal_tls_certificate(server.slug)))
+        try:
+            with urllib.request.urlopen(url, timeout=10, context=context) as response:  # noqa: S310 -- loopback
+                text = response.read().decode("utf-8")
+        except (OSError, urllib.error.URLError) as exc:
+            print(f"  {server.name:28} no metrics: {exc}")
+            ok = False
+            continue
+        counts: dict[tuple[str, bool], float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                if sample.name == "xweg_exchanges_total":
+                    key = (sample.labels["role"], sample.labels["error_origin"] == "")
+                    counts[key] = counts.get(key, 0.0) + sample.value
+        parts = [
+            f"{role}: {counts.get((role, True), 0):.0f} ok, "
+            f"{counts.get((role, False), 0):.0f} refused or failed"
+            for role in ("consumer", "provider")
+            if (role, True) in counts or (role, False) in counts
+        ]
+        print(f"  {server.name:28} {'; '.join(parts) or 'no exchanges yet'}   {url}")
+    return ok
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -441,7 +475,7 @@ def run_demo(data: Path, *, once: bool) -> int:
         found = _look_up(layout)
         exchanged, first_message = _run_exchanges(layout)
         soap = _soap_meldeauskunft(layout, len(_exchanges(layout)) + 1)
-        exchanged = exchanged and found and soap
+        exchanged = exchanged and found and soap and _show_traffic(layout)
         interval = layout.plan.timestamp_interval_s
         tsa = layout.tsa_url
         print(f"\nWaiting for the next timestamp batch (every {interval:.0f} s here; TSA {tsa}) ...")
@@ -463,6 +497,17 @@ def run_demo(data: Path, *, once: bool) -> int:
         )
         evidence = layout.root / "evidence"
         print(f"Verify evidence offline:  xweg audit verify {evidence}/<id>.zip --anchor {layout.anchor}")
+        config = layout.server_config("bielefeld")
+        print(
+            "Administer a server:  TOKEN=$(xweg gateway token issue --role observer --subject you "
+            f"--config {config} | head -1)"
+        )
+        certificate = layout.internal_tls_certificate("bielefeld")
+        print(
+            f'  curl --cacert {certificate} -H "Authorization: Bearer $TOKEN" '
+            f"{layout.management_url('bielefeld')}/opmon/health"
+        )
+        print(f"  xweg gateway service list --config {config}")
         print("Press Ctrl-C to stop.")
         try:
             while all(p.alive() for p in federation.processes.values()):

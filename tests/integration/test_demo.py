@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 import subprocess
 import sys
@@ -39,6 +40,10 @@ def test_demo_once_exchanges_and_leaves_verifiable_logs(tmp_path: Path) -> None:
         in (run.stdout)
     )
 
+    # Each server's /metrics, read over HTTPS and with Prometheus's own parser.
+    assert "What each server's administrator sees in /metrics" in run.stdout
+    assert re.search(r"Bezirksregierung Detmold +provider: [0-9]+ ok, 1 refused or failed", run.stdout)
+
     described = json.loads((data / "federation.json").read_text())
     assert described["instance"] == "NRW"
     assert described["ocsp_url"].startswith("http://127.0.0.1:")
@@ -47,6 +52,10 @@ def test_demo_once_exchanges_and_leaves_verifiable_logs(tmp_path: Path) -> None:
     servers = {s["id"]: s for s in described["security_servers"]}
     assert {"NRW/MUN/05774032/ss1", "NRW/MUN/05711000/ss1", "NRW/GOV/057/ss1"} <= set(servers)
     assert "NRW/MUN/05774/kreisverwaltung" in servers["NRW/MUN/05774032/ss1"]["clients"]
+    for server in servers.values():
+        assert server["management_url"].startswith("https://127.0.0.1:")
+        assert server["metrics_url"] == server["management_url"] + "/metrics"
+        assert Path(server["internal_tls_certificate"]).exists()
     service = next(s for s in described["services"] if s["id"] == "NRW/GOV/057/arbeitsschutz/gewerbeanzeige")
     assert service["protocol"] == "rest"
     assert service["provider_security_server"] == "NRW/GOV/057/ss1"

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.clock import FixedClock
@@ -83,7 +83,6 @@ def test_every_metric_named_in_the_prometheus_configuration_is_exposed(federatio
 
 
 def test_the_prometheus_configuration_scrapes_https_with_a_pinned_certificate() -> None:
-    yaml = pytest.importorskip("yaml")
     config = yaml.safe_load(PROMETHEUS.read_text())
     jobs = config["scrape_configs"]
     assert jobs
