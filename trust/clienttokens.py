@@ -31,7 +31,6 @@ step 4 uses ``now``.
 from __future__ import annotations
 
 import datetime as dt
-import math
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -48,8 +47,15 @@ from core.identifiers import (
     SubsystemId,
     parse_client_slash,
 )
-from trust.errors import TrustError
-from trust.tokens import ALGORITHM, MAX_LEEWAY_S, MAX_TOKEN_LENGTH, key_id
+from trust.tokens import (
+    ALGORITHM,
+    MAX_LEEWAY_S,
+    MAX_TOKEN_LENGTH,
+    ExpectedToken,
+    TokenInvalid,
+    key_id,
+    verified_claims,
+)
 
 __all__ = [
     "AUDIENCE",
@@ -67,11 +73,9 @@ AUDIENCE = "xweg-client-proxy"
 DEFAULT_TTL_S = 30 * 24 * 3600  # an information system's credential, renewed monthly
 MAX_TTL_S = 366 * 24 * 3600  # a leaked token is useless after a year at most
 _MAX_TOKEN_ID_LENGTH = 128  # characters
-_MAX_CLIENT_LENGTH = 512  # characters; an X-Road client id is far shorter
-_REQUIRED_CLAIMS = ["iss", "aud", "sub", "iat", "exp", "jti"]
 
 
-class ClientTokenInvalid(TrustError):
+class ClientTokenInvalid(TokenInvalid):
     """Not a valid client token of this server for this client: the message says why."""
 
 
@@ -165,13 +169,6 @@ def names_client_audience(token: str) -> bool:
     return audience == AUDIENCE or (isinstance(audience, list) and AUDIENCE in audience)
 
 
-def _numeric_date(claims: dict[str, Any], name: str) -> float:
-    value = claims.get(name)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ClientTokenInvalid(f"the client token's {name!r} claim is not a NumericDate")
-    return float(value)
-
-
 def verify_client_token(
     token: str,
     public_key: ec.EllipticCurvePublicKey,
@@ -186,85 +183,25 @@ def verify_client_token(
     Raises :class:`ClientTokenInvalid`; ``ValueError`` for a caller's mistake (a key that
     is not P-256, a leeway over :data:`trust.tokens.MAX_LEEWAY_S`).
     """
+    expected = ExpectedToken(
+        issuer=issuer.slash(),
+        audience=AUDIENCE,
+        key_name="this server's client-token key",
+        audience_name="the client proxy",
+        issuer_name="this security server",
+        what="the client token",
+        max_ttl_s=MAX_TTL_S,
+        max_subject_length=512,  # an X-Road client id (each part up to 255 characters, rarely near)
+        require_kid=True,
+        error=ClientTokenInvalid,
+    )
     _check_key(public_key)
-    require_utc(now, "now")
-    if (
-        isinstance(leeway_s, bool)
-        or not isinstance(leeway_s, int | float)
-        or not 0 <= leeway_s <= MAX_LEEWAY_S
-    ):
-        raise ValueError(f"leeway must be 0 to {MAX_LEEWAY_S:g} seconds")
-    # (1) shape, algorithm and key, before any key is used
-    if not isinstance(token, str) or not token:
-        raise ClientTokenInvalid("no client token")
-    if len(token) > MAX_TOKEN_LENGTH:
-        raise ClientTokenInvalid(f"the client token is longer than {MAX_TOKEN_LENGTH} characters")
-    if token.count(".") != 2:
-        raise ClientTokenInvalid("the client token is not a compact JWS (three dot-separated parts)")
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.InvalidTokenError as exc:
-        raise ClientTokenInvalid(f"the client token's header cannot be read ({exc})") from exc
-    algorithm = header.get("alg")
-    if algorithm != ALGORITHM:
-        raise ClientTokenInvalid(
-            f"the client token's algorithm is {algorithm!r}; only {ALGORITHM} is accepted"
-        )
-    if header.get("kid") != key_id(public_key):
-        raise ClientTokenInvalid(
-            "the client token was signed by another key than this server's client-token key"
-        )
-    # (2) signature and (3) audience and issuer; times are step 4's, against ``now``
-    try:
-        claims = jwt.decode(
-            token,
-            public_key,
-            algorithms=[ALGORITHM],
-            audience=AUDIENCE,
-            issuer=issuer.slash(),
-            options={
-                "require": _REQUIRED_CLAIMS,
-                "verify_exp": False,
-                "verify_iat": False,
-                "verify_nbf": False,
-                "strict_aud": True,
-            },
-        )
-    except jwt.InvalidSignatureError as exc:
-        raise ClientTokenInvalid(
-            "the client token's signature does not verify with this server's key"
-        ) from exc
-    except jwt.MissingRequiredClaimError as exc:
-        raise ClientTokenInvalid(f"the client token lacks the {exc.claim!r} claim") from exc
-    except jwt.InvalidAudienceError as exc:
-        raise ClientTokenInvalid(f"the client token is not for the client proxy ({exc})") from exc
-    except jwt.InvalidIssuerError as exc:
-        raise ClientTokenInvalid(f"the client token was not issued by this security server ({exc})") from exc
-    except jwt.InvalidTokenError as exc:
-        raise ClientTokenInvalid(f"the client token is not valid ({exc})") from exc
-    # (4) times
-    moment = now.timestamp()
-    issued_at = _numeric_date(claims, "iat")
-    expires_at = _numeric_date(claims, "exp")
-    if issued_at > moment + leeway_s:
-        raise ClientTokenInvalid("the client token was issued in the future")
-    if expires_at <= moment - leeway_s:
-        raise ClientTokenInvalid("the client token has expired")
-    if expires_at <= issued_at:
-        raise ClientTokenInvalid("the client token expires before it was issued")
-    if expires_at - issued_at > MAX_TTL_S:
-        raise ClientTokenInvalid(f"the client token's lifetime exceeds {MAX_TTL_S} seconds")
-    if "nbf" in claims and _numeric_date(claims, "nbf") > moment + leeway_s:
-        raise ClientTokenInvalid("the client token is not valid yet")
-    # (5) the bound client and the token id are well-formed
-    subject = claims["sub"]
-    if not isinstance(subject, str) or len(subject) > _MAX_CLIENT_LENGTH:
-        raise ClientTokenInvalid("the client token's subject is not an X-Road client id")
+    claims, subject, token_id, expires_at = verified_claims(token, public_key, expected, now, leeway_s)
+    # (5) the bound client is an X-Road client id
     try:
         bound = parse_client_slash(subject)
     except IdentifierError as exc:
         raise ClientTokenInvalid(f"the client token's subject is not an X-Road client id ({exc})") from exc
-    token_id = _check_token_id(claims["jti"], ClientTokenInvalid)
     # (6) bound to exactly the client the request acts for
     if bound != client:
         raise ClientTokenInvalid(

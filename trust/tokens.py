@@ -45,7 +45,7 @@ import json
 import math
 import uuid
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import jwt
@@ -66,6 +66,8 @@ __all__ = [
     "TokenError",
     "TokenInvalid",
     "TokenForbidden",
+    "ExpectedToken",
+    "verified_claims",
     "AuditorIdentity",
     "RoleIdentity",
     "key_id",
@@ -257,31 +259,49 @@ def issue_role_token(
     return _sign(private_key, claims)
 
 
-def _numeric_date(claims: dict[str, Any], name: str) -> float:
+def _numeric_date(claims: dict[str, Any], name: str, expected: ExpectedToken) -> float:
     value = claims.get(name)
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise TokenInvalid(f"the token's {name!r} claim is not a NumericDate")
+        raise expected.error(f"{expected.what}'s {name!r} claim is not a NumericDate")
     return float(value)
 
 
 @dataclass(frozen=True)
-class _Expected:
-    """What a token must be, and how messages name it."""
+class ExpectedToken:
+    """What a token must be, how refusals name it, and what they raise.
+
+    Every kind of bearer token (auditor, role, client tokens) is checked by
+    :func:`verified_claims` against one of these, so the steps are written once.
+    """
 
     issuer: str
     audience: str
     key_name: str  # "this server's auditor-token key"
     audience_name: str  # "the auditor API"
     issuer_name: str  # "this security server"
+    what: str = "the token"  # how messages name the token: "the client token"
+    max_ttl_s: int = MAX_TTL_S
+    max_subject_length: int = MAX_SUBJECT_LENGTH
+    require_kid: bool = False  # a header without ``kid`` is refused too
+    error: type[TokenInvalid] = field(default_factory=lambda: TokenInvalid)
 
 
-def _verified_claims(
-    token: str, public_key: ec.EllipticCurvePublicKey, expected: _Expected, now: dt.datetime, leeway_s: float
+def verified_claims(
+    token: str,
+    public_key: ec.EllipticCurvePublicKey,
+    expected: ExpectedToken,
+    now: dt.datetime,
+    leeway_s: float = MAX_LEEWAY_S,
 ) -> tuple[dict[str, Any], str, str, float]:
     """Steps 1-5 of the module docstring (without the kind's own claims): the claims, the
-    subject, the token id and the expiry (seconds since the epoch)."""
+    subject, the token id and the expiry (seconds since the epoch).
+
+    Refusals raise ``expected.error`` with a message naming the token ``expected.what``.
+    """
     _check_key(public_key)
     require_utc(now, "now")
+    error, what = expected.error, expected.what
+    noun = what.removeprefix("the ")
     if (
         isinstance(leeway_s, bool)
         or not isinstance(leeway_s, int | float)
@@ -290,20 +310,20 @@ def _verified_claims(
         raise ValueError(f"leeway must be 0 to {MAX_LEEWAY_S:g} seconds")
     # (1) shape and algorithm, before any key is used
     if not isinstance(token, str) or not token:
-        raise TokenInvalid("no token")
+        raise error(f"no {noun}")
     if len(token) > MAX_TOKEN_LENGTH:
-        raise TokenInvalid(f"the token is longer than {MAX_TOKEN_LENGTH} characters")
+        raise error(f"{what} is longer than {MAX_TOKEN_LENGTH} characters")
     if token.count(".") != 2:
-        raise TokenInvalid("the token is not a compact JWS (three dot-separated parts)")
+        raise error(f"{what} is not a compact JWS (three dot-separated parts)")
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError as exc:
-        raise TokenInvalid(f"the token's header cannot be read ({exc})") from exc
+        raise error(f"{what}'s header cannot be read ({exc})") from exc
     algorithm = header.get("alg")
     if algorithm != ALGORITHM:
-        raise TokenInvalid(f"the token's algorithm is {algorithm!r}; only {ALGORITHM} is accepted")
-    if "kid" in header and header["kid"] != key_id(public_key):
-        raise TokenInvalid(f"the token was signed by another key than {expected.key_name}")
+        raise error(f"{what}'s algorithm is {algorithm!r}; only {ALGORITHM} is accepted")
+    if ("kid" in header or expected.require_kid) and header.get("kid") != key_id(public_key):
+        raise error(f"{what} was signed by another key than {expected.key_name}")
     # (2) signature and (3) audience and issuer; times are step 4's, against ``now``
     try:
         claims = jwt.decode(
@@ -321,32 +341,32 @@ def _verified_claims(
             },
         )
     except jwt.InvalidSignatureError as exc:
-        raise TokenInvalid("the token's signature does not verify with this server's key") from exc
+        raise error(f"{what}'s signature does not verify with this server's key") from exc
     except jwt.MissingRequiredClaimError as exc:
-        raise TokenInvalid(f"the token lacks the {exc.claim!r} claim") from exc
+        raise error(f"{what} lacks the {exc.claim!r} claim") from exc
     except jwt.InvalidAudienceError as exc:
-        raise TokenInvalid(f"the token is not for {expected.audience_name} ({exc})") from exc
+        raise error(f"{what} is not for {expected.audience_name} ({exc})") from exc
     except jwt.InvalidIssuerError as exc:
-        raise TokenInvalid(f"the token was not issued by {expected.issuer_name} ({exc})") from exc
+        raise error(f"{what} was not issued by {expected.issuer_name} ({exc})") from exc
     except jwt.InvalidTokenError as exc:
-        raise TokenInvalid(f"the token is not valid ({exc})") from exc
+        raise error(f"{what} is not valid ({exc})") from exc
     # (4) times
     moment = now.timestamp()
-    issued_at = _numeric_date(claims, "iat")
-    expires_at = _numeric_date(claims, "exp")
+    issued_at = _numeric_date(claims, "iat", expected)
+    expires_at = _numeric_date(claims, "exp", expected)
     if issued_at > moment + leeway_s:
-        raise TokenInvalid("the token was issued in the future")
+        raise error(f"{what} was issued in the future")
     if expires_at <= moment - leeway_s:
-        raise TokenInvalid("the token has expired")
+        raise error(f"{what} has expired")
     if expires_at <= issued_at:
-        raise TokenInvalid("the token expires before it was issued")
-    if expires_at - issued_at > MAX_TTL_S:
-        raise TokenInvalid(f"the token's lifetime exceeds {MAX_TTL_S} seconds")
-    if "nbf" in claims and _numeric_date(claims, "nbf") > moment + leeway_s:
-        raise TokenInvalid("the token is not valid yet")
+        raise error(f"{what} expires before it was issued")
+    if expires_at - issued_at > expected.max_ttl_s:
+        raise error(f"{what}'s lifetime exceeds {expected.max_ttl_s} seconds")
+    if "nbf" in claims and _numeric_date(claims, "nbf", expected) > moment + leeway_s:
+        raise error(f"{what} is not valid yet")
     # (5) identity
-    subject = _check_name(claims["sub"], "the token's subject", MAX_SUBJECT_LENGTH, TokenInvalid)
-    token_id = _check_name(claims["jti"], "the token's id", _MAX_TOKEN_ID_LENGTH, TokenInvalid)
+    subject = _check_name(claims["sub"], f"{what}'s subject", expected.max_subject_length, error)
+    token_id = _check_name(claims["jti"], f"{what}'s id", _MAX_TOKEN_ID_LENGTH, error)
     return claims, subject, token_id, expires_at
 
 
@@ -363,14 +383,14 @@ def verify_auditor_token(
     Raises :class:`TokenInvalid` or :class:`TokenForbidden`; ``ValueError`` for a
     caller's mistake (a key that is not P-256, a leeway over :data:`MAX_LEEWAY_S`).
     """
-    expected = _Expected(
+    expected = ExpectedToken(
         issuer=issuer,
         audience=AUDIENCE,
         key_name="this server's auditor-token key",
         audience_name="the auditor API",
         issuer_name="this security server",
     )
-    claims, subject, token_id, expires_at = _verified_claims(token, public_key, expected, now, leeway_s)
+    claims, subject, token_id, expires_at = verified_claims(token, public_key, expected, now, leeway_s)
     # (5) the auditor's rights
     role = claims.get("role")
     bodies = claims.get("bodies", False)
@@ -406,14 +426,14 @@ def verify_role_token(
     Every failure raises :class:`TokenInvalid` (the caller answers 401); ``ValueError``
     for a caller's mistake (a key that is not P-256, a leeway over :data:`MAX_LEEWAY_S`).
     """
-    expected = _Expected(
+    expected = ExpectedToken(
         issuer=issuer,
         audience=audience,
         key_name="this API's token key",
         audience_name=f"the API {audience}",
         issuer_name=issuer,
     )
-    claims, subject, token_id, expires_at = _verified_claims(token, public_key, expected, now, leeway_s)
+    claims, subject, token_id, expires_at = verified_claims(token, public_key, expected, now, leeway_s)
     # (6) the role, one of this API's
     role = claims.get("role")
     if not isinstance(role, str) or role not in roles:
