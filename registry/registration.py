@@ -29,7 +29,8 @@ routes need none; the request's own signatures authenticate it
     ``{"id", "kind", "server", "maintenance_mode", "changed", "status": "applied"}``.
     Refusals as above, each with its ``type``: 400 ``malformed``, 413
     ``payload_too_large``, 422 ``stale``, ``auth_certificate``, ``server_signature``,
-    ``unknown_server`` or ``unregistered_certificate``, 409 ``replayed``; nothing changes.
+    ``unknown_server`` or ``unregistered_certificate``, 409 ``replayed`` or ``superseded``
+    (older than an announcement already applied); nothing changes.
 
 All run the store's work in a thread, and every refusal carries a correlation id
 that is also logged.

@@ -144,6 +144,13 @@ class RequestReplayed(RegistryConflict):
     code: ClassVar[str] = "replayed"
 
 
+class RequestSuperseded(RegistryConflict):
+    """A server's announcement made no later than one already applied for it: held back
+    and delivered late, it must not undo what the server said since."""
+
+    code: ClassVar[str] = "superseded"
+
+
 # -- schema -------------------------------------------------------------------------------
 
 
@@ -987,8 +994,9 @@ class RegistryStore:
 
         In one transaction: the server must be registered (:class:`UnknownServer`), the
         certificate that signed must be one registered for it
-        (:class:`CertificateNotRegistered`), and the request id must never have been used
-        (:class:`RequestReplayed`); then the id is kept and the mode set, the change (if
+        (:class:`CertificateNotRegistered`), the request id must never have been used
+        (:class:`RequestReplayed`), and the request must be newer than any the server made
+        before (:class:`RequestSuperseded`); then the id is kept and the mode set, the change (if
         any) audited like :meth:`set_maintenance_mode`.  A refusal writes nothing.
         """
         context = audit or AuditContext.local()
@@ -1004,6 +1012,16 @@ class RegistryStore:
             if verified.certificate_fingerprint not in {a.fingerprint for a in row.auth_certificates}:
                 raise CertificateNotRegistered(
                     f"the request is not signed with an auth certificate registered for {request.server}"
+                )
+            latest = session.scalar(
+                sa.select(sa.func.max(MaintenanceRequestRow.submitted_at)).where(
+                    MaintenanceRequestRow.server == request.server.slash()
+                )
+            )
+            if latest is not None and _utc(latest) > request.submitted_at:
+                raise RequestSuperseded(
+                    f"{request.server} made a later announcement (at {_utc(latest).isoformat()}) "
+                    "than this one"
                 )
             session.add(
                 MaintenanceRequestRow(

@@ -44,6 +44,7 @@ __all__ = [
     "HOP_BY_HOP_HEADERS",
     "parse_rest_request",
     "check_rest_path",
+    "METHOD_OVERRIDE_HEADERS",
     "is_hop_by_hop",
 ]
 
@@ -71,6 +72,9 @@ HOP_BY_HOP_HEADERS = frozenset(
         "upgrade",
     }
 )
+#: Headers with which some frameworks let a request say another method than its own;
+#: refused, because access rights are granted per method.
+METHOD_OVERRIDE_HEADERS = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
 #: Not hop-by-hop, but describe this hop or the client program and are not forwarded.
 _NOT_FORWARDED = frozenset({"host", "user-agent", "server", "content-length", "expect"})
 
@@ -167,15 +171,20 @@ def _segment_problem(segment: str) -> str | None:
     """Why a decoded path segment is ambiguous to a backend, or ``None`` if it is not."""
     if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in segment):
         return "a control character"
-    if "/" in segment:
+    # Compatibility forms ('\uff0e', '\uff0f', '\uff3c') become dots and slashes for
+    # backends that normalise Unicode: checked in both forms.
+    folded = unicodedata.normalize("NFKC", segment)
+    if "/" in segment or "/" in folded:
         return "an encoded slash"
-    if "\\" in segment:
+    if "\\" in segment or "\\" in folded:
         return "a backslash"
     # '..;x' is '..' to servers that strip path parameters (Tomcat and its kin).
-    name = segment.split(";", 1)[0]
-    # Compatibility forms ('\uff0e\uff0e') become dots for backends that normalise Unicode.
-    if name in (".", "..") or unicodedata.normalize("NFKC", name) in (".", ".."):
-        return "a dot segment"
+    for name in (segment.split(";", 1)[0], folded.split(";", 1)[0]):
+        if name in (".", ".."):
+            return "a dot segment"
+        # Windows servers drop trailing dots and spaces: '...' and '.. ' are '..' there.
+        if name and not name.strip(". "):
+            return "a segment of only dots and spaces"
     return None
 
 
@@ -298,6 +307,10 @@ def _parse_headers(headers: Sequence[tuple[str, str]]) -> _Headers:
         if not _TOKEN.fullmatch(name):
             raise _invalid(f"header name {_short(name)} is not an HTTP token")
         _check_value(name, value)
+        if name.lower() in METHOD_OVERRIDE_HEADERS:
+            raise _invalid(
+                f"header {name} is refused: access rights are granted per HTTP method, which it would change"
+            )
         lowered.append((name.lower(), value))
 
     connection_tokens = frozenset(

@@ -405,15 +405,29 @@ async def register_client(request: web.Request) -> web.Response:
         if exc.status is None or exc.status >= 500:
             raise ApiError(502, "registry_unavailable", str(exc)) from exc
         raise ApiError(409 if exc.status == 409 else 422, exc.kind or ServerConfError.code, str(exc)) from exc
-    log.info(
-        "management.registration_requested",
-        actor=identity(request).subject,
-        client=client.slash(),
-        request_id=answer.id,
-        state=answer.state,
-        correlation_id=correlation_id(request),
+    await _record_action(
+        request, "request_registration", client.slash(), {"request_id": answer.id, "state": answer.state}
     )
     return web.json_response({"id": answer.id, "state": answer.state}, status=202)
+
+
+async def _record_action(request: web.Request, operation: str, target: str, details: dict[str, Any]) -> None:
+    """Into the audit trail: what was asked of the registry in this administrator's name.
+
+    The registry has already acted; a failure to write the entry is logged, not answered
+    as if the request had failed.
+    """
+    try:
+        await asyncio.to_thread(_store(request).record_action, operation, target, details, _audit(request))
+    except ServerConfError as exc:
+        log.error(
+            "management.audit_failed",
+            operation=operation,
+            target=target,
+            details=details,
+            error=str(exc),
+            correlation_id=correlation_id(request),
+        )
 
 
 async def set_maintenance_mode(request: web.Request) -> web.Response:
@@ -427,12 +441,11 @@ async def set_maintenance_mode(request: web.Request) -> web.Response:
         if exc.status is None or exc.status >= 500:
             raise ApiError(502, "registry_unavailable", str(exc)) from exc
         raise ApiError(409 if exc.status == 409 else 422, exc.kind or ServerConfError.code, str(exc)) from exc
-    log.info(
-        "management.maintenance_announced",
-        actor=identity(request).subject,
-        enabled=enabled,
-        request_id=answer.get("id"),
-        correlation_id=correlation_id(request),
+    await _record_action(
+        request,
+        "announce_maintenance",
+        context.gateway.config.server_id.slash(),
+        {"enabled": enabled, "request_id": answer.get("id"), "changed": answer.get("changed")},
     )
     keys = ("id", "server", "maintenance_mode", "changed", "status")
     return web.json_response({key: answer[key] for key in keys if key in answer})

@@ -128,6 +128,9 @@ class ExchangeTrace:
         self._fault: tuple[str, str] | None = None
         # The service's own SOAP Fault: the exchange layer worked, the service call did not.
         self._service_fault: tuple[str, str] | None = None
+        # Whether the request's client was authenticated: only then do its identifiers
+        # become metric labels, so that made-up identifiers cannot grow the label set.
+        self._admitted = False
         # Step events wait here until the message id is known (or the exchange ends).
         self._waiting: list[dict[str, Any]] | None = []
         self._finished = False
@@ -155,6 +158,10 @@ class ExchangeTrace:
         self._header = header
         structlog.contextvars.bind_contextvars(message_id=header.message_id)
         self._flush_waiting()
+
+    def admitted(self) -> None:
+        """The request's client is authenticated (and, at the provider, its signature verified)."""
+        self._admitted = True
 
     def addresses(self, *, client: SecurityServerInfo | None, service: SecurityServerInfo | None) -> None:
         """The client's and the service's security servers (either may be unknown)."""
@@ -185,7 +192,7 @@ class ExchangeTrace:
             self._end_step(time.perf_counter(), "ok")
             self._flush_waiting()
             seconds = time.perf_counter() - self._started
-            header = self._header
+            header = self._header if self._admitted else None
             role = self.role.value
             self._metrics.count_exchange(
                 role=role,
@@ -356,6 +363,13 @@ def service_fault(fault_code: str, fault_string: str) -> None:
     trace = _current.get()
     if trace is not None:
         trace.service_fault(fault_code, fault_string)
+
+
+def admitted() -> None:
+    """The current exchange's client is authenticated."""
+    trace = _current.get()
+    if trace is not None:
+        trace.admitted()
 
 
 def responded(status: int, size: int) -> None:

@@ -15,7 +15,9 @@ Events:
   ``client`` the client id, ``status`` the HTTP status answered (for SOAP faults X-Road's
   200), ``error_origin`` "" on success, the fault code's prefix (``Client``,
   ``Server.ClientProxy``, ``Server.ServerProxy``) when the exchange layer failed, and
-  ``service`` when the service answered with a SOAP Fault
+  ``service`` when the service answered with a SOAP Fault (``other`` for a fault code of
+  no known origin); ``service`` and ``client`` are empty for a request whose client was
+  not authenticated, so that made-up identifiers do not become labels
 - ``xweg_exchange_duration_seconds{role}``: from request in to response out
 - ``xweg_pipeline_step_duration_seconds{role, step}``: each pipeline step; ``step`` is the
   step's number and name as the pipelines' docstrings list them (``6_send``)
@@ -75,7 +77,8 @@ def fault_origin(fault_code: str) -> str:
     for origin in _ORIGINS:
         if lowered == origin.lower() or lowered.startswith(origin.lower() + "."):
             return origin
-    return fault_code.split(".", 1)[0]
+    # Not one of X-Road's: a label value from the outside stays one of few.
+    return "other"
 
 
 @dataclass(frozen=True)

@@ -351,6 +351,7 @@ async def _exchange(
             server_id=gateway.config.server_id,
             now=now,
         )
+    trace.admitted()
 
     # (3) find the provider's security server (one not in maintenance, when there is one)
     trace.step(3)

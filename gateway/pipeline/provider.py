@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from cryptography import x509
 
+from adapters.rest.inbound import METHOD_OVERRIDE_HEADERS
 from adapters.soap.backend import SoapBackendAnswer
 from adapters.soap.inbound import SoapRequest, parse_soap_request
 from adapters.soap.mime import Packaging, encode_multipart_related
@@ -131,6 +132,7 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
             f"security server {peer.id.slash()} does not host client {header.client}",
             _ORIGIN,
         )
+    trace.admitted()  # signed by the client's member, sent by a server hosting it
     request = Request(header, frame.body)
     # (3, continued) a SOAP body says what its signed header says
     soap = read_soap_request(request) if header.protocol is Protocol.SOAP else None
@@ -217,6 +219,9 @@ def _provided_service(gateway: Gateway, conf: GlobalConf, header: RequestHeader)
         raise XwegError(ErrorCode.UNKNOWN_SERVICE, f"unknown service {header.service}", _ORIGIN)
     method = path = None
     if header.protocol is Protocol.REST:
+        if any(name in METHOD_OVERRIDE_HEADERS for name, _ in header.headers):
+            refused = "a method-override header would change the method that access rights were checked for"
+            raise XwegError(ErrorCode.INVALID_REQUEST, refused, Origin.CLIENT)
         method = header.method
         try:
             path = normalise_request_path(header.path)

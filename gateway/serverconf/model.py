@@ -217,6 +217,10 @@ class EndpointPattern:
                 return True
             if index >= len(given):
                 return False
+            # '*' is one segment, never an empty one: '/users/*' is not '/users/', which
+            # many backends route to the collection '/users'.
+            if segment == "*" and given[index] == "":
+                return False
             if segment != "*" and segment != given[index]:
                 return False
         return len(given) == len(wanted)

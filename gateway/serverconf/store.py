@@ -907,6 +907,17 @@ class ServerConfStore:
                 for row in session.scalars(sa.select(LocalGroupRow).order_by(LocalGroupRow.id))
             ]
 
+    def record_action(
+        self, operation: str, target: str, details: dict[str, Any], context: AuditContext
+    ) -> None:
+        """An audit-trail entry for what an administrator did through this server elsewhere
+        (asked the registry to register a client, announced maintenance mode): who asked,
+        and what was asked and answered.  The configuration itself does not change."""
+        if not isinstance(operation, str) or not operation or len(operation) > 64:
+            raise ServerConfError("an operation is 1 to 64 characters")
+        with self._change(context) as (_, record):
+            record(operation, target, None, details)
+
     def audit_trail(self, *, after_id: int = 0, limit: int = 100) -> list[dict[str, Any]]:
         """Audit-trail entries with an id above ``after_id``, oldest first, at most ``limit``."""
         if isinstance(after_id, bool) or not isinstance(after_id, int) or after_id < 0:

@@ -253,9 +253,21 @@ TRAVERSAL = [
     "/a%0d%0aX-Injected:%201",
     "/a%7fb",
     "/%EF%BC%8E%EF%BC%8E/admin",  # fullwidth full stops: '..' after NFKC
+    "/public/%EF%BC%8E%EF%BC%8E%EF%BC%8Fadmin",  # fullwidth '../': a slash after NFKC
+    "/public/x%EF%BC%BC..%EF%BC%BCadmin",  # fullwidth reverse solidus: a backslash after NFKC
+    "/public/.../admin",  # '..' to servers that drop trailing dots
+    "/public/..%20/admin",  # '..' to servers that drop trailing spaces
+    "/public/%20/admin",
     "/a//b",
     "//admin",
 ]
+
+
+@pytest.mark.parametrize("name", ["X-HTTP-Method-Override", "x-http-method", "X-Method-Override"])
+def test_a_method_override_header_is_refused(name: str) -> None:
+    """Access rights are granted per method; a header that changes it at the backend is refused."""
+    error = refused(ErrorCode.INVALID_REQUEST, headers=[CLIENT, (name, "DELETE")], method="POST")
+    assert "granted per HTTP method" in error.message
 
 
 @pytest.mark.parametrize("path", TRAVERSAL)

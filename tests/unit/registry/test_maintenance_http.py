@@ -186,6 +186,17 @@ async def test_a_replayed_request_id(announcer: Announcer) -> None:
         assert error["message"] == "this request was already received"
 
 
+async def test_an_announcement_held_back_cannot_undo_a_later_one(announcer: Announcer) -> None:
+    """Someone on the path keeps 'on' and delivers it after the administrator's 'off':
+    the older announcement is refused, and the mode stays off."""
+    held_back = announcer.sign(MaintenanceRequest(SERVER, True, NOW)).to_json()
+    later_off = MaintenanceRequest(SERVER, False, NOW + dt.timedelta(seconds=30))
+    assert (await announcer.post(announcer.sign(later_off).to_json()))[0] == 200
+    error = await refused(announcer, held_back, 409, "superseded")
+    assert "made a later announcement" in error["message"]
+    assert announcer.mode() is False
+
+
 async def test_an_unknown_server(announcer: Announcer) -> None:
     pki = announcer.registry.pki
     stranger = SecurityServerId(MEMBER, "ss9")

@@ -410,6 +410,9 @@ async def test_registering_a_client_answers_202_with_the_registrys_request(manag
     status, answer, _ = await management.call("POST", "/clients/NRW:MUN:05774032:gewerbeamt/registration", RO)
     assert (status, answer) == (202, {"id": REQUEST_ID, "state": "pending"})
     assert management.registrations.requests == [GEWERBEAMT]
+    [entry] = [e for e in management.store.audit_trail() if e["operation"] == "request_registration"]
+    assert (entry["actor"], entry["target"]) == ("registration-officer-user", GEWERBEAMT.slash())
+    assert entry["after"] == {"request_id": REQUEST_ID, "state": "pending"}
 
 
 async def test_what_cannot_be_registered(management: Management) -> None:
@@ -443,6 +446,9 @@ async def test_maintenance_mode_is_announced_to_the_registry(management: Managem
         "status": "applied",
     }
     assert management.announcements.announced == [True]
+    [entry] = [e for e in management.store.audit_trail() if e["operation"] == "announce_maintenance"]
+    assert (entry["actor"], entry["target"]) == ("security-officer-user", "NRW/MUN/05774032/ss1")
+    assert entry["after"] == {"enabled": True, "request_id": REQUEST_ID, "changed": True}
 
 
 async def test_what_stops_a_maintenance_announcement(management: Management) -> None:

@@ -89,6 +89,8 @@ def run_consumer_steps(observed: Observed, *, until: int = 8) -> None:
     observed.clock.advance(0.002)
     trace.step(2)
     trace.identify(HEADER)
+    if until >= 3:
+        trace.admitted()  # step 2 authenticated the client
     observed.clock.advance(0.003)
     for number in range(3, until + 1):
         trace.step(number)
@@ -187,6 +189,25 @@ async def test_a_services_soap_fault_is_recorded_as_not_succeeded(observed: Obse
     )
     [labels] = observed.samples("xweg_exchanges_total")
     assert dict(labels)["error_origin"] == "service"
+
+
+async def test_identifiers_of_a_client_never_authenticated_are_no_labels(observed: Observed) -> None:
+    """A refused stranger's made-up identifiers stay out of the metric labels (which live
+    as long as the process), while its opmon record keeps what it sent."""
+    with pytest.raises(XwegError), observed.observe():
+        trace.step(1)
+        trace.step(2)
+        trace.identify(HEADER)
+        raise XwegError(ErrorCode.INVALID_CLIENT_IDENTIFIER, "not hosted here", Origin.CLIENT)
+
+    [labels] = observed.samples("xweg_exchanges_total")
+    assert (dict(labels)["service"], dict(labels)["client"], dict(labels)["error_origin"]) == (
+        "",
+        "",
+        "Client",
+    )
+    [record] = await observed.records()
+    assert record["serviceCode"] == HEADER.service.service_code
 
 
 async def test_a_failed_exchange_is_recorded_with_its_fault(observed: Observed) -> None:

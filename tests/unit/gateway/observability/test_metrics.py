@@ -210,7 +210,9 @@ async def test_the_message_log_writer_reports_each_commit(tmp_path: Path) -> Non
         ("Client.InvalidClientIdentifier", "Client"),
         ("server.serverproxy.access_denied", "Server.ServerProxy"),
         ("Server.Registry.InvalidGlobalConf", "Server.Registry"),
-        ("Server.Elsewhere.Failed", "Server"),
+        # a fault code from outside (a provider's X-Road-Error) of no known origin
+        ("Server.Elsewhere.Failed", "other"),
+        ("made-up-by-a-peer-0001", "other"),
     ],
 )
 def test_the_error_origin_is_the_fault_codes_prefix(fault_code: str, origin: str) -> None:

@@ -122,6 +122,8 @@ def test_bad_endpoint_patterns_are_refused(method: str, path: str, reason: str) 
         (("*", "/betriebe/**"), "POST", "/betriebe/42/inhaber", True),
         (("*", "/betriebe/**"), "POST", "/admin", False),
         (("GET", "/betriebe"), "GET", "/betriebe/", False),
+        # '*' is one non-empty segment: '/betriebe/' is the collection to many backends
+        (("GET", "/betriebe/*"), "GET", "/betriebe/", False),
     ],
 )
 def test_endpoint_matching(pattern: tuple[str, str], method: str, path: str, matches: bool) -> None:
