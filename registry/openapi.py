@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from trust.service.jsonapi import DEFAULT_MAX_STRING, ERROR_SCHEMA
+from trust.service.jsonapi import DEFAULT_MAX_STRING, ERROR_SCHEMA, api_document, api_operation, schema_ref
 from trust.service.jsonapi import nullable_string_schema as _nullable_string
 from trust.service.jsonapi import object_schema as _object
 from trust.service.jsonapi import string_schema as _string
@@ -261,10 +261,6 @@ _ERRORS = {
 }
 
 
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
 def _operation(
     operation_id: str,
     summary: str,
@@ -276,33 +272,17 @@ def _operation(
     body: bool = False,
     parameters: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    responses: dict[str, Any] = {
-        ok: {"description": "success", "content": {"application/json": {"schema": schema}}}
-    }
-    for code in ("400", "401", "403", *errors):
-        responses[code] = {
-            "description": _ERRORS[code],
-            "content": {"application/json": {"schema": _ref("Error")}},
-        }
-    operation: dict[str, Any] = {
-        "operationId": operation_id,
-        "summary": f"{summary} (roles: {', '.join(roles)})",
-        "x-roles": list(roles),
-        "responses": responses,
-    }
-    if body:
-        operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": _ref(f"{operation_id}Request")}},
-        }
-        for code in ("413", "422"):
-            responses[code] = {
-                "description": _ERRORS[code],
-                "content": {"application/json": {"schema": _ref("Error")}},
-            }
-    if parameters:
-        operation["parameters"] = parameters
-    return operation
+    return api_operation(
+        operation_id,
+        summary,
+        roles,
+        ok,
+        schema,
+        errors,
+        descriptions=_ERRORS,
+        has_body=body,
+        parameters=parameters,
+    )
 
 
 # Identifier parts as core.identifiers allows them; bounded so that a request line stays
@@ -334,7 +314,7 @@ AUDITORS = ("registry-admin", "observer")
 
 
 def _list(name: str) -> dict[str, Any]:
-    return {"type": "array", "items": _ref(name)}
+    return {"type": "array", "items": schema_ref(name)}
 
 
 def _build() -> dict[str, Any]:
@@ -343,12 +323,18 @@ def _build() -> dict[str, Any]:
         "/members": {
             "get": _operation("listMembers", "list members", READERS, "200", _list("Member"), ()),
             "post": _operation(
-                "addMember", "register a member", ADMIN, "201", _ref("Member"), ("409",), body=True
+                "addMember", "register a member", ADMIN, "201", schema_ref("Member"), ("409",), body=True
             ),
         },
         "/members/{member_class}/{member_code}": {
             "get": _operation(
-                "getMember", "one member", READERS, "200", _ref("Member"), ("404",), parameters=member_params
+                "getMember",
+                "one member",
+                READERS,
+                "200",
+                schema_ref("Member"),
+                ("404",),
+                parameters=member_params,
             ),
         },
         "/members/{member_class}/{member_code}/subsystems": {
@@ -357,7 +343,7 @@ def _build() -> dict[str, Any]:
                 "register a subsystem of a member",
                 OFFICER,
                 "201",
-                _ref("Subsystem"),
+                schema_ref("Subsystem"),
                 ("409",),
                 body=True,
                 parameters=member_params,
@@ -372,7 +358,7 @@ def _build() -> dict[str, Any]:
                 "register a security server with its auth certificate",
                 OFFICER,
                 "201",
-                _ref("SecurityServer"),
+                schema_ref("SecurityServer"),
                 ("409",),
                 body=True,
             ),
@@ -383,7 +369,7 @@ def _build() -> dict[str, Any]:
                 "let a security server host a client",
                 OFFICER,
                 "201",
-                _ref("SecurityServer"),
+                schema_ref("SecurityServer"),
                 ("409",),
                 body=True,
                 parameters=[*member_params, _path_param("server_code")],
@@ -395,7 +381,7 @@ def _build() -> dict[str, Any]:
                 "put a security server into maintenance mode or take it out (idempotent)",
                 OFFICER,
                 "200",
-                _ref("SecurityServer"),
+                schema_ref("SecurityServer"),
                 (),
                 body=True,
                 parameters=[*member_params, _path_param("server_code")],
@@ -404,7 +390,7 @@ def _build() -> dict[str, Any]:
         "/groups": {
             "get": _operation("listGroups", "list global groups", READERS, "200", _list("Group"), ()),
             "post": _operation(
-                "addGroup", "create a global group", ADMIN, "201", _ref("Group"), ("409",), body=True
+                "addGroup", "create a global group", ADMIN, "201", schema_ref("Group"), ("409",), body=True
             ),
         },
         "/groups/{code}/members": {
@@ -413,7 +399,7 @@ def _build() -> dict[str, Any]:
                 "add a member or subsystem to a global group",
                 ADMIN,
                 "201",
-                _ref("Group"),
+                schema_ref("Group"),
                 ("409",),
                 body=True,
                 parameters=[_path_param("code")],
@@ -434,7 +420,13 @@ def _build() -> dict[str, Any]:
                 ],
             ),
             "post": _operation(
-                "addService", "catalogue a service", OFFICER, "201", _ref("Service"), ("409",), body=True
+                "addService",
+                "catalogue a service",
+                OFFICER,
+                "201",
+                schema_ref("Service"),
+                ("409",),
+                body=True,
             ),
         },
         "/approved-cas": {
@@ -446,7 +438,7 @@ def _build() -> dict[str, Any]:
                 "approve a root CA with its intermediates and OCSP service",
                 ADMIN,
                 "201",
-                _ref("ApprovedCA"),
+                schema_ref("ApprovedCA"),
                 ("409",),
                 body=True,
             ),
@@ -465,7 +457,7 @@ def _build() -> dict[str, Any]:
                 "approve a timestamping authority an approved CA certified",
                 ADMIN,
                 "201",
-                _ref("ApprovedTSA"),
+                schema_ref("ApprovedTSA"),
                 ("409",),
                 body=True,
             ),
@@ -476,7 +468,7 @@ def _build() -> dict[str, Any]:
                 "the unsigned global configuration the registry would publish now",
                 READERS,
                 "200",
-                _ref("GlobalConf"),
+                schema_ref("GlobalConf"),
                 ("422",),
             ),
         },
@@ -501,7 +493,7 @@ def _build() -> dict[str, Any]:
                 "one registration request",
                 READERS,
                 "200",
-                _ref("RegistrationRequest"),
+                schema_ref("RegistrationRequest"),
                 ("404",),
                 parameters=[_REQUEST_ID],
             ),
@@ -512,7 +504,7 @@ def _build() -> dict[str, Any]:
                 "approve (and apply), reject with a reason the server reads, or revoke a pending request",
                 OFFICER,
                 "200",
-                _ref("RegistrationRequest"),
+                schema_ref("RegistrationRequest"),
                 ("404", "409"),
                 body=True,
                 parameters=[_REQUEST_ID],
@@ -536,24 +528,16 @@ def _build() -> dict[str, Any]:
     schemas = dict(_RESPONSE_SCHEMAS)
     for operation_id, schema in REQUEST_SCHEMAS.items():
         schemas[f"{operation_id}Request"] = schema
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "xweg registry management API",
-            "version": "1.0.0",
-            "description": "Members, security servers, global groups, approved CAs and TSAs, the "
-            "service catalogue and the registration requests of an xweg registry. Every call needs a "
-            "bearer JWT (ES256) issued by the registry (`xweg registry token issue`); every change is "
-            "written to the audit trail.",
-        },
-        "servers": [{"url": API_PREFIX}],
-        "security": [{"bearer": []}],
-        "paths": paths,
-        "components": {
-            "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
-        },
-    }
+    return api_document(
+        title="xweg registry management API",
+        description="Members, security servers, global groups, approved CAs and TSAs, the "
+        "service catalogue and the registration requests of an xweg registry. Every call needs a "
+        "bearer JWT (ES256) issued by the registry (`xweg registry token issue`); every change is "
+        "written to the audit trail.",
+        server_url=API_PREFIX,
+        paths=paths,
+        schemas=schemas,
+    )
 
 
 _DOCUMENT = _build()

@@ -42,7 +42,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from trust.service.jsonapi import ERROR_SCHEMA
+from trust.service.jsonapi import ERROR_SCHEMA, api_document, api_operation, schema_ref
 from trust.service.jsonapi import nullable_string_schema as _nullable_string
 from trust.service.jsonapi import object_schema as _object
 from trust.service.jsonapi import string_schema as _string
@@ -117,12 +117,8 @@ REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
 }
 
 
-def _ref(name: str) -> dict[str, Any]:
-    return {"$ref": f"#/components/schemas/{name}"}
-
-
 def _array(name: str) -> dict[str, Any]:
-    return {"type": "array", "items": _ref(name)}
+    return {"type": "array", "items": schema_ref(name)}
 
 
 _RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
@@ -250,10 +246,6 @@ _ERRORS = {
 }
 
 
-def _error(code: str) -> dict[str, Any]:
-    return {"description": _ERRORS[code], "content": {"application/json": {"schema": _ref("Error")}}}
-
-
 def _operation(
     operation_id: str,
     summary: str,
@@ -264,29 +256,17 @@ def _operation(
     *,
     parameters: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    success: dict[str, Any] = {"description": "success"}
-    if schema is not None:
-        success["content"] = {"application/json": {"schema": schema}}
-    responses: dict[str, Any] = {ok: success}
-    codes = ["400", "401", "403", *errors]
-    if operation_id in REQUEST_SCHEMAS:
-        codes += ["413", "422"]
-    for code in sorted(set(codes)):
-        responses[code] = _error(code)
-    operation: dict[str, Any] = {
-        "operationId": operation_id,
-        "summary": f"{summary} (roles: {', '.join(roles)})",
-        "x-roles": list(roles),
-        "responses": responses,
-    }
-    if operation_id in REQUEST_SCHEMAS:
-        operation["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": _ref(f"{operation_id}Request")}},
-        }
-    if parameters:
-        operation["parameters"] = parameters
-    return operation
+    return api_operation(
+        operation_id,
+        summary,
+        roles,
+        ok,
+        schema,
+        errors,
+        descriptions=_ERRORS,
+        has_body=operation_id in REQUEST_SCHEMAS,
+        parameters=parameters,
+    )
 
 
 def _public(operation_id: str, summary: str, content_type: str, schema: dict[str, Any]) -> dict[str, Any]:
@@ -372,7 +352,7 @@ def _build() -> dict[str, Any]:
                 "add a member or subsystem of the global configuration as a client",
                 SECURITY,
                 "201",
-                _ref("Client"),
+                schema_ref("Client"),
                 ("409", "503"),
             ),
         },
@@ -382,7 +362,7 @@ def _build() -> dict[str, Any]:
                 "change a client's connection type or whether it needs a client token",
                 SECURITY,
                 "200",
-                _ref("Client"),
+                schema_ref("Client"),
                 parameters=client,
             ),
             "delete": _operation(
@@ -401,7 +381,7 @@ def _build() -> dict[str, Any]:
                 "register an information system's TLS certificate for a client",
                 SECURITY,
                 "201",
-                _ref("Certificate"),
+                schema_ref("Certificate"),
                 ("409",),
                 parameters=client,
             ),
@@ -423,7 +403,7 @@ def _build() -> dict[str, Any]:
                 "ask the registry to register a client subsystem on this server (signed request)",
                 REGISTRATION,
                 "202",
-                _ref("Registration"),
+                schema_ref("Registration"),
                 ("422", "502"),
                 parameters=client,
             ),
@@ -435,7 +415,7 @@ def _build() -> dict[str, Any]:
                 "(signed with its auth key; published in the next global configuration)",
                 SECURITY,
                 "200",
-                _ref("Maintenance"),
+                schema_ref("Maintenance"),
                 ("409", "502"),
             ),
         },
@@ -449,7 +429,7 @@ def _build() -> dict[str, Any]:
                 "its OpenAPI document, fetched now (the change is refused if it cannot be)",
                 SERVICES,
                 "201",
-                _ref("Service"),
+                schema_ref("Service"),
                 ("409",),
             ),
         },
@@ -459,7 +439,7 @@ def _build() -> dict[str, Any]:
                 "change a service's backend; a new openapi_url brings its document's endpoints",
                 SERVICES,
                 "200",
-                _ref("Service"),
+                schema_ref("Service"),
                 parameters=service,
             ),
             "delete": _operation(
@@ -478,7 +458,7 @@ def _build() -> dict[str, Any]:
                 "add a REST endpoint by hand",
                 SERVICES,
                 "201",
-                _ref("Endpoint"),
+                schema_ref("Endpoint"),
                 ("409",),
                 parameters=service,
             ),
@@ -510,7 +490,7 @@ def _build() -> dict[str, Any]:
                 "version): all of it, or one endpoint",
                 SERVICES,
                 "201",
-                _ref("Grant"),
+                schema_ref("Grant"),
                 ("409", "503"),
                 parameters=service,
             ),
@@ -553,7 +533,9 @@ def _build() -> dict[str, Any]:
         },
         "/groups": {
             "get": _operation("listGroups", "list local groups", READERS, "200", _array("Group")),
-            "post": _operation("addGroup", "create a local group", GROUPS, "201", _ref("Group"), ("409",)),
+            "post": _operation(
+                "addGroup", "create a local group", GROUPS, "201", schema_ref("Group"), ("409",)
+            ),
         },
         "/groups/{code}": {
             "delete": _operation(
@@ -572,7 +554,7 @@ def _build() -> dict[str, Any]:
                 "add a member or subsystem of the global configuration to a local group",
                 GROUPS,
                 "201",
-                _ref("Group"),
+                schema_ref("Group"),
                 ("409", "503"),
                 parameters=group,
             ),
@@ -631,25 +613,17 @@ def _build() -> dict[str, Any]:
     schemas = dict(_RESPONSE_SCHEMAS)
     for operation_id, schema in REQUEST_SCHEMAS.items():
         schemas[f"{operation_id}Request"] = schema
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "xweg security server management API",
-            "version": "1.0.0",
-            "description": "Clients, services, endpoints, access rights and local groups of one "
-            "security server, its audit trail and operational monitoring. Every call but the "
-            "document and the metrics needs a bearer JWT (ES256) issued by this server "
-            "(`xweg gateway token issue`); every change is written to the audit trail with the "
-            "token's subject and is in force at once.",
-        },
-        "servers": [{"url": "/"}],
-        "security": [{"bearer": []}],
-        "paths": paths,
-        "components": {
-            "schemas": schemas,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
-        },
-    }
+    return api_document(
+        title="xweg security server management API",
+        description="Clients, services, endpoints, access rights and local groups of one "
+        "security server, its audit trail and operational monitoring. Every call but the "
+        "document and the metrics needs a bearer JWT (ES256) issued by this server "
+        "(`xweg gateway token issue`); every change is written to the audit trail with the "
+        "token's subject and is in force at once.",
+        server_url="/",
+        paths=paths,
+        schemas=schemas,
+    )
 
 
 _DOCUMENT = _build()

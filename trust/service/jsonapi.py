@@ -38,6 +38,9 @@ from aiohttp import web
 from trust.tokens import RoleIdentity, TokenInvalid
 
 __all__ = [
+    "api_document",
+    "api_operation",
+    "schema_ref",
     "DEFAULT_MAX_STRING",
     "ERROR_SCHEMA",
     "ApiError",
@@ -114,6 +117,72 @@ def nullable_string_schema(max_length: int = DEFAULT_MAX_STRING) -> dict[str, An
 def object_schema(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
     """A JSON object with exactly these ``properties`` (unknown fields are refused)."""
     return {"type": "object", "properties": properties, "required": required, "additionalProperties": False}
+
+
+def schema_ref(name: str) -> dict[str, Any]:
+    """A reference to ``#/components/schemas/{name}``."""
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def api_operation(
+    operation_id: str,
+    summary: str,
+    roles: tuple[str, ...],
+    ok: str,
+    schema: dict[str, Any] | None,
+    errors: tuple[str, ...],
+    *,
+    descriptions: Mapping[str, str],
+    has_body: bool = False,
+    parameters: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """An operation for a token holding one of ``roles`` (``x-roles``).
+
+    ``ok`` is the success status, answering ``schema`` (``None``: no body); ``errors`` the
+    other statuses it may answer besides 400, 401 and 403 (and 413 and 422 with
+    ``has_body``, whose schema is ``{operation_id}Request``), each described by
+    ``descriptions``.
+    """
+    success: dict[str, Any] = {"description": "success"}
+    if schema is not None:
+        success["content"] = {"application/json": {"schema": schema}}
+    responses: dict[str, Any] = {ok: success}
+    codes = {"400", "401", "403", *errors} | ({"413", "422"} if has_body else set())
+    for code in sorted(codes):
+        content = {"application/json": {"schema": schema_ref("Error")}}
+        responses[code] = {"description": descriptions[code], "content": content}
+    operation: dict[str, Any] = {
+        "operationId": operation_id,
+        "summary": f"{summary} (roles: {', '.join(roles)})",
+        "x-roles": list(roles),
+        "responses": responses,
+    }
+    if has_body:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schema_ref(f"{operation_id}Request")}},
+        }
+    if parameters:
+        operation["parameters"] = parameters
+    return operation
+
+
+def api_document(
+    *, title: str, description: str, server_url: str, paths: dict[str, Any], schemas: dict[str, Any]
+) -> dict[str, Any]:
+    """An OpenAPI 3.1 document whose every operation needs a bearer JWT unless it says
+    ``security: []``."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": title, "version": "1.0.0", "description": description},
+        "servers": [{"url": server_url}],
+        "security": [{"bearer": []}],
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+        },
+    }
 
 
 def _invalid(message: str) -> ApiError:
