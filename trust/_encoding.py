@@ -1,4 +1,4 @@
-"""Small strict helpers shared by the anchor and global configuration formats."""
+"""Small strict helpers shared by trust's formats: anchor, global configuration, signed requests."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import base64
 import binascii
 import json
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,8 @@ __all__ = [
     "check_instance",
     "check_text",
     "b64url_decode",
+    "b64",
+    "unb64_bounded",
     "loads_object",
     "require_keys",
 ]
@@ -108,3 +111,18 @@ def require_keys(
     if unexpected:
         raise ValueError(f"{what} has unexpected keys {sorted(unexpected)}")
     return obj
+
+
+def b64(data: bytes) -> str:
+    """Standard base64, as text."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64_bounded(text: object, what: str, limit: int, error: Callable[[str], Exception]) -> bytes:
+    """Standard base64 of at most ``limit`` bytes, strictly; else ``error(message)`` is raised."""
+    if not isinstance(text, str) or len(text) > limit * 4 // 3 + 4:
+        raise error(f"{what} must be base64 of at most {limit} bytes")
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise error(f"{what} is not base64") from exc

@@ -27,8 +27,6 @@ here is pure: bytes and a time in, a verified request out.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
 import re
@@ -43,7 +41,7 @@ from cryptography.x509 import ocsp
 
 from core.clock import require_utc
 from core.identifiers import IdentifierError, SecurityServerId
-from trust._encoding import format_time, loads_object, parse_time, require_keys
+from trust._encoding import b64, format_time, loads_object, parse_time, require_keys, unb64_bounded
 from trust.certificates import CertificateTrust, validate_auth_certificate
 from trust.errors import CertificateInvalid, RegistrationInvalid, SignatureInvalid
 from trust.profiles import describe, fingerprint
@@ -76,17 +74,12 @@ _MAX_PAYLOAD_BYTES = 1024
 _MAX_OCSP_BYTES = 8 * 1024
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+def _malformed(message: str) -> RegistrationInvalid:
+    return RegistrationInvalid("malformed", message)
 
 
 def _unb64(text: object, what: str, limit: int) -> bytes:
-    if not isinstance(text, str) or len(text) > limit * 4 // 3 + 4:
-        raise RegistrationInvalid("malformed", f"{what} must be base64 of at most {limit} bytes")
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise RegistrationInvalid("malformed", f"{what} is not base64") from exc
+    return unb64_bounded(text, what, limit, _malformed)
 
 
 @dataclass(frozen=True)
@@ -162,9 +155,9 @@ class SignedMaintenanceRequest:
     def to_json(self) -> bytes:
         return json.dumps(
             {
-                "payload": _b64(self.payload),
+                "payload": b64(self.payload),
                 "signature": self.signature,
-                "ocsp_response": _b64(self.ocsp_response),
+                "ocsp_response": b64(self.ocsp_response),
             },
             sort_keys=True,
             separators=(",", ":"),

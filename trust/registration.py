@@ -26,8 +26,6 @@ a verified request or :class:`~trust.errors.RegistrationInvalid` out.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import enum
 import hashlib
 import json
@@ -44,7 +42,7 @@ from cryptography.x509 import ocsp
 
 from core.clock import require_utc
 from core.identifiers import IdentifierError, MemberId, SecurityServerId, SubsystemId
-from trust._encoding import format_time, loads_object, parse_time, require_keys
+from trust._encoding import b64, format_time, loads_object, parse_time, require_keys, unb64_bounded
 from trust.certificates import CertificateTrust, validate_auth_certificate, validate_sign_certificate
 from trust.errors import CertificateInvalid, RegistrationInvalid, SignatureInvalid
 from trust.profiles import describe, fingerprint
@@ -90,17 +88,12 @@ def _der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
-def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+def _malformed(message: str) -> RegistrationInvalid:
+    return RegistrationInvalid("malformed", message)
 
 
 def _unb64(text: object, what: str, limit: int) -> bytes:
-    if not isinstance(text, str) or len(text) > limit * 4 // 3 + 4:
-        raise RegistrationInvalid("malformed", f"{what} must be base64 of at most {limit} bytes")
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError) as exc:
-        raise RegistrationInvalid("malformed", f"{what} is not base64") from exc
+    return unb64_bounded(text, what, limit, _malformed)
 
 
 @dataclass(frozen=True)
@@ -160,7 +153,7 @@ class RegistrationRequest:
         if self.kind is RegistrationKind.AUTH_CERT:
             assert self.auth_certificate is not None
             data["address"] = self.address
-            data["auth_certificate"] = _b64(_der(self.auth_certificate))
+            data["auth_certificate"] = b64(_der(self.auth_certificate))
         else:
             assert self.client is not None
             data["client"] = self.client.slash()
@@ -225,10 +218,10 @@ class SignedRegistration:
     def to_json(self) -> bytes:
         return json.dumps(
             {
-                "payload": _b64(self.payload),
+                "payload": b64(self.payload),
                 "consent": self.consent,
                 "server_signature": self.server_signature,
-                "ocsp_responses": [_b64(r) for r in self.ocsp_responses],
+                "ocsp_responses": [b64(r) for r in self.ocsp_responses],
             },
             sort_keys=True,
             separators=(",", ":"),
