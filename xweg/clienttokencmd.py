@@ -22,10 +22,10 @@ from pathlib import Path
 
 from core.clock import Clock, SystemClock
 from core.identifiers import IdentifierError, parse_client_slash
-from gateway.config import ConfigError, GatewayConfig
-from gateway.tokens import TokenKeyError, client_token_key_path, load_or_create_client_token_key
+from gateway.config import GatewayConfig
+from gateway.tokens import client_token_key_path, load_or_create_client_token_key
 from trust.clienttokens import DEFAULT_TTL_S, MAX_TTL_S, issue_client_token, verify_client_token
-from xweg.tokencmd import parse_ttl
+from xweg.tokencmd import parse_ttl, reported
 
 __all__ = ["add_client_token_commands", "run_client_token_command"]
 
@@ -72,11 +72,4 @@ def run_client_token_command(args: argparse.Namespace, clock: Clock | None = Non
     if args.client_token_action != "issue":  # noqa: S105 (a command name)
         print(f"{name}: unknown command", file=sys.stderr)
         return 2
-    try:
-        return _issue(args, clock or SystemClock())
-    except (ConfigError, TokenKeyError, ValueError) as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-    except OSError as exc:
-        where = f"{exc.filename}: " if exc.filename else ""
-        print(f"{name}: {where}{exc.strerror or exc}", file=sys.stderr)
-    return 1
+    return reported(name, lambda: _issue(args, clock or SystemClock()))

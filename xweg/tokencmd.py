@@ -36,6 +36,7 @@ from gateway.tokens import (
 from trust.tokens import DEFAULT_TTL_S, MAX_TTL_S, ROLE_AUDITOR, issue_auditor_token, verify_auditor_token
 
 __all__ = [
+    "reported",
     "add_gateway_token_commands",
     "add_token_commands",
     "parse_ttl",
@@ -99,7 +100,7 @@ def run_token_command(args: argparse.Namespace, clock: Clock | None = None) -> i
     if args.action != "issue":
         print(f"{name}: unknown command", file=sys.stderr)
         return 2
-    return _reported(name, lambda: _issue(args, clock or SystemClock()))
+    return reported(name, lambda: _issue(args, clock or SystemClock()))
 
 
 def add_gateway_token_commands(gateway_sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -140,10 +141,10 @@ def run_gateway_token_command(args: argparse.Namespace, clock: Clock | None = No
     if args.token_action != "issue":  # noqa: S105 (a command name)
         print(f"{name}: unknown command", file=sys.stderr)
         return 2
-    return _reported(name, lambda: _issue_management(args, clock or SystemClock()))
+    return reported(name, lambda: _issue_management(args, clock or SystemClock()))
 
 
-def _reported(name: str, work: Callable[[], int]) -> int:
+def reported(name: str, work: Callable[[], int]) -> int:
     """``work()``, or one line on stderr and 1 for what a token command can fail with."""
     try:
         return work()
