@@ -435,9 +435,9 @@ def _service_command(args: argparse.Namespace) -> _Command:
                     entry.openapi_url, timeout_s=entry.timeout_s, verify_tls=entry.verify_tls
                 )
             )
-            result = run.store.add_service(entry, run.context)
+            endpoints = None if found is None else found.endpoints
+            result = run.store.add_service(entry, run.context, openapi_endpoints=endpoints)
             if found is not None:
-                run.store.replace_openapi_endpoints(entry.id, found.endpoints, run.context)
                 result = {
                     **result,
                     "openapi_endpoints": [str(e) for e in found.endpoints],
@@ -468,9 +468,9 @@ def _service_command(args: argparse.Namespace) -> _Command:
                 timeout_s=changes.get("timeout_s", current["timeout_s"]),
                 verify_tls=changes.get("verify_tls", current["verify_tls"]),
             )
-        result = run.store.update_service(service, run.context, **changes)
+        endpoints = None if found is None else found.endpoints
+        result = run.store.update_service(service, run.context, openapi_endpoints=endpoints, **changes)
         if found is not None:
-            run.store.replace_openapi_endpoints(service, found.endpoints, run.context)
             result = {
                 **result,
                 "openapi_endpoints": [str(e) for e in found.endpoints],

@@ -467,19 +467,9 @@ async def add_service(request: web.Request) -> web.Response:
             _context(request).gateway, entry.openapi_url, entry.timeout_s, entry.verify_tls
         )
 
-    def work() -> dict[str, Any]:
-        added = store.add_service(entry, audit)
-        if patterns is not None:
-            try:
-                store.replace_openapi_endpoints(entry.id, patterns, audit)
-            except ServerConfError:
-                # The patterns were checked above; only a failing database gets here.  Take the
-                # service out again rather than leave it without its document's endpoints.
-                store.remove_service(entry.id, audit)
-                raise
-        return added
-
-    return web.json_response(await _change(request, work), status=201)
+    # One transaction: the service and its document's endpoints, or nothing.
+    added = await _change(request, lambda: store.add_service(entry, audit, openapi_endpoints=patterns))
+    return web.json_response(added, status=201)
 
 
 async def update_service(request: web.Request) -> web.Response:
@@ -500,13 +490,10 @@ async def update_service(request: web.Request) -> web.Response:
             _context(request).gateway, updated.openapi_url, updated.timeout_s, updated.verify_tls
         )
 
-    def work() -> dict[str, Any]:
-        changed = store.update_service(service, audit, **body)
-        if patterns is not None:
-            store.replace_openapi_endpoints(service, patterns, audit)
-        return changed
-
-    return web.json_response(await _change(request, work))
+    changed = await _change(
+        request, lambda: store.update_service(service, audit, openapi_endpoints=patterns, **body)
+    )
+    return web.json_response(changed)
 
 
 async def remove_service(request: web.Request) -> web.Response:

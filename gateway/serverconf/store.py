@@ -34,7 +34,7 @@ import dataclasses
 import datetime as dt
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -333,6 +333,16 @@ def _check_context(context: object) -> AuditContext:
     if not isinstance(context, AuditContext):
         raise ServerConfError("every change needs an AuditContext (who and when)")
     return context
+
+
+def _openapi_patterns(endpoints: Iterable[EndpointPattern]) -> dict[EndpointPattern, None]:
+    """An OpenAPI document's endpoints, checked, without repeats, in order."""
+    given = [] if isinstance(endpoints, str | bytes) else list(endpoints)
+    if isinstance(endpoints, str | bytes) or len(given) > _MAX_OPENAPI_ENDPOINTS:
+        raise ServerConfError(
+            f"an OpenAPI document brings a list of at most {_MAX_OPENAPI_ENDPOINTS} endpoints"
+        )
+    return dict.fromkeys(_pattern(endpoint) for endpoint in given)
 
 
 def _pattern(endpoint: object) -> EndpointPattern:
@@ -1136,19 +1146,39 @@ class ServerConfStore:
         record("add_service", row.service_id, None, _service_dict(row))
         return row
 
-    def add_service(self, service: ServiceEntry, context: AuditContext) -> dict[str, Any]:
-        """Add a service of one of this server's client subsystems."""
+    def add_service(
+        self,
+        service: ServiceEntry,
+        context: AuditContext,
+        *,
+        openapi_endpoints: Sequence[EndpointPattern] | None = None,
+    ) -> dict[str, Any]:
+        """Add a service of one of this server's client subsystems; with ``openapi_endpoints``
+        (a REST service's, read from its OpenAPI document) in the same transaction."""
         if not isinstance(service, ServiceEntry):
             raise ServerConfError(f"a service is a ServiceEntry, not {service!r}")
+        wanted = None if openapi_endpoints is None else _openapi_patterns(openapi_endpoints)
         with self._change(context) as (session, record):
             row = self._insert_service(session, record, service)
+            if wanted is not None:
+                self._replace_openapi(session, record, self._rest_service_row(session, service.id), wanted)
             return _service_dict(row)
 
-    def update_service(self, service: ServiceId, context: AuditContext, **changes: Any) -> dict[str, Any]:
+    def update_service(
+        self,
+        service: ServiceId,
+        context: AuditContext,
+        *,
+        openapi_endpoints: Sequence[EndpointPattern] | None = None,
+        **changes: Any,
+    ) -> dict[str, Any]:
         """Change a service's ``base_url``, ``timeout_s``, ``verify_tls``, ``wsdl_url`` or ``openapi_url``.
 
         The result is checked as a whole, as :class:`ServiceEntry` checks a new service.
+        ``openapi_endpoints`` (from a new OpenAPI document) replace the document's endpoints
+        in the same transaction, as :meth:`replace_openapi_endpoints` does.
         """
+        wanted = None if openapi_endpoints is None else _openapi_patterns(openapi_endpoints)
         _check_service_id(service)
         unknown = sorted(set(changes) - _UPDATABLE)
         if unknown:
@@ -1171,6 +1201,8 @@ class ServerConfStore:
             session.flush()
             after = _service_dict(row)
             record("update_service", row.service_id, before, after)
+            if wanted is not None:
+                self._replace_openapi(session, record, self._rest_service_row(session, service), wanted)
         return after
 
     def remove_service(self, service: ServiceId, context: AuditContext) -> None:
@@ -1277,39 +1309,39 @@ class ServerConfStore:
         leave with the rights on them; an endpoint also configured by hand stays as it is.
         """
         _check_service_id(service)
-        given = [] if isinstance(endpoints, str | bytes) else list(endpoints)
-        if isinstance(endpoints, str | bytes) or len(given) > _MAX_OPENAPI_ENDPOINTS:
-            raise ServerConfError(
-                f"an OpenAPI document brings a list of at most {_MAX_OPENAPI_ENDPOINTS} endpoints"
-            )
-        wanted = dict.fromkeys(_pattern(endpoint) for endpoint in given)
+        wanted = _openapi_patterns(endpoints)
         with self._change(context) as (session, record):
-            row = self._rest_service_row(session, service)
-            current = list(
-                session.scalars(
-                    sa.select(EndpointRow).where(EndpointRow.service_ref == row.id).order_by(EndpointRow.id)
-                )
+            return self._replace_openapi(session, record, self._rest_service_row(session, service), wanted)
+
+    def _replace_openapi(
+        self, session: Session, record: _Record, row: ServiceRow, wanted: dict[EndpointPattern, None]
+    ) -> list[dict[str, Any]]:
+        """Inside a transaction: ``wanted`` become the endpoints of ``row``'s OpenAPI document."""
+        current = list(
+            session.scalars(
+                sa.select(EndpointRow).where(EndpointRow.service_ref == row.id).order_by(EndpointRow.id)
             )
-            before = [str(EndpointPattern(e.method, e.path)) for e in current if e.from_openapi]
-            present = {EndpointPattern(e.method, e.path) for e in current}
-            for endpoint in current:
-                if endpoint.from_openapi and EndpointPattern(endpoint.method, endpoint.path) not in wanted:
-                    self._drop_endpoint(session, record, row, endpoint)
-            for pattern in wanted:
-                if pattern not in present:
-                    self._insert_endpoint(session, record, row, pattern, from_openapi=True)
-            after = [
-                _endpoint_dict(row, e)
-                for e in session.scalars(
-                    sa.select(EndpointRow).where(EndpointRow.service_ref == row.id).order_by(EndpointRow.id)
-                )
-            ]
-            record(
-                "replace_openapi_endpoints",
-                row.service_id,
-                before,
-                [f"{e['method']} {e['path']}" for e in after if e["from_openapi"]],
+        )
+        before = [str(EndpointPattern(e.method, e.path)) for e in current if e.from_openapi]
+        present = {EndpointPattern(e.method, e.path) for e in current}
+        for endpoint in current:
+            if endpoint.from_openapi and EndpointPattern(endpoint.method, endpoint.path) not in wanted:
+                self._drop_endpoint(session, record, row, endpoint)
+        for pattern in wanted:
+            if pattern not in present:
+                self._insert_endpoint(session, record, row, pattern, from_openapi=True)
+        after = [
+            _endpoint_dict(row, e)
+            for e in session.scalars(
+                sa.select(EndpointRow).where(EndpointRow.service_ref == row.id).order_by(EndpointRow.id)
             )
+        ]
+        record(
+            "replace_openapi_endpoints",
+            row.service_id,
+            before,
+            [f"{e['method']} {e['path']}" for e in after if e["from_openapi"]],
+        )
         return after
 
     # -- access rights ------------------------------------------------------------------------

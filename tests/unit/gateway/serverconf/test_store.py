@@ -483,6 +483,25 @@ def test_endpoint_refusals(provider: ServerConfStore, context: AuditContext) -> 
     )
 
 
+def test_a_service_and_its_documents_endpoints_are_added_together_or_not_at_all(
+    provider: ServerConfStore, context: AuditContext
+) -> None:
+    store = provider
+    register = GEWERBEAMT.service("register", "v1")
+    service = rest(register, openapi_url="http://127.0.0.1:5603/openapi.json")
+    # A pattern built without EndpointPattern.parse, matching every path: refused with the
+    # service, which is not added either.
+    refused(
+        store,
+        ServerConfError,
+        "matches every path",
+        lambda: store.add_service(service, context, openapi_endpoints=[EndpointPattern("*", "/**")]),
+    )
+    store.add_service(service, context, openapi_endpoints=[EndpointPattern.parse("GET", "/auskunft/{id}")])
+    listed = store.list_endpoints(register)
+    assert [(e["method"], e["path"], e["from_openapi"]) for e in listed] == [("GET", "/auskunft/*", True)]
+
+
 def test_openapi_endpoints_are_replaced_keeping_what_stays_and_what_was_configured_by_hand(
     provider: ServerConfStore, context: AuditContext
 ) -> None:
