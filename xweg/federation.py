@@ -474,6 +474,7 @@ def prepare(root: Path, plan: FederationPlan = OWL) -> Layout:
                 issuing,
             )
         _write_server_config(layout, server)
+        _follow_backend_ports(layout, server, now)
 
     _write_registry_files(layout)
     ca.close()
@@ -481,6 +482,34 @@ def prepare(root: Path, plan: FederationPlan = OWL) -> Layout:
 
     bootstrap_registry(layout)
     return layout
+
+
+def _follow_backend_ports(layout: Layout, server: ServerPlan, now: dt.datetime) -> None:
+    """Point the planned services of a server's existing configuration store at this run's
+    backends.
+
+    The configuration file seeds the store only when it is created; a demo backend that
+    had to move to another port since (its old one taken) must not leave a service
+    pointing at the old one.  Only the planned services' base URLs are touched, as
+    the administrator ``xweg demo`` is; what else was changed in the store stays.
+    """
+    from gateway.config import GatewayConfig
+    from gateway.serverconf.store import AuditContext, ServerConfStore
+
+    config = GatewayConfig.load(layout.server_config(server.slug))
+    if not (config.data_dir / "serverconf.db").exists():
+        return  # the demo's stores are SQLite files there; the first start seeds one from the file
+    store = ServerConfStore.open(config.serverconf.database_url, base=config.data_dir)
+    try:
+        listed = {s["id"]: s for s in store.list_services()}
+        for service in server.services:
+            wanted = service.base_url or layout.backend_url(service.backend) + service.backend_path
+            current = listed.get(service.id.slash())
+            # A service an administrator removed is not brought back.
+            if current is not None and current["base_url"] != wanted:
+                store.update_service(service.id, AuditContext("xweg demo", now), base_url=wanted)
+    finally:
+        store.close()
 
 
 def _write_server_config(layout: Layout, server: ServerPlan) -> None:
