@@ -20,6 +20,7 @@ encoded traversal once bypassed X-Road's endpoint rules.
 from __future__ import annotations
 
 import enum
+import functools
 import re
 import urllib.parse
 from collections.abc import Callable, Iterable, Mapping
@@ -329,15 +330,21 @@ class ServerConfSnapshot:
             return group is not None and client in group.members
         return subject == client
 
+    @functools.cached_property
+    def _grants_by_service(self) -> dict[tuple[SubsystemId, str], tuple[AccessGrant, ...]]:
+        # Built once per snapshot: a request looks at its service's grants only.
+        table: dict[tuple[SubsystemId, str], list[AccessGrant]] = {}
+        for grant in self.grants:
+            table.setdefault((grant.provider, grant.service_code), []).append(grant)
+        return {key: tuple(value) for key, value in table.items()}
+
     def _grants_for(
         self, client: ClientId, service: ServiceId, group_members: GroupMembers
     ) -> list[AccessGrant]:
         return [
             grant
-            for grant in self.grants
-            if grant.provider == service.provider
-            and grant.service_code == service.service_code
-            and self._granted_to(grant.subject, client, group_members)
+            for grant in self._grants_by_service.get((service.provider, service.service_code), ())
+            if self._granted_to(grant.subject, client, group_members)
         ]
 
     def allows(
