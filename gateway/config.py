@@ -204,6 +204,22 @@ class Limits:
     max_backend_timeout_s: float = 300.0  # a service's timeout_s above this is cut to it
     shutdown_timeout_s: float = 30.0  # after a stop signal, for exchanges in flight; then they are cancelled
 
+    def runner_args(self) -> dict[str, Any]:
+        """aiohttp's own bounds for a listener (``web.AppRunner``'s arguments): the HTTP
+        parser's, and the grace period at stop.
+
+        aiohttp answers a request line or a header name or value longer than
+        ``max_line_size``/``max_field_size``, or more than ``max_headers`` headers, with 400
+        and closes the connection; at cleanup it waits up to ``shutdown_timeout`` for
+        handlers still running, then cancels them.  Every listener of a server uses them.
+        """
+        return {
+            "max_line_size": self.max_header_bytes,
+            "max_field_size": self.max_header_bytes,
+            "max_headers": self.max_headers,
+            "shutdown_timeout": self.shutdown_timeout_s,
+        }
+
     def __post_init__(self) -> None:
         _require_positive(self)
         for name in ("max_body_bytes", "max_header_bytes", "max_headers", "max_concurrent_requests"):

@@ -32,7 +32,6 @@ import hashlib
 import re
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
 
 import structlog
 from aiohttp import web
@@ -754,23 +753,6 @@ async def _start_client_tls_listener(gateway: Gateway, runner: web.AppRunner, li
     )
 
 
-def _runner_limits(config: GatewayConfig) -> dict[str, Any]:
-    """aiohttp's own bounds for a listener: the HTTP parser's, and the grace period at stop.
-
-    aiohttp answers a request line or a header name or value longer than
-    ``max_line_size``/``max_field_size``, or more than ``max_headers`` headers, with 400
-    and closes the connection; at cleanup it waits up to ``shutdown_timeout`` for
-    handlers still running, then cancels them.
-    """
-    limits = config.limits
-    return {
-        "max_line_size": limits.max_header_bytes,
-        "max_field_size": limits.max_header_bytes,
-        "max_headers": limits.max_headers,
-        "shutdown_timeout": limits.shutdown_timeout_s,
-    }
-
-
 async def _stop_listeners(runners: list[web.AppRunner]) -> None:
     """Stop accepting on every listener at once, then let exchanges in flight finish.
 
@@ -804,7 +786,9 @@ async def serve(config: GatewayConfig, clock: Clock | None = None, stop: asyncio
         await gateway.timestamper.start()
         await gateway.archiver.start()
         await gateway.opmon.start()
-        client_runner = web.AppRunner(build_client_app(gateway), access_log=None, **_runner_limits(config))
+        client_runner = web.AppRunner(
+            build_client_app(gateway), access_log=None, **config.limits.runner_args()
+        )
         await client_runner.setup()
         runners.append(client_runner)
         await web.TCPSite(client_runner, config.client_listener.host, config.client_listener.port).start()
@@ -830,7 +814,9 @@ async def serve(config: GatewayConfig, clock: Clock | None = None, stop: asyncio
                 config.key_passphrase,
                 latest.ca_certificates + latest.intermediate_certificates,
             )
-            peer_runner = web.AppRunner(build_peer_app(gateway), access_log=None, **_runner_limits(config))
+            peer_runner = web.AppRunner(
+                build_peer_app(gateway), access_log=None, **config.limits.runner_args()
+            )
             await peer_runner.setup()
             runners.append(peer_runner)
             await web.TCPSite(

@@ -45,7 +45,8 @@ async def start_management_listener(
     )
     tls = management_tls_context(certificate, key, config.key_passphrase)
     app = make_management_app(gateway, token_key.public_key(), register_client=register_client)
-    runner = web.AppRunner(app, access_log=None)
+    # Its own bounds are the server's: stopping waits no longer for it than for the others.
+    runner = web.AppRunner(app, access_log=None, **config.limits.runner_args())
     await runner.setup()
     try:
         site = web.TCPSite(runner, listener.host, listener.port, ssl_context=tls)

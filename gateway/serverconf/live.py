@@ -3,7 +3,8 @@
 :meth:`LiveServerConf.open` loads the first snapshot from the store; :meth:`LiveServerConf.start`
 polls the store's change marker every ``poll_interval_s`` and loads a new snapshot when
 it moved, so changes made by the command line, the management API or another replica
-reach the pipelines within one interval.  Unit tests without a store use
+reach the pipelines within one interval while the store answers (while it fails, the
+last snapshot stays in force and polls back off to every 30 s).  Unit tests without a store use
 :meth:`LiveServerConf.fixed`.
 """
 
@@ -24,6 +25,19 @@ __all__ = ["LiveServerConf"]
 log = structlog.get_logger("xweg.serverconf")
 #: Longest pause between polls while the store fails (the first retry comes after 1 s).
 _MAX_RETRY_S = 30.0
+
+
+def _older(version: str, than: str) -> bool:
+    """Whether store version ``version`` (``counter@database``) comes before ``than`` of the
+    same database; versions of different databases (a store replaced) are not ordered."""
+    counter, _, database = version.partition("@")
+    other_counter, _, other_database = than.partition("@")
+    if not database or database != other_database:
+        return False
+    try:
+        return int(counter) < int(other_counter)
+    except ValueError:
+        return False
 
 
 class LiveServerConf:
@@ -51,6 +65,8 @@ class LiveServerConf:
         self._poll_interval_s = float(poll_interval_s)
         self._listeners: list[Callable[[ServerConfSnapshot], None]] = []
         self._task: asyncio.Task[None] | None = None
+        # Reloads one at a time: one started earlier must not finish later with older rows.
+        self._reloading = asyncio.Lock()
 
     @classmethod
     def fixed(cls, snapshot: ServerConfSnapshot) -> LiveServerConf:
@@ -74,7 +90,13 @@ class LiveServerConf:
         return self._snapshot
 
     def replace(self, snapshot: ServerConfSnapshot) -> None:
+        """Make ``snapshot`` current, unless it is the current one or older than it."""
         if snapshot.version == self._snapshot.version and snapshot == self._snapshot:
+            return
+        if _older(snapshot.version, self._snapshot.version):
+            log.info(
+                "serverconf.older_snapshot_ignored", version=snapshot.version, current=self._snapshot.version
+            )
             return
         self._snapshot = snapshot
         for listener in self._listeners:
@@ -85,10 +107,11 @@ class LiveServerConf:
 
     async def reload(self) -> None:
         """Read the store's configuration (off the event loop) and make it the current one."""
-        snapshot = await asyncio.to_thread(self.store.snapshot)
-        if snapshot.version != self._snapshot.version:
-            log.info("serverconf.reloaded", version=snapshot.version)
-        self.replace(snapshot)
+        async with self._reloading:
+            snapshot = await asyncio.to_thread(self.store.snapshot)
+            if snapshot.version != self._snapshot.version:
+                log.info("serverconf.reloaded", version=snapshot.version)
+            self.replace(snapshot)
 
     async def _poll_once(self) -> bool:
         try:

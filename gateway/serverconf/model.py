@@ -303,11 +303,17 @@ class ServerConfSnapshot:
     def hosts(self, client: ClientId) -> bool:
         return client in self.clients
 
+    @functools.cached_property
+    def _services_by_code(self) -> dict[tuple[SubsystemId, str], tuple[ServiceEntry, ...]]:
+        # Built once per snapshot: a request looks at the versions of its service code only.
+        table: dict[tuple[SubsystemId, str], list[ServiceEntry]] = {}
+        for entry in self.services:
+            table.setdefault((entry.id.provider, entry.id.service_code), []).append(entry)
+        return {key: tuple(value) for key, value in table.items()}
+
     def service(self, service: ServiceId) -> ServiceEntry | None:
         """The configured service, matching the version when the request names one."""
-        for candidate in self.services:
-            if candidate.id.unversioned() != service.unversioned():
-                continue
+        for candidate in self._services_by_code.get((service.provider, service.service_code), ()):
             if service.service_version is None or candidate.id.service_version in (
                 None,
                 service.service_version,

@@ -586,21 +586,26 @@ class ServerConfStore:
             raise ServerConfError(f"server configuration database error: {_reason(exc)}") from exc
 
     @contextlib.contextmanager
-    def _change(self, context: AuditContext) -> Iterator[tuple[Session, _Record]]:
+    def _change(
+        self, context: AuditContext, *, configuration: bool = True
+    ) -> Iterator[tuple[Session, _Record]]:
         """One transaction that moves the change counter and writes the audit trail.
 
-        Rolled back on any error; the audit entries are logged once committed.
+        ``configuration=False``: only the audit trail is written, and the counter stays,
+        so that no server reloads for it.  Rolled back on any error; the audit entries are
+        logged once committed.
         """
         _check_context(context)
         entries: list[dict[str, Any]] = []
         try:
             with Session(self._writer, expire_on_commit=False) as session, session.begin():
                 # First, so that concurrent changes queue here and each sees the others' results.
-                session.execute(
-                    sa.update(ChangeCounter)
-                    .where(ChangeCounter.id == 1)
-                    .values(value=ChangeCounter.value + 1)
-                )
+                if configuration:
+                    session.execute(
+                        sa.update(ChangeCounter)
+                        .where(ChangeCounter.id == 1)
+                        .values(value=ChangeCounter.value + 1)
+                    )
 
                 def record(operation: str, target: str, before: Any, after: Any) -> None:
                     entry = {
@@ -925,7 +930,7 @@ class ServerConfStore:
         and what was asked and answered.  The configuration itself does not change."""
         if not isinstance(operation, str) or not operation or len(operation) > 64:
             raise ServerConfError("an operation is 1 to 64 characters")
-        with self._change(context) as (_, record):
+        with self._change(context, configuration=False) as (_, record):
             record(operation, target, None, details)
 
     def audit_trail(self, *, after_id: int = 0, limit: int = 100) -> list[dict[str, Any]]:

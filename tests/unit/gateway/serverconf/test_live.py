@@ -189,6 +189,23 @@ async def test_reload_reads_the_store_at_once(tmp_path: Path) -> None:
         await live.close()
 
 
+async def test_a_reload_that_read_older_rows_cannot_undo_a_newer_one(tmp_path: Path) -> None:
+    """The poller and the management API reload at once; whichever read the store first
+    must not win by finishing last (a just revoked right would work again)."""
+    store = ServerConfStore.open(f"sqlite:///{tmp_path / 'serverconf.db'}")
+    live = await LiveServerConf.open(store)
+    try:
+        older = store.snapshot()
+        store.add_client(GEWERBEAMT, AuditContext("local", NOW), known_client=lambda c: True)
+        await live.reload()
+        assert live.current().hosts(GEWERBEAMT)
+        live.replace(older)  # a slow reload of before the change, arriving late
+        assert live.current().hosts(GEWERBEAMT)
+        assert live.current().version != older.version
+    finally:
+        await live.close()
+
+
 async def test_a_fixed_configuration_has_no_store() -> None:
     live = LiveServerConf.fixed(ServerConfSnapshot(version="test"))
     heard: list[str] = []

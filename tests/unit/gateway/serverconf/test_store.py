@@ -1018,3 +1018,19 @@ def test_the_audit_trail_records_who_when_what_and_pages(
 def test_audit_context_is_checked(actor: str, at: dt.datetime, match: str) -> None:
     with pytest.raises(ServerConfError, match=match):
         AuditContext(actor, at)
+
+
+def test_an_action_recorded_for_the_audit_trail_does_not_move_the_change_marker(
+    store: ServerConfStore, context: AuditContext
+) -> None:
+    """Recording what an administrator asked of the registry changes no configuration: no
+    server should reload for it."""
+    marker = store.change_marker()
+    store.record_action("announce_maintenance", "NRW/MUN/05774032/ss1", {"enabled": True}, context)
+    assert store.change_marker() == marker
+    [entry] = store.audit_trail()
+    assert (entry["operation"], entry["actor"], entry["after"]) == (
+        "announce_maintenance",
+        context.actor,
+        {"enabled": True},
+    )
