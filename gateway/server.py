@@ -698,6 +698,7 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
             certificates=lambda: own_certificates,
             ocsp_validity=own_ocsp.validity,
             opmon_queue_depth=lambda: opmon.queue_depth,
+            serverconf_check_age=serverconf.seconds_since_check,
         )
     )
     return Gateway(

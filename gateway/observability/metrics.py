@@ -37,6 +37,8 @@ State, at scrape time:
 - ``xweg_ocsp_response_expires_in_seconds{kind, owner}``, ``xweg_ocsp_response_age_seconds{kind, owner}``:
   the OCSP responses held for those certificates (nextUpdate, producedAt)
 - ``xweg_opmon_queue_depth``: operational monitoring records waiting to be written
+- ``xweg_serverconf_check_age_seconds``: since the server last read its configuration store
+  (it keeps acting on the last configuration while the store does not answer)
 """
 
 from __future__ import annotations
@@ -102,6 +104,8 @@ class StateSources:
     # (producedAt, nextUpdate) of the OCSP response held for a certificate, None without one.
     ocsp_validity: Callable[[x509.Certificate], tuple[dt.datetime, dt.datetime | None] | None]
     opmon_queue_depth: Callable[[], int]
+    # Seconds since the configuration store was last read; None without a store.
+    serverconf_check_age: Callable[[], float | None] = lambda: None
 
 
 class GatewayMetrics:
@@ -204,6 +208,7 @@ class _StateCollector:
                 _read_globalconf,
                 _read_certificates,
                 _read_opmon,
+                _read_serverconf,
             ):
                 try:
                     read(families, sources, now)
@@ -254,6 +259,10 @@ class _Families:
         self.opmon_queue = GaugeMetricFamily(
             "xweg_opmon_queue_depth", "Operational monitoring records waiting to be written"
         )
+        self.serverconf_age = GaugeMetricFamily(
+            "xweg_serverconf_check_age_seconds",
+            "Seconds since the server last read its configuration store successfully",
+        )
 
     def all(self) -> list[Metric]:
         return [
@@ -267,6 +276,7 @@ class _Families:
             self.ocsp_expiry,
             self.ocsp_age,
             self.opmon_queue,
+            self.serverconf_age,
         ]
 
 
@@ -304,3 +314,9 @@ def _read_certificates(families: _Families, sources: StateSources, now: dt.datet
 
 def _read_opmon(families: _Families, sources: StateSources, now: dt.datetime) -> None:
     families.opmon_queue.add_metric([], sources.opmon_queue_depth())
+
+
+def _read_serverconf(families: _Families, sources: StateSources, now: dt.datetime) -> None:
+    age = sources.serverconf_check_age()
+    if age is not None:
+        families.serverconf_age.add_metric([], age)

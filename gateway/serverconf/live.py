@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Callable
 
 import structlog
@@ -67,6 +68,7 @@ class LiveServerConf:
         self._task: asyncio.Task[None] | None = None
         # Reloads one at a time: one started earlier must not finish later with older rows.
         self._reloading = asyncio.Lock()
+        self._checked_at = time.monotonic()  # the store was last read successfully
 
     @classmethod
     def fixed(cls, snapshot: ServerConfSnapshot) -> LiveServerConf:
@@ -112,12 +114,21 @@ class LiveServerConf:
             if snapshot.version != self._snapshot.version:
                 log.info("serverconf.reloaded", version=snapshot.version)
             self.replace(snapshot)
+            self._checked_at = time.monotonic()
+
+    def seconds_since_check(self) -> float | None:
+        """Seconds since the store was last read successfully (``None`` without a store).
+
+        While the store does not answer, the server acts on its last snapshot; this says
+        how old that may be."""
+        return None if self._store is None else time.monotonic() - self._checked_at
 
     async def _poll_once(self) -> bool:
         try:
             marker = await asyncio.to_thread(self.store.change_marker)
             if marker != self._snapshot.version:
                 await self.reload()
+            self._checked_at = time.monotonic()
         except ServerConfError as exc:
             # The last good snapshot stays in force; the store is asked again soon.
             log.warning("serverconf.poll_failed", error=str(exc))

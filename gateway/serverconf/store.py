@@ -502,6 +502,17 @@ def _sqlite_begin(connection: sa.Connection) -> None:
 # -- the store ------------------------------------------------------------------------------
 
 
+#: libpq settings for the store's PostgreSQL connections (seconds, and milliseconds for the statement).
+_POSTGRESQL_BOUNDS: dict[str, Any] = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "options": "-c statement_timeout=30000",
+}
+
+
 class ServerConfStore:
     """The server configuration's database; open with :meth:`open`, close with :meth:`close`."""
 
@@ -534,6 +545,11 @@ class ServerConfStore:
             engine = sa.create_engine(parsed, connect_args={"timeout": 30})  # seconds to wait for a lock
             event.listen(engine, "connect", _sqlite_connect)
             event.listen(engine, "begin", _sqlite_begin)
+        elif parsed.get_backend_name() == "postgresql":
+            # A database that stops answering must not hold a poll (or a stop) forever: bounded
+            # connects, dead peers found by keepalives, statements cut off.  Migrations run
+            # before the statement timeout matters (it is per statement, they are short).
+            engine = sa.create_engine(parsed, connect_args=_POSTGRESQL_BOUNDS, pool_pre_ping=True)
         else:
             engine = sa.create_engine(parsed)
         store = cls(engine)

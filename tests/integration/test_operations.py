@@ -234,4 +234,9 @@ def test_every_servers_metrics_parse_with_prometheus_own_parser(layout: Layout) 
         status, text, _ = _management(layout, slug, "GET", "/metrics")
         assert status == 200
         names = {family.name for family in text_string_to_metric_families(text)}
-        assert {"xweg_exchanges", "xweg_globalconf_serial", "xweg_certificate_expires_in_seconds"} <= names
+        assert {
+            "xweg_exchanges",
+            "xweg_globalconf_serial",
+            "xweg_certificate_expires_in_seconds",
+            "xweg_serverconf_check_age_seconds",
+        } <= names

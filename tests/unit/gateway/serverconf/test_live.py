@@ -225,3 +225,18 @@ async def test_a_fixed_configuration_has_no_store() -> None:
 def test_the_poll_interval_is_checked() -> None:
     with pytest.raises(ValueError, match="poll_interval_s must be a positive number, not 0"):
         LiveServerConf(ServerConfSnapshot(), poll_interval_s=0)
+
+
+async def test_how_old_the_last_read_of_the_store_is_shows(tmp_path: Path) -> None:
+    store = ServerConfStore.open(f"sqlite:///{tmp_path / 'serverconf.db'}")
+    live = await LiveServerConf.open(store)
+    try:
+        first = live.seconds_since_check()
+        assert first is not None and first >= 0.0
+        await asyncio.sleep(0.05)
+        assert (live.seconds_since_check() or 0.0) >= 0.05
+        await live.reload()
+        assert (live.seconds_since_check() or 1.0) < 0.05
+    finally:
+        await live.close()
+    assert LiveServerConf.fixed(ServerConfSnapshot()).seconds_since_check() is None
