@@ -14,7 +14,14 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from trust.service.jsonapi import DEFAULT_MAX_STRING, ERROR_SCHEMA, api_document, api_operation, schema_ref
+from trust.service.jsonapi import (
+    AUDIT_ENTRY_SCHEMA,
+    DEFAULT_MAX_STRING,
+    ERROR_SCHEMA,
+    api_document,
+    api_operation,
+    schema_ref,
+)
 from trust.service.jsonapi import nullable_string_schema as _nullable_string
 from trust.service.jsonapi import object_schema as _object
 from trust.service.jsonapi import string_schema as _string
@@ -199,20 +206,7 @@ _RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
             "area",
         ],
     },
-    "AuditEntry": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "at": {"type": "string"},
-            "actor": {"type": "string"},
-            "operation": {"type": "string"},
-            "target": {"type": "string"},
-            "before": {},
-            "after": {},
-            "correlation_id": {"type": ["string", "null"]},
-        },
-        "required": ["id", "at", "actor", "operation", "target", "before", "after", "correlation_id"],
-    },
+    "AuditEntry": AUDIT_ENTRY_SCHEMA,
     "GlobalConf": {"type": "object", "description": "the unsigned global configuration document"},
     "RegistrationRequest": {
         "type": "object",

@@ -42,7 +42,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from trust.service.jsonapi import ERROR_SCHEMA, api_document, api_operation, schema_ref
+from trust.service.jsonapi import AUDIT_ENTRY_SCHEMA, ERROR_SCHEMA, api_document, api_operation, schema_ref
 from trust.service.jsonapi import nullable_string_schema as _nullable_string
 from trust.service.jsonapi import object_schema as _object
 from trust.service.jsonapi import string_schema as _string
@@ -207,20 +207,7 @@ _RESPONSE_SCHEMAS: dict[str, dict[str, Any]] = {
         },
         "required": ["code", "description", "members"],
     },
-    "AuditEntry": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "integer"},
-            "at": {"type": "string"},
-            "actor": {"type": "string", "description": "the token's subject"},
-            "operation": {"type": "string"},
-            "target": {"type": "string"},
-            "before": {},
-            "after": {},
-            "correlation_id": {"type": ["string", "null"]},
-        },
-        "required": ["id", "at", "actor", "operation", "target", "before", "after", "correlation_id"],
-    },
+    "AuditEntry": AUDIT_ENTRY_SCHEMA,
     "OpmonRecord": {
         "type": "object",
         "description": "one operational-monitoring record, with X-Road's field names",

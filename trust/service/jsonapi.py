@@ -42,6 +42,7 @@ __all__ = [
     "api_operation",
     "schema_ref",
     "DEFAULT_MAX_STRING",
+    "AUDIT_ENTRY_SCHEMA",
     "ERROR_SCHEMA",
     "ApiError",
     "Authenticate",
@@ -73,6 +74,23 @@ ERROR_SCHEMA: dict[str, Any] = {
         "detail": {"type": "string", "description": "correlation id of the request, also in the logs"},
     },
     "required": ["type", "message", "detail"],
+}
+
+#: One audit-trail entry, as both management APIs answer it: who changed what, when, and
+#: the state before and after.
+AUDIT_ENTRY_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "at": {"type": "string"},
+        "actor": {"type": "string", "description": "the token's subject, or local for the command line"},
+        "operation": {"type": "string"},
+        "target": {"type": "string"},
+        "before": {},
+        "after": {},
+        "correlation_id": {"type": ["string", "null"]},
+    },
+    "required": ["id", "at", "actor", "operation", "target", "before", "after", "correlation_id"],
 }
 
 _IDENTITY_KEY = web.RequestKey("identity", RoleIdentity)
