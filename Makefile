@@ -23,8 +23,10 @@ test: $(STAMP)
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
+# The side-by-side benchmark (docs/performance.md); QUICK=1 for the one-minute run.
 bench: $(STAMP)
-	$(BIN)/python -m bench verify
+	bench/install-tools
+	$(BIN)/python -m bench $(if $(QUICK),--quick)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,8 +1,10 @@
-"""Benchmarks of xweg, run as ``python -m bench <name> [options]``.
+"""Benchmarks of xweg.
 
-Each benchmark is a module that offers a :class:`Benchmark`: a name, a one-line help,
-a function adding its options to an argparse parser and one running it.  Add a new
-one to :func:`benchmarks`; the command line lists them all.
+``python -m bench [--quick] [--out PATH]`` runs the side-by-side benchmark of
+:mod:`bench.chain` (what ``make bench`` runs); ``python -m bench <name> [options]`` runs
+one of the others.  Each of those is a module that offers a :class:`Benchmark`: a
+name, a one-line help, a function adding its options to an argparse parser and one
+running it.  Add a new one to :func:`benchmarks`; the command line lists them all.
 """
 
 from __future__ import annotations
@@ -32,7 +34,13 @@ def benchmarks() -> tuple[Benchmark, ...]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m bench", description="xweg benchmarks")
+    from bench import chain
+
+    parser = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="xweg benchmarks; without a BENCHMARK, xweg's chain beside a direct call and nginx",
+    )
+    chain.add_arguments(parser)
     sub = parser.add_subparsers(dest="benchmark", metavar="BENCHMARK")
     for benchmark in benchmarks():
         child = sub.add_parser(benchmark.name, help=benchmark.help, description=benchmark.help)
@@ -41,11 +49,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmark named in ``argv``; without one, print the usage and return 2."""
-    parser = _parser()
-    args = parser.parse_args(argv)
+    """Run the benchmark named in ``argv``; without one, the side-by-side benchmark."""
+    args = _parser().parse_args(argv)
     if args.benchmark is None:
-        parser.print_help()
-        return 2
+        from bench import chain
+
+        return chain.run(args)
     chosen = next(b for b in benchmarks() if b.name == args.benchmark)
     return chosen.run(args)

@@ -74,7 +74,7 @@ class MemberPlan:
 @dataclass(frozen=True)
 class ServicePlan:
     id: ServiceId
-    backend: str  # a kind from xweg.backends.BACKENDS
+    backend: str  # a kind from xweg.backends.BACKENDS; not started when base_url is given
     description: str
     access: tuple[str, ...]  # client ids (slash form) or GLOBALGROUP:... allowed to call it
     base_url: str | None = None  # default: the demo backend of that kind, plus backend_path
@@ -334,7 +334,7 @@ def _ports(root: Path, plan: FederationPlan) -> dict[str, int]:
     names = ["registry", "ocsp", "tsa"]
     for server in plan.servers:
         names += [f"{server.slug}.client", f"{server.slug}.peer", f"{server.slug}.management"]
-    names += [f"backend.{kind}" for kind in sorted({s.backend for p in plan.servers for s in p.services})]
+    names += [f"backend.{kind}" for kind in _demo_backend_kinds(plan)]
     path = root / "ports.json"
     known: dict[str, int] = {}
     with contextlib.suppress(FileNotFoundError, ValueError):
@@ -356,6 +356,11 @@ def _ports(root: Path, plan: FederationPlan) -> dict[str, int]:
         ports[name] = port
     write_atomic(path, json.dumps(ports, indent=2).encode())
     return ports
+
+
+def _demo_backend_kinds(plan: FederationPlan) -> list[str]:
+    """The demo backends to run: those of services that name no base URL of their own."""
+    return sorted({s.backend for p in plan.servers for s in p.services if s.base_url is None})
 
 
 def _records_port(name: str) -> bool:
@@ -700,8 +705,7 @@ class RunningFederation:
         self.processes["tsa"] = Process(
             "tsa", ["trust", "tsa", "serve", "--config", str(layout.tsa_dir / "tsa.toml")], logs / "tsa.log"
         )
-        kinds = sorted({s.backend for p in layout.plan.servers for s in p.services})
-        for kind in kinds:
+        for kind in _demo_backend_kinds(layout.plan):
             port = layout.ports["backend." + kind]
             self.processes["backend." + kind] = Process(
                 kind, ["demo-backend", kind, "--port", str(port)], logs / f"backend-{kind}.log"

@@ -59,8 +59,11 @@ def test_cpu_model_reads_proc_cpuinfo(tmp_path: Path) -> None:
 
 
 def test_command_line(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([]) == 2
-    assert "verify" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exited:
+        main(["--help"])
+    assert exited.value.code == 0
+    usage = capsys.readouterr().out
+    assert "verify" in usage and "--quick" in usage and "--out" in usage
     assert main(["verify", "--records", "2000", "--seed", "3", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["benchmark"] == "verify" and data["records"] == 2000 and data["proofs_checked"] == 2000
