@@ -18,8 +18,7 @@ runs every time (it is a signature check and a few comparisons).
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +30,7 @@ from cryptography.x509 import verification
 from core.clock import require_utc
 from core.identifiers import MemberId, SecurityServerId
 from trust.errors import CertificateInvalid
+from trust.lru import BoundedLru
 from trust.ocsp import OcspPolicy, check_ocsp_response
 from trust.profiles import check_auth_profile, check_sign_profile, describe, fingerprint
 
@@ -85,7 +85,9 @@ class CertificateTrust:
         if self.ocsp is not None and not isinstance(self.ocsp, OcspPolicy):
             raise TypeError("ocsp must be an OcspPolicy or None")
 
+    @functools.cached_property
     def _cache_key(self) -> tuple[frozenset[str], frozenset[str]]:
+        # Computed once per trust object (one per global configuration), not per message.
         return (
             frozenset(fingerprint(c) for c in self.roots),
             frozenset(fingerprint(c) for c in self.intermediates),
@@ -105,40 +107,12 @@ class _Validated:
 _CacheKey = tuple[str, str, frozenset[str], frozenset[str]]
 
 
-class _ValidationCache:
-    """A bounded LRU of successful chain validations, keyed by (profile, certificate, approved CAs).
-
-    Chain validation depends on time only through the validity periods of the
-    certificates in the chain, so a cached success is reused only when ``now`` lies
-    inside the intersection of those periods; failures are never cached, and nor is
-    revocation status.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._entries: OrderedDict[_CacheKey, _Validated] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: _CacheKey) -> _Validated | None:
-        with self._lock:
-            entry = self._entries.get(key)
-            if entry is not None:
-                self._entries.move_to_end(key)
-            return entry
-
-    def put(self, key: _CacheKey, entry: _Validated) -> None:
-        with self._lock:
-            self._entries[key] = entry
-            self._entries.move_to_end(key)
-            while len(self._entries) > self._size:
-                self._entries.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-_cache = _ValidationCache(_CACHE_SIZE)
+# Successful chain validations, keyed by (profile, certificate, approved CAs).  Chain
+# validation depends on time only through the validity periods of the certificates in
+# the chain, so a cached success is reused only when ``now`` lies inside the
+# intersection of those periods; failures are never cached, and nor is revocation
+# status (trust.ocsp keeps its own cache of verified responses, re-checking time).
+_cache: BoundedLru[_CacheKey, _Validated] = BoundedLru(_CACHE_SIZE)
 
 
 def _check_validity(cert: x509.Certificate, now: datetime, what: str) -> None:
@@ -174,14 +148,14 @@ def _validate_chain(
     check_profile: Callable[[x509.Certificate], _Id],
 ) -> tuple[_Id, x509.Certificate]:
     """Steps (1)-(5): the identity ``cert`` vouches for and the CA that issued it (cached)."""
-    name = describe(cert)
     if not trust.roots:
-        raise CertificateInvalid(f"{name} cannot be validated: no approved certificate authorities")
-    key = (profile, fingerprint(cert), *trust._cache_key())
+        raise CertificateInvalid(f"{describe(cert)} cannot be validated: no approved certificate authorities")
+    key = (profile, fingerprint(cert), *trust._cache_key)
     cached = _cache.get(key)
     if cached is not None and cached.not_before <= now <= cached.not_after:
         # The key includes the profile, so the cached identity has the profile's type.
         return cast(_Id, cached.identity), cached.issuer
+    name = describe(cert)
 
     # Steps in the order that gives the most useful message; the verifier below
     # re-checks all of it (and more) in any case.

@@ -41,6 +41,7 @@ from cryptography.x509 import ocsp
 
 from core.clock import require_utc
 from trust.errors import CertificateInvalid
+from trust.lru import BoundedLru
 from trust.profiles import check_ocsp_responder_profile, describe
 
 __all__ = [
@@ -353,14 +354,50 @@ def check_ocsp_response(
     require_utc(now, "now")
     if not isinstance(policy, OcspPolicy):
         raise TypeError("policy must be an OcspPolicy")
-    name = describe(cert)
-    skew = timedelta(seconds=policy.skew_s)
-
-    # (1) the response parses and its status is successful
     if not isinstance(response_der, bytes) or len(response_der) > MAX_OCSP_RESPONSE_BYTES:
         raise CertificateInvalid(
-            f"the OCSP response for {name} is not bytes of at most {MAX_OCSP_RESPONSE_BYTES} bytes"
+            f"the OCSP response for {describe(cert)} is not bytes of at most {MAX_OCSP_RESPONSE_BYTES} bytes"
         )
+    # Every message carries the same few responses until they are refreshed: steps (1)
+    # to (5) do not depend on the time except through the responder's validity, so a
+    # response that passed them is remembered with the responder that signed it, and
+    # only that validity and the freshness checks of step (6) are made again.
+    key = (response_der, cert, issuer, policy.responders)
+    verified = _verified.get(key)
+    if verified is None or not verified.responder_valid_at(now):
+        verified = _verify_response(response_der, cert, issuer, policy, now)
+        _verified.put(key, verified)
+    return _check_fresh(verified.status, policy, now, cert)
+
+
+@dataclass(frozen=True, slots=True)
+class _Verified:
+    """A response that passed steps (1) to (5): its times, and the responder whose signature verified."""
+
+    status: OcspStatus
+    responder: x509.Certificate
+
+    def responder_valid_at(self, now: datetime) -> bool:
+        return self.responder.not_valid_before_utc <= now <= self.responder.not_valid_after_utc
+
+
+_OcspKey = tuple[bytes, x509.Certificate, x509.Certificate, tuple[x509.Certificate, ...]]
+#: Bound on remembered responses: one per signing or auth certificate seen, in practice.
+_VERIFIED_CACHE_SIZE = 4096
+_verified: BoundedLru[_OcspKey, _Verified] = BoundedLru(_VERIFIED_CACHE_SIZE)
+
+
+def _verify_response(
+    response_der: bytes,
+    cert: x509.Certificate,
+    issuer: x509.Certificate,
+    policy: OcspPolicy,
+    now: datetime,
+) -> _Verified:
+    """Steps (1) to (5) of :func:`check_ocsp_response`; the responder's validity is checked at ``now``."""
+    name = describe(cert)
+
+    # (1) the response parses and its status is successful
     try:
         response = ocsp.load_der_ocsp_response(response_der)
     except ValueError as exc:
@@ -421,47 +458,55 @@ def check_ocsp_response(
         except CertificateInvalid as exc:
             failures.append(exc)
             continue
+        signer = responder
         break
     else:
         raise failures[0]
 
     # (5) the status is good
-    status = single.certificate_status
-    if status == ocsp.OCSPCertStatus.REVOKED:
+    cert_status = single.certificate_status
+    if cert_status == ocsp.OCSPCertStatus.REVOKED:
         revoked_at = single.revocation_time_utc
         reason = single.revocation_reason
         when = revoked_at.isoformat() if revoked_at is not None else "an unknown time"
         raise CertificateInvalid(
             f"{name} was revoked at {when} (reason {reason.value if reason is not None else 'unspecified'})"
         )
-    if status != ocsp.OCSPCertStatus.GOOD:
+    if cert_status != ocsp.OCSPCertStatus.GOOD:
         raise CertificateInvalid(f"{name} is unknown to the OCSP responder")
 
+    status = OcspStatus(
+        produced_at=response.produced_at_utc,
+        this_update=single.this_update_utc,
+        next_update=single.next_update_utc,
+    )
+    return _Verified(status, signer)
+
+
+def _check_fresh(status: OcspStatus, policy: OcspPolicy, now: datetime, cert: x509.Certificate) -> OcspStatus:
+    """Step (6) of :func:`check_ocsp_response`; returns ``status``."""
     # (6) the response is fresh: produced within the freshness limit (a hard limit) and not
     #     in the future, its validity period has begun and not ended (within the skew)
-    produced_at, this_update, next_update = (
-        response.produced_at_utc,
-        single.this_update_utc,
-        single.next_update_utc,
-    )
+    skew = timedelta(seconds=policy.skew_s)
+    produced_at, this_update, next_update = status.produced_at, status.this_update, status.next_update
     if produced_at > now + skew:
         raise CertificateInvalid(
-            f"the OCSP response for {name} was produced at {produced_at.isoformat()}, in the future "
-            f"(now {now.isoformat()}, tolerated clock skew {policy.skew_s:g} s)"
+            f"the OCSP response for {describe(cert)} was produced at {produced_at.isoformat()}, "
+            f"in the future (now {now.isoformat()}, tolerated clock skew {policy.skew_s:g} s)"
         )
     if now - produced_at > timedelta(seconds=policy.freshness_s):
         raise CertificateInvalid(
-            f"the OCSP response for {name} is too old: produced at {produced_at.isoformat()}, "
+            f"the OCSP response for {describe(cert)} is too old: produced at {produced_at.isoformat()}, "
             f"more than the freshness limit of {policy.freshness_s:g} s before {now.isoformat()}"
         )
     if this_update > now + skew:
         raise CertificateInvalid(
-            f"the OCSP response for {name} has thisUpdate {this_update.isoformat()} in the future "
+            f"the OCSP response for {describe(cert)} has thisUpdate {this_update.isoformat()} in the future "
             f"(now {now.isoformat()}, tolerated clock skew {policy.skew_s:g} s)"
         )
     if next_update is not None and next_update < now - skew:
         raise CertificateInvalid(
-            f"the OCSP response for {name} has expired: nextUpdate {next_update.isoformat()} "
+            f"the OCSP response for {describe(cert)} has expired: nextUpdate {next_update.isoformat()} "
             f"has passed (now {now.isoformat()})"
         )
-    return OcspStatus(produced_at=produced_at, this_update=this_update, next_update=next_update)
+    return status

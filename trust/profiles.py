@@ -19,6 +19,7 @@ CN is for humans (and names a TSA).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import TypeVar
 
@@ -50,8 +51,13 @@ SERVER_URI_PREFIX = "xweg:SERVER:"
 MEMBER_URI_PREFIX = "xweg:MEMBER:"
 
 
+@functools.lru_cache(maxsize=4096)
 def fingerprint(cert: x509.Certificate) -> str:
-    """SHA-256 of the certificate's DER encoding, lower-case hex."""
+    """SHA-256 of the certificate's DER encoding, lower-case hex.
+
+    Remembered per certificate (a certificate is immutable, and equal certificates have
+    equal DER): every message names the same few, several times on its way.
+    """
     return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
 
 

@@ -446,3 +446,87 @@ def test_responder_answers_any_request_bytes(pki: Pki, data: bytes) -> None:
         ocsp.OCSPResponseStatus.MALFORMED_REQUEST,
         ocsp.OCSPResponseStatus.SUCCESSFUL,
     )
+
+
+# ---------------------------------------------------------------- the cache of verified responses
+# A response that verified once is remembered; nothing about a later check may be weaker.
+
+
+def test_a_remembered_response_still_goes_stale(pki: Pki) -> None:
+    response = respond(pki, pki.chain_sign_cert)
+    check(pki, response, pki.chain_sign_cert)  # verified, and remembered
+    check(pki, response, pki.chain_sign_cert, now=NOW + dt.timedelta(minutes=59))
+    with pytest.raises(CertificateInvalid, match="is too old"):
+        check(pki, response, pki.chain_sign_cert, now=NOW + dt.timedelta(minutes=61))
+    with pytest.raises(CertificateInvalid, match="is too old"):
+        check(pki, response, pki.chain_sign_cert, now=NOW + dt.timedelta(minutes=30), freshness_s=60)
+
+
+def test_a_remembered_response_is_not_valid_before_it_was_produced(pki: Pki) -> None:
+    response = respond(pki, pki.chain_sign_cert)
+    check(pki, response, pki.chain_sign_cert)
+    with pytest.raises(CertificateInvalid, match="in the future"):
+        check(pki, response, pki.chain_sign_cert, now=NOW - dt.timedelta(hours=1))
+
+
+def test_a_remembered_response_vouches_for_no_other_certificate(pki: Pki) -> None:
+    response = respond(pki, pki.chain_sign_cert)
+    check(pki, response, pki.chain_sign_cert)
+    with pytest.raises(CertificateInvalid, match="it answers for serial"):
+        check(pki, response, pki.chain_auth_cert)
+
+
+def test_a_remembered_response_with_one_byte_changed_is_checked_afresh(pki: Pki) -> None:
+    response = respond(pki, pki.chain_sign_cert)
+    check(pki, response, pki.chain_sign_cert)
+    signature = ocsp.load_der_ocsp_response(response).signature
+    at = response.index(signature) + len(signature) - 1
+    tampered = response[:at] + bytes([response[at] ^ 0x01]) + response[at + 1 :]
+    with pytest.raises(CertificateInvalid, match="has a signature that does not verify"):
+        check(pki, tampered, pki.chain_sign_cert)
+
+
+def test_a_remembered_response_fails_once_its_responder_expires(pki: Pki) -> None:
+    key = generate_private_key()
+    responder = pki.issuing.issue_ocsp_responder_certificate(
+        key.public_key(),
+        "short-lived responder",
+        now=NOW - dt.timedelta(hours=1),
+        validity=dt.timedelta(hours=2),
+    )
+    response = forge(pki, pki.chain_sign_cert, signer_cert=responder, signer_key=key)
+    policy = OcspPolicy(responders=(responder,), freshness_s=24 * 3600)
+    check_ocsp_response(response, pki.chain_sign_cert, pki.issuing.certificate, policy, NOW)
+    later = NOW + dt.timedelta(hours=1, minutes=1)
+    with pytest.raises(CertificateInvalid, match="which is not valid at"):
+        check_ocsp_response(response, pki.chain_sign_cert, pki.issuing.certificate, policy, later)
+
+
+def test_a_remembered_response_counts_only_while_its_responder_is_authorised(pki: Pki) -> None:
+    # Global configuration stops listing the responder: what it signed no longer counts.
+    response = respond(pki, pki.chain_sign_cert)
+    check(pki, response, pki.chain_sign_cert)
+    other = pki.issuing.issue_ocsp_responder_certificate(
+        generate_private_key().public_key(), "other", now=NOW
+    )
+    with pytest.raises(CertificateInvalid, match="not signed by an authorised OCSP responder"):
+        check_ocsp_response(
+            response, pki.chain_sign_cert, pki.issuing.certificate, OcspPolicy(responders=(other,)), NOW
+        )
+
+
+def test_a_response_is_verified_once_while_it_is_reused(pki: Pki, monkeypatch: pytest.MonkeyPatch) -> None:
+    import trust.ocsp
+
+    calls: list[bytes] = []
+    real = trust.ocsp._verify_response
+
+    def counting(response_der: bytes, *args: object) -> object:
+        calls.append(response_der)
+        return real(response_der, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(trust.ocsp, "_verify_response", counting)
+    response = respond(pki, pki.chain_auth_cert, at=NOW - dt.timedelta(seconds=1))
+    for seconds in range(5):
+        check(pki, response, pki.chain_auth_cert, now=NOW + dt.timedelta(seconds=seconds))
+    assert calls == [response]
