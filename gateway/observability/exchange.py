@@ -230,13 +230,22 @@ class ExchangeTrace:
             if self._waiting is not None:
                 self._waiting.append(event)
             else:
-                log.info(f"{self.role.value}.step", **event)
+                self._log_step(event)
         except Exception:
             log.exception("exchange.observation_failed", role=self.role.value)
 
     def _flush_waiting(self) -> None:
         waiting, self._waiting = self._waiting, None
         for event in waiting or ():
+            self._log_step(event)
+
+    def _log_step(self, event: dict[str, Any]) -> None:
+        # A step that went as it should is a debug line: at eight per exchange and side,
+        # info lines cost more event-loop time than signing (docs/performance.md), and
+        # their durations are in the step histograms anyway.  The failed step is info.
+        if event["outcome"] == "ok":
+            log.debug(f"{self.role.value}.step", **event)
+        else:
             log.info(f"{self.role.value}.step", **event)
 
     def _record(self, response_out: dt.datetime) -> OpmonRecord:

@@ -9,13 +9,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 from collections.abc import Awaitable, Callable
 
 import structlog
 from aiohttp import web
 
-__all__ = ["serve_app", "run_until_signalled"]
+__all__ = ["serve_app", "run_until_signalled", "event_loop_factory", "EVENT_LOOP_ENV"]
+
+#: ``XWEG_EVENT_LOOP=asyncio`` runs a service on asyncio's own loop instead of uvloop's.
+EVENT_LOOP_ENV = "XWEG_EVENT_LOOP"
+
+
+def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop's loop when it is installed (and not switched off), else ``None``: asyncio's own.
+
+    uvloop runs the same code with a loop written in C over libuv: the benchmark in
+    ``bench/`` shows what that saves on the message path (docs/performance.md).
+    """
+    if os.environ.get(EVENT_LOOP_ENV, "uvloop") == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 async def serve_app(
@@ -52,7 +71,8 @@ def run_until_signalled(
         await serve(stop)
 
     try:
-        asyncio.run(run())
+        with asyncio.Runner(loop_factory=event_loop_factory()) as runner:
+            runner.run(run())
     except startup_errors as exc:
         # Start-up failures: unreadable key or configuration, broken state, address in use.
         structlog.get_logger(f"xweg.{name}").error(f"{name}.start_failed", error=str(exc))

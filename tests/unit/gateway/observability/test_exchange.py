@@ -167,6 +167,8 @@ async def test_a_successful_exchange_is_recorded_counted_and_logged(observed: Ob
     steps = [line for line in logs if line["event"] == "consumer.step"]
     assert [line["step"] for line in steps] == list(trace.STEPS[Role.CONSUMER].values())
     assert {line["outcome"] for line in steps} == {"ok"}
+    # Steps that went well are debug lines; the exchange's own line says it completed.
+    assert {line["log_level"] for line in steps} == {"debug"}
     # Step 1 ended before the request was read: its event waited for the message id.
     assert all(line["message_id"] == HEADER.message_id for line in steps)
     assert all(line["correlation_id"] == "c-0001" for line in steps)
@@ -238,6 +240,7 @@ async def test_a_failed_exchange_is_recorded_with_its_fault(observed: Observed) 
         ("3_provider", "failed"),
     ]
     assert steps[-1]["fault_code"] == "Server.ClientProxy.UnknownService"
+    assert [line["log_level"] for line in steps] == ["debug", "debug", "info"]
 
 
 async def test_a_request_refused_before_it_is_read_is_recorded_without_identifiers(
