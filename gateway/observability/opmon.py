@@ -37,10 +37,11 @@ import contextlib
 import datetime as dt
 import functools
 import math
+import operator
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -148,7 +149,7 @@ class OpmonRecord:
 
     def to_json(self) -> dict[str, Any]:
         """The record with X-Road's field names."""
-        return dict(zip(FIELDS, astuple(self), strict=True))
+        return dict(zip(FIELDS, _values(self), strict=True))
 
 
 def _xroad_name(name: str) -> str:
@@ -158,6 +159,8 @@ def _xroad_name(name: str) -> str:
 
 #: X-Road's field names, in the order of :class:`OpmonRecord`'s fields (``monitoringDataTs``, ...).
 FIELDS: tuple[str, ...] = tuple(_xroad_name(f.name) for f in fields(OpmonRecord))
+# A record's values in field order; dataclasses.astuple would deep-copy each of them.
+_values = operator.attrgetter(*(f.name for f in fields(OpmonRecord)))
 _INTEGERS = frozenset(
     {
         "monitoringDataTs",
@@ -435,7 +438,7 @@ class OperationalMonitor:
         rows = []
         for record in batch:
             service = record.service_id
-            rows.append((record.client_id, service, *astuple(record)))
+            rows.append((record.client_id, service, *_values(record)))
             if service is not None and record.response_out_ts is not None:
                 key = (service, record.security_server_type, int(record.succeeded))
                 last[key] = max(last.get(key, 0), record.response_out_ts)
