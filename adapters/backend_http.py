@@ -19,6 +19,7 @@ from contextlib import contextmanager
 import aiohttp
 import yarl
 
+from adapters.bodies import read_limited
 from core.errors import ErrorCode, Origin, XwegError
 
 __all__ = [
@@ -32,8 +33,6 @@ __all__ = [
     "read_capped",
     "fetch_description",
 ]
-
-_READ_CHUNK_BYTES = 64 * 1024
 
 
 #: Defaults for a backend call: X-Road's timeout, and the body size it logs (10 MiB).
@@ -152,17 +151,7 @@ async def read_capped(response: aiohttp.ClientResponse, cap: int, where: str) ->
 
     if response.content_length is not None and response.content_length > cap:
         raise too_large()
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await response.content.read(_READ_CHUNK_BYTES)
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > cap:
-            raise too_large()
-        chunks.append(chunk)
-    return b"".join(chunks)
+    return await read_limited(response.content, cap, too_large)
 
 
 async def fetch_description(

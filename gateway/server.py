@@ -40,6 +40,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from multidict import CIMultiDict
 
+from adapters.bodies import body_of, read_limited
 from adapters.rest.backend import new_backend_session
 from adapters.rest.outbound import render_rest_error
 from adapters.soap.metadata import render_list_clients
@@ -93,6 +94,7 @@ from gateway.tokens import (
 )
 from gateway.transport.client import EXCHANGE_PATH, OCSP_PATH, PeerClient
 from gateway.transport.frame import CONTENT_TYPE, MAX_METADATA_BYTES
+from gateway.transport.receive import read_frame
 from gateway.transport.tls import server_context
 from trust.anchor import load_anchor
 from trust.clienttokens import names_client_audience, unverified_key_id
@@ -305,7 +307,7 @@ async def _soap(request: web.Request) -> web.StreamResponse:
         )
         log.exception("internal_error", correlation_id=internal.correlation_id, error=repr(exc))
         answer = soap_fault_answer(internal)
-    return web.Response(status=answer.status, headers=CIMultiDict(answer.headers), body=answer.body)
+    return _answer(answer.status, answer.headers, answer.body)
 
 
 def client_connection(request: web.Request) -> ClientConnection:
@@ -348,17 +350,26 @@ def _own_client_tokens(request: web.Request) -> list[str]:
     return [t for t in bearers if unverified_key_id(t) == own or names_client_audience(t)]
 
 
+def _too_large(limit: int, origin: Origin) -> Callable[[], XwegError]:
+    def refusal() -> XwegError:
+        return XwegError(ErrorCode.REQUEST_TOO_LARGE, f"request body exceeds {limit} bytes", origin)
+
+    return refusal
+
+
 async def _read_body(request: web.Request, limit: int, origin: Origin) -> bytes:
     """Read at most ``limit`` bytes of body; more is a 413, not a half-read message."""
-    too_large = XwegError(ErrorCode.REQUEST_TOO_LARGE, f"request body exceeds {limit} bytes", origin)
+    too_large = _too_large(limit, origin)
     if request.content_length is not None and request.content_length > limit:
-        raise too_large
-    body = bytearray()
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        body += chunk
-        if len(body) > limit:
-            raise too_large
-    return bytes(body)
+        raise too_large()
+    return await read_limited(request.content, limit, too_large)
+
+
+def _answer(status: int, headers: list[tuple[str, str]], body: bytes) -> web.Response:
+    """A response whose large body is written in slices (:func:`adapters.bodies.body_of`).
+    An empty or small body stays ``bytes``: aiohttp would send a payload's default
+    Content-Type even for no content, and none for ``bytes``."""
+    return web.Response(status=status, headers=CIMultiDict(headers), body=body_of(body))
 
 
 @_observed(Role.CONSUMER)
@@ -383,7 +394,7 @@ async def _rest(request: web.Request) -> web.StreamResponse:
         body,
         connection=connection,
     )
-    return web.Response(status=answer.status, headers=CIMultiDict(answer.headers), body=answer.body)
+    return _answer(answer.status, answer.headers, answer.body)
 
 
 def _metadata_route(read: Handler) -> Handler:
@@ -470,9 +481,15 @@ async def _exchange(request: web.Request) -> web.StreamResponse:
     ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
     der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
     limit = gateway.config.limits.max_body_bytes + MAX_METADATA_BYTES + 64
-    data = await _read_body(request, limit, Origin.SERVER_PROXY)
-    frame = await handle_exchange(gateway, der, data)
-    return web.Response(status=200, body=frame, headers={"Content-Type": CONTENT_TYPE})
+    too_large = _too_large(limit, Origin.SERVER_PROXY)
+    if request.content_length is not None and request.content_length > limit:
+        raise too_large()
+    # Head and body apart: the body is read into a buffer of its own, never copied out of the frame.
+    head, body = await read_frame(request.content, limit, too_large)
+    answer_head, answer_body = await handle_exchange(gateway, der, head, body)
+    return web.Response(
+        status=200, body=body_of(answer_head, answer_body), headers={"Content-Type": CONTENT_TYPE}
+    )
 
 
 async def _offer_ocsp(request: web.Request) -> web.StreamResponse:

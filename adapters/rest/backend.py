@@ -26,6 +26,7 @@ from adapters.backend_http import (
     new_backend_session,
     read_capped,
 )
+from adapters.bodies import body_of
 from adapters.rest.inbound import check_rest_path, is_hop_by_hop
 from core.errors import ErrorCode, Origin, XwegError
 from core.messages import MAX_HEADER_VALUE, MAX_HEADERS, Request
@@ -136,7 +137,7 @@ class RestBackend(BoundedBackend):
                 url,
                 headers=_request_headers(request),
                 # No body at all rather than an empty one: a GET must not grow a Content-Length.
-                data=request.body or None,
+                data=body_of(request.body) if request.body else None,
                 allow_redirects=False,
                 timeout=self._timeout,
                 skip_auto_headers=_SKIP_AUTO_HEADERS,

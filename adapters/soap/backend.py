@@ -29,6 +29,7 @@ from adapters.backend_http import (
     host_port,
     read_capped,
 )
+from adapters.bodies import body_of
 from core.errors import ErrorCode, Origin, XwegError
 from core.messages import Protocol, Request
 
@@ -99,7 +100,7 @@ class SoapBackend(BoundedBackend):
             async with self._session.post(
                 url,
                 headers=_end_to_end(request),
-                data=request.body,
+                data=body_of(request.body),
                 allow_redirects=False,
                 timeout=self._timeout,
                 skip_auto_headers=_SKIP_AUTO_HEADERS,

@@ -62,7 +62,7 @@ from gateway.ocsp import certificate_trust
 from gateway.pipeline.records import log_request, log_response
 from gateway.runtime import Gateway
 from gateway.serverconf.model import PathRefused, normalise_request_path
-from gateway.transport.frame import FrameError, decode_frame, encode_frame, optional_b64, optional_unb64
+from gateway.transport.frame import FrameError, decode_frame, encode_frame_head, optional_b64, optional_unb64
 from trust.certificates import CertificateTrust, fingerprint, validate_auth_certificate
 from trust.errors import CertificateInvalid, TrustError
 from trust.globalconf import GlobalConf, SecurityServerInfo
@@ -393,8 +393,9 @@ async def _exchange(
         "ocsp": optional_b64(sign_ocsp),
         "auth_ocsp": optional_b64(gateway.own_ocsp.response_for(gateway.auth_certificate)),
     }
-    frame = encode_frame(metadata, request.body)
-    answer = await gateway.peers.send(peer, cas, frame, pin=fingerprint(peer_certificate))
+    answer = await gateway.peers.send(
+        peer, cas, encode_frame_head(metadata), request.body, pin=fingerprint(peer_certificate)
+    )
     if answer.status != 200:
         fault = answer.headers.get("X-Road-Error")
         if fault:
@@ -409,7 +410,7 @@ async def _exchange(
     trace.step(7)
     request_hash = b64(digest)
     response_header, response_body, response_signature, response_ocsp = _verify_response(
-        request, request_hash, answer.body, gateway.clock.now(), trust
+        request, request_hash, answer.head, answer.body, gateway.clock.now(), trust
     )
     if check is not None:
         check(response_header, response_body)
@@ -442,13 +443,16 @@ async def _exchange(
 def _verify_response(
     request: Request,
     request_hash: str,
-    data: bytes,
+    head: bytes,
+    body: bytes,
     now: dt.datetime,
     trust: CertificateTrust,
 ) -> tuple[ResponseHeader, bytes, str, bytes | None]:
+    """(7) The response frame ``head`` + ``body``, checked; its body is ``body`` itself when the
+    two were read apart."""
     provider_member = request.header.service.member
     try:
-        frame = decode_frame(data)
+        frame = decode_frame(head, body)
         response_header = ResponseHeader.from_dict(frame.metadata["header"])
         signature = frame.metadata["signature"]
         if not isinstance(signature, str):

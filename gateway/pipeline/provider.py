@@ -47,7 +47,7 @@ from gateway.ocsp import certificate_trust
 from gateway.pipeline.records import log_request, log_response
 from gateway.runtime import Gateway
 from gateway.serverconf.model import PathRefused, ServiceEntry, normalise_request_path
-from gateway.transport.frame import FrameError, decode_frame, encode_frame, optional_b64, optional_unb64
+from gateway.transport.frame import FrameError, decode_frame, encode_frame_head, optional_b64, optional_unb64
 from trust.certificates import fingerprint, validate_auth_certificate
 from trust.errors import CertificateInvalid, TrustError
 from trust.globalconf import GlobalConf
@@ -61,7 +61,16 @@ _ORIGIN = Origin.SERVER_PROXY
 _Answer = tuple[int, tuple[tuple[str, str], ...], bytes]
 
 
-async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, data: bytes) -> bytes:
+async def handle_exchange(
+    gateway: Gateway, peer_certificate_der: bytes | None, data: bytes, body: bytes = b""
+) -> tuple[bytes, bytes]:
+    """One peer's framed request, through steps 1 to 7: the signed response frame's head and body.
+
+    The request frame is ``data`` followed by ``body``; a body read apart from the head
+    (:func:`gateway.transport.receive.read_frame`) is used as it is, never copied.  The
+    response frame is returned in the same two parts, for the caller to send one after
+    the other.
+    """
     # (1) global configuration is current, and the message log is timestamped in time
     trace.step(1)
     conf, now = gateway.current_conf(_ORIGIN)
@@ -88,7 +97,7 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
     # (3) the message is what its signer signed
     trace.step(3)
     try:
-        frame = decode_frame(data)
+        frame = decode_frame(data, body)
         header = RequestHeader.from_dict(frame.metadata["header"])
         signature = frame.metadata["signature"]
         if not isinstance(signature, str):
@@ -105,12 +114,15 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
         raise XwegError(
             ErrorCode.SSL_AUTHENTICATION_FAILED, f"security server {peer.id.slash()}: {exc}", _ORIGIN
         ) from exc
-    if len(frame.body) != header.body_size or sha512(frame.body) != header.body_sha512:
+    try:
+        # A Request holds only a body of its header's size and SHA-512: one hash of the body.
+        request = Request(header, frame.body)
+    except MessageError:
         raise XwegError(
             ErrorCode.INVALID_SIGNATURE_VALUE,
             "request body does not match the digest in its signed header",
             _ORIGIN,
-        )
+        ) from None
     digest = request_digest(header)
     try:
         verified = verify_signature(signature, digest, trust, now, ocsp_response=sign_ocsp)
@@ -133,7 +145,6 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
             _ORIGIN,
         )
     trace.admitted()  # signed by the client's member, sent by a server hosting it
-    request = Request(header, frame.body)
     # (3, continued) a SOAP body says what its signed header says
     soap = read_soap_request(request) if header.protocol is Protocol.SOAP else None
 
@@ -154,7 +165,7 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
 
     # (6) call the backend, or answer the metadata service
     trace.step(6)
-    status, headers, body = await serve()
+    status, headers, answer = await serve()
 
     # (7) sign, bind to the request, log, answer
     trace.step(7)
@@ -163,8 +174,8 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
         request_hash=b64(digest),
         status=status,
         headers=headers,
-        body_sha512=sha512(body),
-        body_size=len(body),
+        body_sha512=sha512(answer),
+        body_size=len(answer),
     )
     signer = gateway.signer_for(header.service.member, _ORIGIN)
     response_signature = sign_digest(response_digest(response_header), signer.key, signer.certificate)
@@ -173,7 +184,7 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
         gateway,
         header,
         response_header,
-        body,
+        answer,
         response_signature,
         response_ocsp,
         at=gateway.clock.now(),
@@ -189,13 +200,13 @@ async def handle_exchange(gateway: Gateway, peer_certificate_der: bytes | None, 
         protocol=header.protocol.value,
         status=status,
     )
-    trace.responded(status, len(body))
+    trace.responded(status, len(answer))
     metadata = {
         "header": response_header.to_dict(),
         "signature": response_signature,
         "ocsp": optional_b64(response_ocsp),
     }
-    return encode_frame(metadata, body)
+    return encode_frame_head(metadata), answer
 
 
 def peer_hosts_client(conf: GlobalConf, peer: SecurityServerId, header: RequestHeader) -> bool:

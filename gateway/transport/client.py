@@ -20,8 +20,10 @@ from pathlib import Path
 import aiohttp
 from cryptography import x509
 
+from adapters.bodies import body_of, read_limited
 from core.errors import ErrorCode, Origin, XwegError
 from gateway.transport.frame import CONTENT_TYPE
+from gateway.transport.receive import read_frame
 from gateway.transport.tls import pinned_client_context
 from trust.certificates import fingerprint
 from trust.globalconf import SecurityServerInfo
@@ -49,9 +51,13 @@ class PeerCredentials:
 
 @dataclass(frozen=True, slots=True)
 class PeerResponse:
+    """A peer's answer.  A 200 answer is a frame, read as its head and its body apart
+    (``decode_frame(head, body)``); any other answer is all in ``body``, ``head`` empty."""
+
     status: int
     headers: dict[str, str]
     body: bytes
+    head: bytes = b""
 
 
 @contextlib.contextmanager
@@ -141,9 +147,16 @@ class PeerClient:
         task.add_done_callback(self._retiring.discard)
 
     async def send(
-        self, peer: SecurityServerInfo, cas: tuple[x509.Certificate, ...], frame: bytes, *, pin: str
+        self,
+        peer: SecurityServerInfo,
+        cas: tuple[x509.Certificate, ...],
+        head: bytes,
+        body: bytes,
+        *,
+        pin: str,
     ) -> PeerResponse:
-        """Send ``frame`` over a connection whose handshake showed exactly the certificate ``pin``.
+        """Send the frame ``head`` + ``body`` over a connection whose handshake showed exactly
+        the certificate ``pin``.  The two are sent one after the other, never joined.
 
         ``pin`` is the fingerprint of the peer certificate whose OCSP status was checked,
         so that a peer with several registered certificates cannot show one for the
@@ -157,24 +170,25 @@ class PeerClient:
             )
         session = self._session(peer, cas, (pin,))
         url = f"https://{peer.address}{EXCHANGE_PATH}"
+        limit = self._max_response_bytes
+
+        def too_large() -> XwegError:
+            return XwegError(
+                ErrorCode.SERVICE_FAILED,
+                f"response from {peer.id.slash()} exceeds {limit} bytes",
+                Origin.CLIENT_PROXY,
+            )
+
+        frame = body_of(head, body)
         with _map_transport_errors(peer):
             async with session.post(url, data=frame, headers={"Content-Type": CONTENT_TYPE}) as resp:
-                if resp.content_length is not None and resp.content_length > self._max_response_bytes:
-                    raise XwegError(
-                        ErrorCode.SERVICE_FAILED,
-                        f"response from {peer.id.slash()} exceeds {self._max_response_bytes} bytes",
-                        Origin.CLIENT_PROXY,
-                    )
-                body = bytearray()
-                async for chunk in resp.content.iter_chunked(64 * 1024):
-                    body += chunk
-                    if len(body) > self._max_response_bytes:
-                        raise XwegError(
-                            ErrorCode.SERVICE_FAILED,
-                            f"response from {peer.id.slash()} exceeds {self._max_response_bytes} bytes",
-                            Origin.CLIENT_PROXY,
-                        )
-                return PeerResponse(resp.status, dict(resp.headers), bytes(body))
+                if resp.content_length is not None and resp.content_length > limit:
+                    raise too_large()
+                if resp.status != 200:
+                    answer = await read_limited(resp.content, limit, too_large)
+                    return PeerResponse(resp.status, dict(resp.headers), answer)
+                answer_head, answer = await read_frame(resp.content, limit, too_large)
+                return PeerResponse(resp.status, dict(resp.headers), answer, answer_head)
 
     def cached_credentials(self, peer: SecurityServerInfo) -> PeerCredentials | None:
         cached = self._credentials.get(peer.id.slash())

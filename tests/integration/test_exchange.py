@@ -25,7 +25,7 @@ import pytest
 from core.canonical import b64, request_digest
 from core.identifiers import ClientId, SecurityServerId, ServiceId
 from core.messages import Protocol, RequestHeader, ResponseHeader, sha512
-from gateway.messagelog.store import MessageLogStore
+from gateway.messagelog.store import MessageLogStore, default_blob_root
 from gateway.transport.client import EXCHANGE_PATH, PeerClient
 from gateway.transport.frame import CONTENT_TYPE, encode_frame
 from tests.integration.conftest import DEAD_SERVICE, GEWERBEAMT, KREISVERWALTUNG, SLOW_SERVICE
@@ -207,6 +207,33 @@ def test_body_over_limit(layout: Layout) -> None:
     assert_still_serving(layout)
 
 
+def test_body_at_the_limit_goes_through_and_back_unchanged(layout: Layout) -> None:
+    # Sent in slices and read apart from its frame on every hop: the bytes must not change.
+    big = bytes(range(256)) * (10 * 1024 * 1024 // 256)
+    req = urllib.request.Request(
+        consumer_url(layout, GEWERBEANZEIGE, "/echo"),
+        data=big,
+        method="POST",
+        headers={"X-Road-Client": GEWERBEAMT.slash(), "Content-Type": "application/octet-stream"},
+    )
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        status, headers, payload = resp.status, dict(resp.headers), resp.read()
+    assert status == 200
+    assert payload == big
+    assert headers["Content-Length"] == str(len(big))
+    for slug in ("paderborn", "detmold"):
+        store = MessageLogStore.open_readonly(layout.message_log(slug))
+        try:
+            records = store.find(headers["X-Road-Id"])
+        finally:
+            store.close()
+        assert [(r.direction.value, r.body_storage) for r in records] == [
+            ("request", "blob"),
+            ("response", "blob"),
+        ]
+        assert all(r.body == big for r in records)
+
+
 def test_backend_down(layout: Layout) -> None:
     result = call(consumer_url(layout, DEAD_SERVICE, "/akten"), "POST", GEWERBEAMT, ANZEIGE)
     assert_xroad_error(result, 500, "Server.ServerProxy.NetworkError")
@@ -309,6 +336,19 @@ async def test_body_changed_between_servers(layout: Layout) -> None:
     assert received_by_backend(layout) == before
 
 
+async def test_large_body_changed_or_cut_between_servers(layout: Layout) -> None:
+    # A body of many slices, read apart from its frame's head, is checked as a small one is.
+    before = received_by_backend(layout)
+    meta, body = _signed_frame(layout, GEWERBEAMT, bytes(range(256)) * (4 * 1024 * 1024 // 256))
+    changed = bytearray(body)
+    changed[len(body) // 2] ^= 0x01
+    for sent in (bytes(changed), body[:-1], body + b"x"):
+        status, headers, _ = await _post_to_provider(layout, _paderborn_tls(layout), encode_frame(meta, sent))
+        assert status == 500
+        assert headers["X-Road-Error"] == "Server.ServerProxy.InvalidSignatureValue"
+    assert received_by_backend(layout) == before
+
+
 async def test_header_changed_between_servers(layout: Layout) -> None:
     before = received_by_backend(layout)
     meta, body = _signed_frame(layout, GEWERBEAMT, json.dumps(ANZEIGE).encode())
@@ -368,7 +408,7 @@ async def test_consumer_refuses_a_provider_with_the_wrong_certificate(layout: La
 
         with pytest.raises(XwegError) as caught:
             cas = (load_certificate(layout.ca_certificate), load_certificate(layout.ca_dir / "issuing.pem"))
-            await client.send(wrong, cas, b"XWEG/1\n", pin=wrong.auth_cert_fingerprints[0])
+            await client.send(wrong, cas, b"XWEG/1\n", b"", pin=wrong.auth_cert_fingerprints[0])
         assert caught.value.fault_code == "Server.ClientProxy.SslAuthenticationFailed"
         assert "registered" in caught.value.message
     finally:
@@ -386,6 +426,10 @@ def _snapshot(source: Path, target: Path) -> Path:
         src.backup(dst)
     src.close()
     dst.close()
+    # Large bodies are kept beside the log (content-addressed, so logs may share the folder).
+    blobs = default_blob_root(source)
+    if blobs.is_dir():
+        shutil.copytree(blobs, default_blob_root(target), dirs_exist_ok=True)
     return target
 
 

@@ -10,7 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gateway.transport.frame import MAGIC, MAX_METADATA_BYTES, Frame, FrameError, decode_frame, encode_frame
+from gateway.transport.frame import (
+    MAGIC,
+    MAX_METADATA_BYTES,
+    PREFIX_SIZE,
+    Frame,
+    FrameError,
+    decode_frame,
+    encode_frame,
+    encode_frame_head,
+    frame_head_size,
+)
 
 GOOD_METADATA = {"header": {"client": "NRW/GOV/057/arbeitsschutz", "id": "m-1"}, "signature": "eyJ.a.b"}
 GOOD_BODY = b'{"antrag": "Gewerbeanzeige"}\r\n\x00\xff'
@@ -171,3 +181,67 @@ def test_fuzz_mutated_good_frame(data: st.DataObject) -> None:
 def test_fuzz_json_like_metadata(meta: str, body: bytes) -> None:
     encoded = meta.encode()
     _only_frame_or_frame_error(raw_frame(encoded, body))
+
+
+# ------------------------------------------------------------------ head and body apart
+
+
+def _decoded(data: bytes, body: bytes = b"") -> Frame | str:
+    """The frame, or the reason it is refused: the two ways of decoding must agree on both."""
+    try:
+        return decode_frame(data, body)
+    except FrameError as exc:
+        return str(exc)
+
+
+@given(metadata=st.dictionaries(st.text(), json_values, max_size=6), body=st.binary(max_size=512))
+def test_head_then_body_is_the_frame(metadata: dict[str, Any], body: bytes) -> None:
+    head = encode_frame_head(metadata)
+    assert head + body == encode_frame(metadata, body)
+    assert frame_head_size(head[:PREFIX_SIZE]) == len(head)
+
+
+def test_a_body_read_apart_is_taken_as_it_is() -> None:
+    body = bytes(range(256)) * 4096  # 1 MiB: copying it would cost as much again
+    frame = decode_frame(encode_frame_head(GOOD_METADATA), body)
+    assert frame == Frame(GOOD_METADATA, body)
+    assert frame.body is body
+
+
+@given(data=st.binary(max_size=256), cut=st.integers(0, 256))
+def test_fuzz_any_split_decodes_as_the_whole(data: bytes, cut: int) -> None:
+    assert _decoded(data[:cut], data[cut:]) == _decoded(data)
+
+
+@settings(max_examples=200)
+@given(st.data())
+def test_fuzz_mutated_good_frame_split_anywhere_decodes_as_the_whole(data: st.DataObject) -> None:
+    good = bytearray(encode_frame(GOOD_METADATA, GOOD_BODY))
+    for _ in range(data.draw(st.integers(0, 4))):
+        index = data.draw(st.integers(0, len(good) - 1))
+        good[index] = data.draw(st.integers(0, 255))
+    whole = bytes(good[: data.draw(st.integers(0, len(good)))])
+    cut = data.draw(st.integers(0, len(whole)))
+    assert _decoded(whole[:cut], whole[cut:]) == _decoded(whole)
+
+
+@pytest.mark.parametrize(
+    "prefix",
+    [
+        b"",
+        MAGIC,
+        MAGIC + b"\x00\x00\x00",
+        b"XWEG/2\n" + struct.pack(">I", 2),
+        MAGIC + struct.pack(">I", MAX_METADATA_BYTES + 1),
+        MAGIC + struct.pack(">I", 0xFFFFFFFF),
+    ],
+    ids=["empty", "magic-only", "short-length", "wrong-magic", "length-over-limit", "length-max"],
+)
+def test_no_head_size_for_what_does_not_begin_a_frame(prefix: bytes) -> None:
+    assert frame_head_size(prefix) is None
+
+
+@pytest.mark.parametrize("length", [0, 2, MAX_METADATA_BYTES])
+def test_head_size_is_the_prefix_and_the_metadata(length: int) -> None:
+    assert frame_head_size(MAGIC + struct.pack(">I", length)) == PREFIX_SIZE + length
+    assert frame_head_size(MAGIC + struct.pack(">I", length) + b"more") == PREFIX_SIZE + length
