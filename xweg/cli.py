@@ -248,6 +248,11 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_registry_command(args)
     if args.command in ("gateway", "registry") or serving:
+        # The services log JSON lines.  structlog imports rich, when some development tool
+        # installed it, for a console renderer they never use: about 15 MB of each
+        # server's memory.  An entry of None makes that optional import fail at once.
+        if "structlog" not in sys.modules:
+            sys.modules.setdefault("rich", None)  # type: ignore[arg-type]  # None: "not importable"
         from xweg.logsetup import configure_logging
 
         configure_logging()

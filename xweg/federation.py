@@ -479,7 +479,7 @@ def prepare(root: Path, plan: FederationPlan = OWL) -> Layout:
                 issuing,
             )
         _write_server_config(layout, server)
-        _follow_backend_ports(layout, server, now)
+        _prepare_store(layout, server, now)
 
     _write_registry_files(layout)
     ca.close()
@@ -489,21 +489,23 @@ def prepare(root: Path, plan: FederationPlan = OWL) -> Layout:
     return layout
 
 
-def _follow_backend_ports(layout: Layout, server: ServerPlan, now: dt.datetime) -> None:
-    """Point the planned services of a server's existing configuration store at this run's
-    backends.
+def _prepare_store(layout: Layout, server: ServerPlan, now: dt.datetime) -> None:
+    """Create or migrate a server's configuration store, and point the planned services of
+    an existing one at this run's backends.
 
-    The configuration file seeds the store only when it is created; a demo backend that
-    had to move to another port since (its old one taken) must not leave a service
-    pointing at the old one.  Only the planned services' base URLs are touched, as
-    the administrator ``xweg demo`` is; what else was changed in the store stays.
+    Migrating here, as a deployment would before starting the server, keeps Alembic out
+    of the server process (it finds its store at the head revision).  The store stays
+    empty until the server's first start seeds it from the configuration file.  The file
+    seeds the store only then; a demo backend that had to move to another port since
+    (its old one taken) must not leave a service pointing at the old one.  Only the
+    planned services' base URLs are touched, as the administrator ``xweg demo`` is;
+    what else was changed in the store stays.
     """
     from gateway.config import GatewayConfig
     from gateway.serverconf.store import AuditContext, ServerConfStore
 
     config = GatewayConfig.load(layout.server_config(server.slug))
-    if not (config.data_dir / "serverconf.db").exists():
-        return  # the demo's stores are SQLite files there; the first start seeds one from the file
+    config.data_dir.mkdir(parents=True, exist_ok=True)
     store = ServerConfStore.open(config.serverconf.database_url, base=config.data_dir)
     try:
         listed = {s["id"]: s for s in store.list_services()}

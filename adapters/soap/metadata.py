@@ -43,8 +43,8 @@ from urllib.parse import parse_qsl
 
 from lxml import etree
 
-from adapters.soap.client import header_elements
 from adapters.soap.envelope import NS_ID, NS_SOAP_ENV, NS_XROAD, XRoadHeader
+from adapters.soap.headers import header_elements
 from adapters.soap.inbound import SoapRequest
 from adapters.soap.outbound import render_soap_response
 from adapters.soap.response import SoapResponse

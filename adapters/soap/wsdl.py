@@ -13,8 +13,8 @@ that operation, its title ``portType/operation/documentation/xrd:title``.
    ``xsd:override`` with a location names one of X-Road's bundled schemas
    (:mod:`adapters.soap.xsd`); a description must otherwise be self-contained
    (``InvalidWsdl``);
-4. zeep reads it through :class:`OfflineTransport`, which serves the bundled schemas and
-   fetches nothing else, over no network and from no file (``InvalidWsdl``);
+4. zeep reads it through :class:`~adapters.soap.offline.OfflineTransport`, which serves the
+   bundled schemas and fetches nothing else, over no network and from no file (``InvalidWsdl``);
 5. it describes at least one SOAP operation, and every operation's name and version is a
    valid identifier part and no reserved metadata service code (``InvalidWsdl``).
 
@@ -28,6 +28,10 @@ result, so everything else stays byte for byte as the provider wrote it.
 Fetching a WSDL from a backend, and deciding which WSDL describes which provider's
 services, are left to the gateway; every refusal is blamed on the ``origin`` the caller
 names (by default the provider's security server, which reads its backends' WSDLs).
+
+zeep (and ``requests``, which it brings) is imported only when a WSDL is read: a security
+server that only masks endpoints, or reads no WSDL at all, does not hold them in memory.
+``OfflineTransport`` is still importable from here; it lives in :mod:`adapters.soap.offline`.
 """
 
 from __future__ import annotations
@@ -36,20 +40,21 @@ import io
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
 from lxml import etree
-from zeep.settings import Settings
-from zeep.transports import Transport
-from zeep.wsdl import Document
-from zeep.wsdl.bindings.soap import SoapBinding
 
 from adapters.soap.envelope import NS_ID, NS_XROAD
 from adapters.soap.safexml import XmlLimits, parse_xml
-from adapters.soap.xsd import bundled_name, schema_bytes
+from adapters.soap.xsd import bundled_name
 from core.errors import ErrorCode, Origin, XwegError
 from core.identifiers import IdentifierError, ServiceId, SubsystemId, check_part
 from core.metadata import is_reserved_service_code
+
+if TYPE_CHECKING:
+    from zeep.wsdl import Document
+
+    from adapters.soap.offline import OfflineTransport
 
 __all__ = [
     "MASKED_ENDPOINT",
@@ -101,34 +106,14 @@ class OfflineTransportError(Exception):
     """Something asked :class:`OfflineTransport` for a document it does not hold, or to send."""
 
 
-class OfflineTransport(Transport):
-    """A zeep transport that serves X-Road's bundled schemas and nothing else.
+def __getattr__(name: str) -> Any:
+    # OfflineTransport subclasses zeep's Transport; importing it on first use keeps zeep out
+    # of every process that never asks for it.
+    if name == "OfflineTransport":
+        from adapters.soap.offline import OfflineTransport
 
-    ``load`` answers only locations :func:`adapters.soap.xsd.bundled_name` knows; any other
-    URL, any path and any attempt to send raises :class:`OfflineTransportError`.  Nothing
-    is ever read from the network or the file system.
-    """
-
-    def __init__(self) -> None:
-        super().__init__(cache=None)  # type: ignore[no-untyped-call]  # zeep leaves it unannotated
-
-    def load(self, url: str) -> bytes:
-        name = bundled_name(url) if isinstance(url, str) else None
-        if name is None:
-            raise OfflineTransportError(f"{str(url)[:200]!r} is not one of X-Road's bundled schemas")
-        return schema_bytes(name)
-
-    def _load_remote_data(self, url: str) -> NoReturn:
-        raise OfflineTransportError(f"fetching {str(url)[:200]!r} is not allowed")
-
-    def get(self, address: str, params: Any, headers: Any) -> NoReturn:
-        raise OfflineTransportError("this transport sends nothing")
-
-    def post(self, address: str, message: Any, headers: Any) -> NoReturn:
-        raise OfflineTransportError("this transport sends nothing")
-
-    def post_xml(self, address: str, envelope: Any, headers: Any) -> NoReturn:
-        raise OfflineTransportError("this transport sends nothing")
+        return OfflineTransport
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +184,11 @@ def _check_locations(root: etree._Element, origin: Origin) -> None:
 
 
 def _zeep_document(data: bytes, origin: Origin) -> Document:
+    from zeep.settings import Settings
+    from zeep.wsdl import Document
+
+    from adapters.soap.offline import OfflineTransport
+
     # DTDs are refused before zeep sees the bytes; zeep is told so as well, and imports are
     # answered by the transport alone (zeep's own external-reference switch would also
     # refuse the bundled X-Road schemas, which are named by http URLs).
@@ -258,6 +248,8 @@ def _headers(operation: Any) -> tuple[str, ...]:
 
 
 def _operations(document: Document, root: etree._Element, origin: Origin) -> Iterator[WsdlOperation]:
+    from zeep.wsdl.bindings.soap import SoapBinding
+
     versions = _versions(root, origin)
     titles = _titles(root)
     for binding_name, binding in document.bindings.items():

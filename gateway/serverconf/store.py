@@ -1,8 +1,9 @@
 """The security server's configuration store: clients, services, endpoints, access rights, local groups.
 
-One SQLAlchemy 2 schema, created and upgraded by Alembic (``gateway/serverconf/migrations``),
-on a SQLite file by default or on PostgreSQL by URL (a database of its own: the table
-names are the plain ones).  Every public change is one transaction: input is validated
+One SQLAlchemy 2 schema, created and upgraded by Alembic (``gateway/serverconf/migrations``,
+imported only when the database is not at :data:`SCHEMA_HEAD` yet), on a SQLite file by
+default or on PostgreSQL by URL (a database of its own: the table names are the plain
+ones).  Every public change is one transaction: input is validated
 first (identifiers by :mod:`core.identifiers`, services by :class:`ServiceEntry`,
 endpoints by :meth:`EndpointPattern.parse`), what it names is looked up, and a database
 constraint that still trips (two processes racing) becomes a :class:`ServerConfConflict`,
@@ -77,6 +78,7 @@ __all__ = [
     "Base",
     "KnownClient",
     "KnownGlobalGroup",
+    "SCHEMA_HEAD",
     "ServerConfConflict",
     "ServerConfError",
     "ServerConfNotFound",
@@ -96,6 +98,10 @@ _FINGERPRINT = re.compile(r"[0-9a-f]{64}")
 _UPDATABLE = frozenset({"base_url", "timeout_s", "verify_tls", "wsdl_url", "openapi_url"})
 # Held while migrating on PostgreSQL, so that replicas starting together migrate one at a time.
 _MIGRATION_LOCK = 0x78776567_73630001
+#: The newest revision of ``gateway/serverconf/migrations``; a new migration moves it too.
+#: A database already at it is opened without importing Alembic, which would otherwise stay
+#: in the server's memory (about 10 MB) for the life of the process.
+SCHEMA_HEAD = "sc0001"
 
 log = structlog.get_logger("xweg.serverconf")
 
@@ -563,7 +569,21 @@ class ServerConfStore:
             raise
         return store
 
+    def _at_head(self) -> bool:
+        """Whether the schema is at :data:`SCHEMA_HEAD`, read with SQLAlchemy alone.
+
+        Read without the write or migration lock: a database at the head stays there, and
+        any other (new, older, another store's) is left to Alembic, which takes the locks.
+        """
+        with self._reader.connect() as connection:
+            if not sa.inspect(connection).has_table("alembic_version"):
+                return False
+            revisions = connection.scalars(sa.text("SELECT version_num FROM alembic_version")).all()
+        return list(revisions) == [SCHEMA_HEAD]
+
     def _upgrade(self) -> None:
+        if self._at_head():
+            return
         from alembic import command
         from alembic.config import Config
         from alembic.util import CommandError

@@ -21,6 +21,7 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -36,6 +37,7 @@ from gateway.serverconf.model import (
     ServiceEntry,
 )
 from gateway.serverconf.store import (
+    SCHEMA_HEAD,
     AuditContext,
     Base,
     ServerConfConflict,
@@ -171,6 +173,41 @@ def test_open_refuses_another_stores_database(tmp_path: Path) -> None:
     engine.dispose()
     with pytest.raises(ServerConfError, match="not a server configuration database of this version"):
         ServerConfStore.open(f"sqlite:///{path}")
+
+
+def test_schema_head_names_the_newest_migration() -> None:
+    # The store opens a database at SCHEMA_HEAD without Alembic: a new migration moves it too.
+    migrations = Path(__file__).resolve().parents[4] / "gateway" / "serverconf" / "migrations"
+    assert ScriptDirectory(str(migrations)).get_heads() == [SCHEMA_HEAD]
+
+
+def test_a_database_stamped_at_no_revision_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "serverconf.db"
+    engine = sa.create_engine(f"sqlite:///{path}")
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)")
+    engine.dispose()
+    with ServerConfStore.open(f"sqlite:///{path}") as store:
+        assert store.change_marker().startswith("0@")
+        with store.engine.connect() as connection:
+            assert connection.scalar(sa.text("SELECT version_num FROM alembic_version")) == SCHEMA_HEAD
+            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+
+
+def test_an_up_to_date_database_opens_without_alembic(database_url: str) -> None:
+    # Alembic, once imported, stays in a security server's memory for its whole life.
+    ServerConfStore.open(database_url).close()
+    script = (
+        "import sys\n"
+        "from gateway.serverconf.store import ServerConfStore\n"
+        f"with ServerConfStore.open({database_url!r}) as store:\n"
+        "    store.snapshot()\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'alembic'))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], check=True, capture_output=True, text=True, timeout=60
+    )
+    assert done.stdout.strip() == "[]"
 
 
 # -- clients and their certificates --------------------------------------------------------
