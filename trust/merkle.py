@@ -344,6 +344,12 @@ class CompactRange:
             result = node_hash(h, result)
         return result
 
+    def subtree_roots(self) -> list[tuple[int, bytes]]:
+        """The perfect subtrees the leaves so far decompose into, largest first, as
+        ``(height, root)``: a subtree of height ``h`` holds ``2**h`` leaves."""
+        heights = [h for h in range(self._size.bit_length() - 1, -1, -1) if self._size >> h & 1]
+        return list(zip(heights, self._hashes, strict=True))
+
     def copy(self) -> CompactRange:
         clone = CompactRange()
         clone._size = self._size

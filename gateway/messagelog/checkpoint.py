@@ -39,7 +39,7 @@ from trust.evidence import (
     CheckpointFile,
     checkpoint_digest,
 )
-from trust.merkle import node_hash
+from trust.merkle import CompactRange, node_hash
 
 __all__ = [
     "CHECKPOINT_FORMAT",
@@ -51,6 +51,7 @@ __all__ = [
     "MAX_CLOCK_SKEW_S",
     "Checkpoint",
     "inclusion_paths",
+    "inclusion_paths_after",
     "TreeLevels",
     "encode_path",
     "decode_path",
@@ -233,6 +234,50 @@ def inclusion_paths(leaf_hashes: Sequence[bytes], first_index: int, last_index: 
         position = index
         for level in levels[:-1]:
             sibling = position ^ 1
+            if sibling < len(level):
+                path.append(level[sibling])
+            position >>= 1
+        paths.append(path)
+    return paths
+
+
+def inclusion_paths_after(frontier: CompactRange, new_leaves: Sequence[bytes]) -> list[list[bytes]]:
+    """The paths :func:`inclusion_paths` gives for the leaves appended after ``frontier``
+    (the compact range of the leaves before them), in the tree over all of them, without
+    the leaves before: about ``2k`` hashes for ``k`` new leaves, whatever the tree's size.
+
+    Only the new leaves' part of each level is built.  A path's sibling left of that part
+    is the root of a perfect subtree of old leaves, and always one of ``frontier``'s: when
+    a level's first new node has an odd index, its left neighbour is the frontier's
+    subtree of that height (bit ``h`` of the old size is set exactly then).
+    """
+    for i, h in enumerate(new_leaves):
+        if not isinstance(h, bytes) or len(h) != HASH_SIZE:
+            raise ValueError(f"leaf hash {i} must be {HASH_SIZE} bytes")
+    if not new_leaves:
+        return []
+    left = dict(frontier.subtree_roots())
+    first = frontier.size
+    # Each level: the index of its first node held, and the nodes from there to its end.
+    levels: list[tuple[int, list[bytes]]] = []
+    base, nodes, height = first, list(new_leaves), 0
+    while True:
+        if base % 2:
+            base -= 1
+            nodes.insert(0, left[height])
+        levels.append((base, nodes))
+        if base + len(nodes) <= 1:
+            break
+        above = [node_hash(nodes[i], nodes[i + 1]) for i in range(0, len(nodes) - 1, 2)]
+        if len(nodes) % 2:
+            above.append(nodes[-1])  # an odd last node is carried up unchanged
+        base, nodes, height = base // 2, above, height + 1
+    paths: list[list[bytes]] = []
+    for index in range(first, first + len(new_leaves)):
+        path: list[bytes] = []
+        position = index
+        for level_base, level in levels[:-1]:
+            sibling = (position ^ 1) - level_base
             if sibling < len(level):
                 path.append(level[sibling])
             position >>= 1

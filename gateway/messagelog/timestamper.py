@@ -51,7 +51,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from core.clock import Clock, require_utc
 from core.identifiers import IdentifierError, SecurityServerId
-from gateway.messagelog.checkpoint import Checkpoint, encode_path, inclusion_paths
+from gateway.messagelog.checkpoint import Checkpoint, encode_path, inclusion_paths_after
 from gateway.messagelog.errors import MessageLogError, TimestampingOverdue, TsaUnavailable
 from gateway.messagelog.record import HASH_SIZE, LogRecord
 from gateway.messagelog.store import MessageLogStore
@@ -271,11 +271,6 @@ class _Leaves(Sequence[bytes]):
     def truncate(self, size: int) -> None:
         del self._data[size * HASH_SIZE :]
 
-    def prefix(self, size: int) -> _Leaves:
-        view = _Leaves()
-        view._data = self._data[: size * HASH_SIZE]
-        return view
-
 
 @dataclass(frozen=True)
 class _Snapshot:
@@ -344,9 +339,11 @@ class Timestamper:
         self._wakeup = asyncio.Event()
         self._round_lock = asyncio.Lock()
         self._closed = False
-        # Touched only on the store's thread: the leaf hashes read so far and their tree.
+        # Touched only on the store's thread: the leaf hashes read so far and their tree,
+        # and the tree's frontier at the last checkpoint (what a round builds paths from).
         self._leaves = _Leaves()
         self._tree = CompactRange()
+        self._checkpointed = CompactRange()
         # The event loop's view of the log.
         self._covered = 0
         self._last_seq = 0
@@ -592,7 +589,7 @@ class Timestamper:
         if size <= covered:
             return None
         if len(self._leaves) > size:  # the file went back: start over from it
-            self._leaves, self._tree = _Leaves(), CompactRange()
+            self._leaves, self._tree, self._checkpointed = _Leaves(), CompactRange(), CompactRange()
         if len(self._leaves) < size:
             fresh = store.leaf_hashes(size, start=len(self._leaves) + 1)
             self._leaves.extend(fresh)
@@ -601,10 +598,23 @@ class Timestamper:
 
     def _store_checkpoint(self, checkpoint: Checkpoint, covered: int) -> dt.datetime | None:
         store = self._thread.store
-        paths = inclusion_paths(self._leaves.prefix(checkpoint.size), covered, checkpoint.size - 1)
+        # Paths of the records since the last checkpoint only, from its frontier: a round
+        # costs what was logged since, not the whole log (it holds the GIL meanwhile).
+        frontier = self._frontier_at(covered)
+        fresh = self._leaves[covered : checkpoint.size]
+        paths = inclusion_paths_after(frontier, fresh)
         rows = [(covered + 1 + offset, encode_path(path)) for offset, path in enumerate(paths)]
         store.add_checkpoint(checkpoint, rows)
+        frontier.extend(fresh)
         return store.logged_at(checkpoint.size + 1)
+
+    def _frontier_at(self, covered: int) -> CompactRange:
+        """The tree's compact range over the first ``covered`` leaves (already read)."""
+        if self._checkpointed.size > covered:  # another writer's checkpoint went back: rebuild
+            self._checkpointed = CompactRange()
+        if self._checkpointed.size < covered:
+            self._checkpointed.extend(self._leaves[self._checkpointed.size : covered])
+        return self._checkpointed
 
 
 def _earliest(first: dt.datetime | None, second: dt.datetime | None) -> dt.datetime | None:

@@ -18,8 +18,9 @@ from gateway.messagelog.checkpoint import (
     decode_path,
     encode_path,
     inclusion_paths,
+    inclusion_paths_after,
 )
-from trust.merkle import MerkleError, inclusion_proof, leaf_hash, root, verify_inclusion
+from trust.merkle import CompactRange, MerkleError, inclusion_proof, leaf_hash, root, verify_inclusion
 
 TIME = dt.datetime(2025, 3, 4, 10, 0, 0, 250000, tzinfo=dt.UTC)
 ROOT = hashlib.sha256(b"root").digest()
@@ -222,3 +223,33 @@ def test_paths_encode_as_concatenated_hashes() -> None:
         decode_path(encoded[:-1])
     with pytest.raises(ValueError, match="32 bytes"):
         encode_path([b"short"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(min_value=0, max_value=300), st.integers(min_value=1, max_value=200))
+def test_paths_after_a_frontier_are_the_paths_over_the_whole_tree(covered: int, new: int) -> None:
+    # A timestamp round builds the paths of the records since the last checkpoint from
+    # that checkpoint's frontier alone; they must be exactly the whole tree's paths.
+    leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(covered + new)]
+    frontier = CompactRange()
+    frontier.extend(leaves[:covered])
+    paths = inclusion_paths_after(frontier, leaves[covered:])
+    assert paths == inclusion_paths(leaves, covered, covered + new - 1)
+    tree_root = root(leaves)
+    for offset, path in enumerate(paths):
+        verify_inclusion(leaves[covered + offset], covered + offset, covered + new, path, tree_root)
+
+
+def test_paths_after_refuse_what_is_not_a_leaf_hash() -> None:
+    assert inclusion_paths_after(CompactRange(), []) == []
+    with pytest.raises(ValueError, match="leaf hash 1 must be 32 bytes"):
+        inclusion_paths_after(CompactRange(), [bytes(32), b"short"])
+
+
+def test_subtree_roots_name_the_heights_of_the_set_bits() -> None:
+    leaves = [leaf_hash(bytes([i])) for i in range(13)]  # 13 = 8 + 4 + 1
+    frontier = CompactRange()
+    frontier.extend(leaves)
+    assert [height for height, _ in frontier.subtree_roots()] == [3, 2, 0]
+    assert frontier.subtree_roots()[0][1] == root(leaves[:8])
+    assert frontier.subtree_roots()[2][1] == leaves[12]

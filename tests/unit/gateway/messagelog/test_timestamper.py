@@ -251,6 +251,17 @@ async def test_start_picks_up_where_the_log_stands(
     await again.start()
     status = again.status()
     assert (status.pending, status.checkpoints, status.oldest_pending_at) == (4, 1, more[0].logged_at)
+    # The round after a restart builds its paths from the last checkpoint's frontier,
+    # rebuilt from the log: they verify against the new checkpoint's root.
+    assert await again.timestamp_now()
+    with MessageLogStore.open_readonly(log_path) as store:
+        latest = store.last_checkpoint()
+        assert latest is not None and latest.size == 10
+        leaves = [record.leaf_hash for record in store.iter_records()]
+        for seq in range(7, 11):
+            size, path = store.record_path(seq) or (0, [])
+            assert size == 10 and path == inclusion_proof(seq - 1, leaves)
+            verify_inclusion(leaves[seq - 1], seq - 1, 10, path, latest.root)
 
 
 # -- failures -------------------------------------------------------------------------
