@@ -290,10 +290,17 @@ class LogRecord:
     @classmethod
     def place(cls, seq: int, prev_hash: bytes, new: NewRecord) -> LogRecord:
         """``new`` stored as record ``seq`` after a record whose hash is ``prev_hash``."""
-        return cls(
+        return cls.place_with_leaf_hash(seq, prev_hash, new)[0]
+
+    @classmethod
+    def place_with_leaf_hash(cls, seq: int, prev_hash: bytes, new: NewRecord) -> tuple[LogRecord, bytes]:
+        """:meth:`place`, and the record's :attr:`leaf_hash` from the same encoding (the store
+        writes both; encoding a record twice was a tenth of the append's time)."""
+        encoded = encode_record(seq, new)
+        placed = cls(
             seq=seq,
             prev_hash=prev_hash,
-            record_hash=chain_hash(prev_hash, encode_record(seq, new)),
+            record_hash=chain_hash(prev_hash, encoded),
             direction=new.direction,
             message_id=new.message_id,
             client=new.client,
@@ -306,6 +313,7 @@ class LogRecord:
             ocsp=new.ocsp,
             body_storage=new.body_storage,
         )
+        return placed, leaf_hash(encoded)
 
 
 def encode_record(seq: int, new: NewRecord) -> bytes:

@@ -473,16 +473,22 @@ class MessageLogStore:
             if not isinstance(prev_hash, bytes) or len(prev_hash) != HASH_SIZE:
                 raise LogWriteError(f"the log's last record ({seq}) is damaged; refusing to extend it")
             stored: list[LogRecord] = []
+            leaves: list[bytes] = []
             for record in records:
                 seq += 1
-                placed = LogRecord.place(seq, prev_hash, record)
+                placed, leaf = LogRecord.place_with_leaf_hash(seq, prev_hash, record)
                 prev_hash = placed.record_hash
                 stored.append(placed)
+                leaves.append(leaf)
             digests: list[str | None] = []
             for placed in stored:
                 digests.append(self._put_blob(placed.body, what) if placed.body_storage == "blob" else None)
             connection.executemany(
-                _INSERT, [_row_of(placed, digest) for placed, digest in zip(stored, digests, strict=True)]
+                _INSERT,
+                [
+                    _row_of(placed, digest, leaf)
+                    for placed, digest, leaf in zip(stored, digests, leaves, strict=True)
+                ],
             )
         return stored
 
@@ -1035,7 +1041,8 @@ def _is_digest(value: object) -> bool:
     return True
 
 
-def _row_of(record: LogRecord, body_blob: str | None) -> tuple[object, ...]:
+def _row_of(record: LogRecord, body_blob: str | None, leaf: bytes) -> tuple[object, ...]:
+    """The row of a record just placed; ``leaf`` is its leaf hash from the same encoding."""
     return (
         record.seq,
         record.direction.value,
@@ -1050,7 +1057,7 @@ def _row_of(record: LogRecord, body_blob: str | None) -> tuple[object, ...]:
         record.prev_hash,
         record.record_hash,
         record.ocsp,
-        record.leaf_hash,
+        leaf,
         record.body_storage,
         body_blob,
     )

@@ -79,6 +79,16 @@ def test_log_record_checks_its_place(request_record: NewRecord) -> None:
         dataclasses.replace(placed, record_hash=b"\x00" * 64)
 
 
+def test_the_leaf_hash_written_at_placement_is_the_one_recomputed_from_content(
+    request_record: NewRecord, signers: Signers
+) -> None:
+    placed, leaf = LogRecord.place_with_leaf_hash(7, GENESIS_HASH, request_record)
+    assert placed == LogRecord.place(7, GENESIS_HASH, request_record)
+    assert leaf == placed.leaf_hash
+    other, other_leaf = LogRecord.place_with_leaf_hash(7, GENESIS_HASH, make_exchange(signers, 1).response)
+    assert other_leaf == other.leaf_hash != leaf
+
+
 def test_encoding_is_canonical_json_of_every_field(request_record: NewRecord) -> None:
     encoded = encode_record(7, request_record)
     assert encoded == encode_record(7, request_record)
