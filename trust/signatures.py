@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 import jwt
 from cryptography import x509
@@ -89,16 +89,17 @@ def sign_digest(
         raise ValueError("message signatures need an EC P-256 key")
     if certificate.public_key() != key.public_key():
         raise ValueError(f"the signing key does not match {describe(certificate)}")
-    headers = {
-        "typ": signature_type,
-        "x5c": [base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode("ascii")],
-    }
+    headers = {"typ": signature_type, "x5c": [_x5c_entry(certificate)]}
     return _jws.encode(digest, key, algorithm=_ALGORITHM, headers=headers, is_payload_detached=True)
 
 
-def _parse_header(
-    token: str, signature_type: str = SIGNATURE_TYPE
-) -> tuple[dict[str, Any], x509.Certificate]:
+@functools.lru_cache(maxsize=256)
+def _x5c_entry(certificate: x509.Certificate) -> str:
+    """A certificate as ``x5c`` holds it (standard base64 DER); the same for every message it signs."""
+    return base64.b64encode(certificate.public_bytes(serialization.Encoding.DER)).decode("ascii")
+
+
+def _parse_header(token: str, signature_type: str = SIGNATURE_TYPE) -> x509.Certificate:
     """Steps (1)-(3): shape, protected header, signer certificate; nothing trusted yet."""
     # (1) shape: a bounded compact JWS with an empty (detached) payload segment
     if not isinstance(token, str):
@@ -110,9 +111,18 @@ def _parse_header(
         raise SignatureInvalid("signature is not a compact JWS (three dot-separated parts)")
     if parts[1]:
         raise SignatureInvalid("signature must have a detached (empty) payload")
+    return _signer_of_header(parts[0], signature_type)
+
+
+# A signer's messages all carry the same protected header (its certificate in x5c):
+# decoding and parsing it again for each is wasted work.  Only headers that passed are
+# remembered (lru_cache does not keep exceptions), keyed by the exact header text.
+@functools.lru_cache(maxsize=1024)
+def _signer_of_header(segment: str, signature_type: str) -> x509.Certificate:
+    """Steps (2)-(3) for the protected header ``segment``: its parameters and its certificate."""
     # (2) protected header: exactly our parameters, ES256 only
     try:
-        header = loads_object(b64url_decode(parts[0], "signature header"), "signature header")
+        header = loads_object(b64url_decode(segment, "signature header"), "signature header")
     except ValueError as exc:
         raise SignatureInvalid(str(exc)) from exc
     if header.get("alg") != _ALGORITHM:
@@ -132,10 +142,9 @@ def _parse_header(
         raise SignatureInvalid("signature header must carry exactly one certificate in x5c")
     try:
         der = base64.b64decode(x5c[0], validate=True)
-        cert = x509.load_der_x509_certificate(der)
+        return x509.load_der_x509_certificate(der)
     except (binascii.Error, ValueError) as exc:
         raise SignatureInvalid(f"signature header's x5c certificate is malformed: {exc}") from exc
-    return header, cert
 
 
 def signer_certificate(token: str, *, signature_type: str = SIGNATURE_TYPE) -> x509.Certificate:
@@ -144,7 +153,7 @@ def signer_certificate(token: str, *, signature_type: str = SIGNATURE_TYPE) -> x
     Nothing is trusted yet: the caller validates the certificate for its purpose and
     then checks the signature with :func:`check_signed_by`.
     """
-    return _parse_header(token, signature_type)[1]
+    return _parse_header(token, signature_type)
 
 
 def check_signed_by(

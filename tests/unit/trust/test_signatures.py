@@ -257,3 +257,24 @@ def test_signature_with_a_stale_ocsp_response(pki: Pki) -> None:
     later = NOW + dt.timedelta(seconds=3600 + 300 + 1)
     with pytest.raises(CertificateInvalid, match="too old"):
         verify_signature(token, DIGEST, pki.ocsp_trust(), later, ocsp_response=good)
+
+
+def test_a_remembered_header_vouches_for_no_signature_value(pki: Pki, token: str) -> None:
+    # The signer's header is parsed once and remembered; each signature value is still checked.
+    for _ in range(3):
+        assert verify_signature(token, DIGEST, pki.trust, NOW).member == MEMBER
+    head, _, signature = token.split(".")
+    raw = bytearray(base64.urlsafe_b64decode(signature + "=="))
+    raw[-1] ^= 0x01
+    with pytest.raises(SignatureInvalid, match="does not match"):
+        verify_signature(f"{head}..{b64url(bytes(raw))}", DIGEST, pki.trust, NOW)
+    forged = forge(good_header(pki), pki.other_member_key)  # same header, another member's key
+    with pytest.raises(SignatureInvalid, match="does not match"):
+        verify_signature(forged, DIGEST, pki.trust, NOW)
+
+
+def test_a_refused_header_is_refused_every_time(pki: Pki) -> None:
+    token = forge({**good_header(pki), "alg": "HS256"}, pki.member_key)
+    for _ in range(2):
+        with pytest.raises(SignatureInvalid, match="only ES256 is accepted"):
+            verify_signature(token, DIGEST, pki.trust, NOW)
