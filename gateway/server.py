@@ -627,10 +627,16 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
             inline_limit_bytes=policy.inline_body_limit_bytes,
             omit_for=frozenset(client.slash() for client in policy.omit_bodies_for),
         ),
+        # The writer checkpoints the WAL beside its appends, never inside one of their commits.
+        wal_autocheckpoint=False,
     )
     store.set_meta("server_id", config.server_id.slash())
     metrics = GatewayMetrics(clock)
-    writer = MessageLogWriter(store, on_commit=metrics.observe_log_commit)
+    writer = MessageLogWriter(
+        store,
+        on_commit=metrics.observe_log_commit,
+        checkpointer=MessageLogStore.open(config.message_log_path),
+    )
     await writer.start()
 
     def remember_trust(conf: GlobalConf) -> None:

@@ -342,13 +342,16 @@ class MessageLogStore:
         readonly: bool,
         blobs: BlobStore | None = None,
         body_policy: BodyPolicy | None = None,
+        busy_timeout_seconds: float = BUSY_TIMEOUT_SECONDS,
     ) -> None:
         self._connection = connection
+        self._busy_timeout_s = busy_timeout_seconds
         self._path = path
         self._readonly = readonly
         self._blobs = blobs if blobs is not None else BlobStore(default_blob_root(path))
         self._body_policy = body_policy if body_policy is not None else BodyPolicy()
         self._lock = threading.Lock()
+        self._write_lock = _shared_write_lock(path)
         self._closed = False
 
     # -- opening ---------------------------------------------------------------------
@@ -361,6 +364,7 @@ class MessageLogStore:
         busy_timeout_seconds: float = BUSY_TIMEOUT_SECONDS,
         body_policy: BodyPolicy | None = None,
         blob_root: Path | None = None,
+        wal_autocheckpoint: bool = True,
     ) -> MessageLogStore:
         """Open ``path`` for writing, creating the file and schema if it does not exist.
 
@@ -368,6 +372,11 @@ class MessageLogStore:
         connection before it fails with :class:`LogWriteError`.  ``body_policy`` decides
         how each appended record's body is kept (default: :class:`BodyPolicy`'s defaults);
         ``blob_root`` is the blob store's folder (default: :func:`default_blob_root`).
+        ``wal_autocheckpoint=False``: this connection's commits never copy the WAL into
+        the file (SQLite does that inside the commit that passes 1000 pages, which then
+        takes as long as writing and syncing 4 MB); someone must call
+        :meth:`checkpoint_wal` instead (:class:`~gateway.messagelog.writer.MessageLogWriter`
+        does, on a thread of its own).
         """
         path = Path(path)
         if busy_timeout_seconds < 0:
@@ -383,12 +392,21 @@ class MessageLogStore:
                     raise LogOpenError(f"message log {path} cannot use a WAL journal (got {mode!r})")
                 # FULL: the WAL is synced at every commit, so a commit survives power loss.
                 connection.execute("PRAGMA synchronous=FULL")
+                if not wal_autocheckpoint:
+                    connection.execute("PRAGMA wal_autocheckpoint=0")
                 cls._ensure_schema(connection, path)
         except BaseException:
             connection.close()
             raise
         blobs = BlobStore(blob_root if blob_root is not None else default_blob_root(path))
-        return cls(connection, path, readonly=False, blobs=blobs, body_policy=body_policy)
+        return cls(
+            connection,
+            path,
+            readonly=False,
+            blobs=blobs,
+            body_policy=body_policy,
+            busy_timeout_seconds=busy_timeout_seconds,
+        )
 
     @classmethod
     def open_readonly(cls, path: Path, *, blob_root: Path | None = None) -> MessageLogStore:
@@ -414,7 +432,7 @@ class MessageLogStore:
 
     @staticmethod
     def _ensure_schema(connection: sqlite3.Connection, path: Path) -> None:
-        with _transaction(connection):
+        with _transaction(connection, _shared_write_lock(path)):
             version = connection.execute("PRAGMA user_version").fetchone()[0]
             if version == SCHEMA_VERSION:
                 return
@@ -465,7 +483,10 @@ class MessageLogStore:
         self._refuse_readonly()
         records = [self._body_policy.apply(record) for record in records]
         what = f"cannot write {len(records)} record(s) to the message log"
-        with self._use(LogWriteError, what) as connection, _transaction(connection):
+        with (
+            self._use(LogWriteError, what) as connection,
+            _transaction(connection, self._write_lock, self._busy_timeout_s),
+        ):
             row = connection.execute(
                 "SELECT seq, record_hash FROM records ORDER BY seq DESC LIMIT 1"
             ).fetchone()
@@ -492,6 +513,14 @@ class MessageLogStore:
             )
         return stored
 
+    def checkpoint_wal(self) -> tuple[int, int]:
+        """Copy what the WAL holds into the file without waiting for readers or writers
+        (SQLite's PASSIVE checkpoint); returns the WAL's frames and those now copied."""
+        self._refuse_readonly()
+        with self._use(LogWriteError, "cannot checkpoint the message log's WAL") as connection:
+            _, frames, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return int(frames), int(copied)
+
     def set_meta(self, key: str, value: str) -> None:
         """Store ``value`` under ``key`` (replacing an earlier value), durably."""
         if not isinstance(key, str) or not key or len(key) > MAX_META_KEY_LENGTH:
@@ -500,7 +529,7 @@ class MessageLogStore:
             raise ValueError(f"a meta value must be a string of at most {MAX_META_VALUE_LENGTH} characters")
         self._refuse_readonly()
         with self._use(LogWriteError, f"cannot store {key!r} in the message log") as connection:
-            with _transaction(connection):
+            with _transaction(connection, self._write_lock, self._busy_timeout_s):
                 connection.execute(
                     "INSERT INTO meta (key, value) VALUES (?, ?) "
                     "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -525,7 +554,10 @@ class MessageLogStore:
             rows.append((seq, checkpoint.size, path))
         self._refuse_readonly()
         what = f"cannot store checkpoint {checkpoint.size} in the message log"
-        with self._use(LogWriteError, what) as connection, _transaction(connection):
+        with (
+            self._use(LogWriteError, what) as connection,
+            _transaction(connection, self._write_lock, self._busy_timeout_s),
+        ):
             previous = connection.execute("SELECT max(size) FROM checkpoints").fetchone()[0] or 0
             last_seq = (
                 connection.execute("SELECT max(seq) FROM records").fetchone()[0] or _horizon(connection)[0]
@@ -571,7 +603,10 @@ class MessageLogStore:
         self._refuse_readonly()
         generated, expires = format_time(generated_at), format_time(expires_at)
         what = f"cannot keep global configuration {serial} in the message log"
-        with self._use(LogWriteError, what) as connection, _transaction(connection):
+        with (
+            self._use(LogWriteError, what) as connection,
+            _transaction(connection, self._write_lock, self._busy_timeout_s),
+        ):
             connection.execute(
                 "INSERT INTO globalconf (serial, document, generated_at, expires_at) VALUES (?, ?, ?, ?) "
                 "ON CONFLICT (serial) DO NOTHING",
@@ -825,7 +860,10 @@ class MessageLogStore:
             raise TypeError(f"add_archive takes an ArchiveEntry, not {type(entry).__name__}")
         self._refuse_readonly()
         what = f"cannot note archive {entry.file_name} in the message log"
-        with self._use(LogWriteError, what) as connection, _transaction(connection):
+        with (
+            self._use(LogWriteError, what) as connection,
+            _transaction(connection, self._write_lock, self._busy_timeout_s),
+        ):
             archived = connection.execute("SELECT max(last_seq) FROM archives").fetchone()[0] or 0
             if entry.first_seq != archived + 1:
                 raise LogWriteError(f"{what}: it starts at record {entry.first_seq}, not {archived + 1}")
@@ -889,7 +927,10 @@ class MessageLogStore:
             raise ValueError("through_seq must be an integer")
         self._refuse_readonly()
         what = f"cannot remove records up to {through_seq} from the message log"
-        with self._use(LogWriteError, what) as connection, _transaction(connection):
+        with (
+            self._use(LogWriteError, what) as connection,
+            _transaction(connection, self._write_lock, self._busy_timeout_s),
+        ):
             horizon, _ = _horizon(connection)
             if through_seq <= horizon:
                 return 0
@@ -933,7 +974,7 @@ class MessageLogStore:
         deleted = 0
         with (
             self._use(LogWriteError, "cannot delete unused body blobs") as connection,
-            _transaction(connection),
+            _transaction(connection, self._write_lock, self._busy_timeout_s),
         ):
             digests = [row[0] for row in connection.execute("SELECT digest FROM blob_gc LIMIT ?", (limit,))]
             for digest in digests:
@@ -990,24 +1031,48 @@ class MessageLogStore:
             raise LogWriteError(f"message log {self._path} is open read-only")
 
 
+# Connections of this process that write one log file (the message-log writer's, the
+# timestamper's) take turns on a lock of their own before SQLite's.  Meeting SQLite's
+# lock instead means its busy handler, which sleeps in steps of up to 100 ms: a short
+# checkpoint write then stalls the appends behind it for tens of milliseconds.  Other
+# processes (an audit run, an archive) still meet SQLite's lock and its timeout.
+_write_locks: dict[str, threading.Lock] = {}
+_write_locks_guard = threading.Lock()
+
+
+def _shared_write_lock(path: Path) -> threading.Lock:
+    """The in-process write lock of the log file at ``path``."""
+    key = str(Path(path).resolve())
+    with _write_locks_guard:
+        return _write_locks.setdefault(key, threading.Lock())
+
+
 @contextmanager
-def _transaction(connection: sqlite3.Connection) -> Iterator[None]:
+def _transaction(
+    connection: sqlite3.Connection, write_lock: threading.Lock, timeout_s: float = BUSY_TIMEOUT_SECONDS
+) -> Iterator[None]:
     """``BEGIN IMMEDIATE ... COMMIT``, rolled back on any failure, COMMIT's own included.
 
     IMMEDIATE takes the write lock up front, so the last seq read inside cannot change
-    before the insert.
+    before the insert.  ``write_lock`` is taken first (see :func:`_shared_write_lock`),
+    within ``timeout_s``; not getting it is SQLite's "database is locked".
     """
-    connection.execute("BEGIN IMMEDIATE")
+    if not write_lock.acquire(timeout=timeout_s):
+        raise sqlite3.OperationalError("database is locked (by another writer in this process)")
     try:
-        yield
-        connection.execute("COMMIT")
-    except BaseException:
-        # A failed COMMIT may already have ended the transaction; roll back only if open.
-        if connection.in_transaction:
-            # The original error is the one to report, not a failed rollback.
-            with contextlib.suppress(sqlite3.Error):
-                connection.execute("ROLLBACK")
-        raise
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            connection.execute("COMMIT")
+        except BaseException:
+            # A failed COMMIT may already have ended the transaction; roll back only if open.
+            if connection.in_transaction:
+                # The original error is the one to report, not a failed rollback.
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            raise
+    finally:
+        write_lock.release()
 
 
 def _path_from_row(row: tuple[Any, ...]) -> tuple[int, int, list[bytes]]:

@@ -361,7 +361,8 @@ class Timestamper:
         """Open the store, read where timestamping stands, and start the rounds."""
         if self._task is not None or self._closed:
             raise RuntimeError("a timestamper starts once")
-        await self._thread.open(lambda: MessageLogStore.open(self._path))
+        # Its commits must not copy the WAL into the file either (the writer's checkpointer does).
+        await self._thread.open(lambda: MessageLogStore.open(self._path, wal_autocheckpoint=False))
         state = await self._thread.run(self._read_state)
         self._covered = state.covered
         self._checkpoints = state.checkpoints

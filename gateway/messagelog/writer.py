@@ -16,18 +16,25 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+
+import structlog
 
 from gateway.messagelog.errors import LogWriteError
 from gateway.messagelog.record import LogRecord, NewRecord
 from gateway.messagelog.store import MessageLogStore
 
-__all__ = ["MessageLogWriter", "LogWriteError", "DEFAULT_MAX_BATCH"]
+__all__ = ["MessageLogWriter", "LogWriteError", "DEFAULT_MAX_BATCH", "DEFAULT_CHECKPOINT_EVERY"]
+
+log = structlog.get_logger("xweg.messagelog")
 
 #: Records per transaction at most; bounds the memory and latency of one commit.
 DEFAULT_MAX_BATCH = 512
+#: Records between WAL checkpoints: about SQLite's own 1000 pages at 4 KiB a record.
+DEFAULT_CHECKPOINT_EVERY = 256
 
 _Pending = tuple[NewRecord, "asyncio.Future[LogRecord]"]
 
@@ -41,12 +48,34 @@ class MessageLogWriter:
         *,
         max_batch: int = DEFAULT_MAX_BATCH,
         on_commit: Callable[[float, int], None] | None = None,
+        checkpointer: MessageLogStore | None = None,
+        checkpoint_every: int = DEFAULT_CHECKPOINT_EVERY,
     ) -> None:
-        """``on_commit(seconds, records)`` is called after each committed batch (for metrics)."""
+        """``on_commit(seconds, records)`` is called after each committed batch (for metrics).
+
+        ``checkpointer``: a second connection to the same file, for a ``store`` opened
+        with ``wal_autocheckpoint=False``: after every ``checkpoint_every`` records, the
+        writer copies the WAL into the file on the checkpointer's own thread, beside the
+        appends instead of inside one of their commits.  The writer closes it.
+        """
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError("max_batch must be a positive integer")
-        if store.readonly:
-            raise ValueError("a message log writer needs a store opened for writing")
+        if (
+            isinstance(checkpoint_every, bool)
+            or not isinstance(checkpoint_every, int)
+            or checkpoint_every < 1
+        ):
+            raise ValueError("checkpoint_every must be a positive integer")
+        if store.readonly or (checkpointer is not None and checkpointer.readonly):
+            raise ValueError("a message log writer needs stores opened for writing")
+        self._checkpointer = checkpointer
+        self._checkpoint_every = checkpoint_every
+        self._since_checkpoint = 0
+        self._checkpointing: asyncio.Future[tuple[int, int]] | None = None
+        self._finish_checkpoint = False  # the checkpointer's copy is done: the writer finishes it
+        self._checkpoint_executor: ThreadPoolExecutor | None = None
+        #: WAL checkpoints that failed (the next one tries again; the WAL only grows meanwhile).
+        self.failed_checkpoints = 0
         self._store = store
         self._max_batch = max_batch
         self._on_commit = on_commit
@@ -84,6 +113,10 @@ class MessageLogWriter:
             raise LogWriteError("the message log writer is closed")
         # One thread: the store's connection is used from there only, never concurrently.
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="xweg-messagelog")
+        if self._checkpointer is not None:
+            self._checkpoint_executor = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="xweg-walcheckpoint"
+            )
         self._task = asyncio.get_running_loop().create_task(self._run(), name="xweg-messagelog-writer")
 
     async def append(self, record: NewRecord) -> LogRecord:
@@ -124,10 +157,30 @@ class MessageLogWriter:
                 executor.shutdown(wait=True)
             else:
                 self._store.close()
+            await self._close_checkpointer()
+
+    async def _close_checkpointer(self) -> None:
+        checkpointer, self._checkpointer = self._checkpointer, None
+        executor, self._checkpoint_executor = self._checkpoint_executor, None
+        if self._checkpointing is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._checkpointing)
+        if checkpointer is None:
+            return
+        if executor is not None:
+            await asyncio.get_running_loop().run_in_executor(executor, checkpointer.close)
+            executor.shutdown(wait=True)
+        else:
+            checkpointer.close()
 
     async def _run(self) -> None:
         try:
             while True:
+                if self._finish_checkpoint and (
+                    not self._queue or self._since_checkpoint >= self._checkpoint_every
+                ):
+                    await self._finish_wal_checkpoint()
+                    continue
                 if not self._queue:
                     if self._closing:
                         return
@@ -178,11 +231,54 @@ class MessageLogWriter:
         self.last_error = None
         self.commits += 1
         self.records_written += len(written)
+        self._since_checkpoint += len(written)
+        self._maybe_checkpoint()
         for (_, future), stored in zip(batch, written, strict=True):
             if not future.done():
                 future.set_result(stored)
         if self._on_commit is not None:
             self._on_commit(elapsed_s, len(written))
+
+    def _maybe_checkpoint(self) -> None:
+        """Start a WAL checkpoint on its own thread when enough was written since the last."""
+        if (
+            self._checkpointer is None
+            or self._checkpoint_executor is None
+            or self._checkpointing is not None
+            or self._since_checkpoint < self._checkpoint_every
+        ):
+            return
+        self._since_checkpoint = 0
+        future = asyncio.get_running_loop().run_in_executor(
+            self._checkpoint_executor, self._checkpointer.checkpoint_wal
+        )
+        self._checkpointing = future
+        future.add_done_callback(self._checkpointed)
+
+    def _checkpointed(self, future: asyncio.Future[tuple[int, int]]) -> None:
+        self._checkpointing = None
+        error = None if future.cancelled() else future.exception()
+        if future.cancelled() or error is not None:
+            self._checkpoint_failed(error)
+            return
+        # SQLite starts the WAL over only when a writer finds every frame copied, which
+        # never holds while appends continue beside the checkpoint: the writer's own
+        # connection copies the few frames written since, between two batches.
+        self._finish_checkpoint = True
+        self._wakeup.set()
+
+    async def _finish_wal_checkpoint(self) -> None:
+        self._finish_checkpoint = False
+        assert self._executor is not None  # the loop runs only while started
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._store.checkpoint_wal)
+        except LogWriteError as exc:
+            self._checkpoint_failed(exc)
+
+    def _checkpoint_failed(self, error: BaseException | None) -> None:
+        self.failed_checkpoints += 1
+        # Nothing is lost: the records are durable in the WAL, which grows until one succeeds.
+        log.warning("messagelog.wal_checkpoint_failed", error=str(error))
 
     @staticmethod
     def _fail_all(pending: Iterable[_Pending], error: LogWriteError) -> None:

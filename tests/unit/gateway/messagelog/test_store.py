@@ -5,6 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import sqlite3
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +21,7 @@ from gateway.messagelog.store import (
     LogReadError,
     LogWriteError,
     MessageLogStore,
+    _transaction,
 )
 from gateway.messagelog.verify import verify_records
 from tests.unit.gateway.messagelog.helpers import (
@@ -105,6 +108,51 @@ def test_a_locked_log_fails_with_a_write_error(log_path: Path, signers: Signers)
         finally:
             other.close()
         assert store.count() == 0
+
+
+def test_writers_in_one_process_wait_for_each_other(log_path: Path, signers: Signers) -> None:
+    # The timestamper's connection and the writer's: the second waits on the first's
+    # transaction (on the process's own lock, not SQLite's busy handler) and then goes on.
+    with MessageLogStore.open(log_path) as first, MessageLogStore.open(log_path) as second:
+        started, release = threading.Event(), threading.Event()
+        waited: list[float] = []
+
+        def hold() -> None:
+            with first._use(LogWriteError, "hold") as connection:
+                with _transaction(connection, first._write_lock):
+                    started.set()
+                    release.wait(5)
+
+        def append() -> None:
+            began = time.perf_counter()
+            second.append([make_exchange(signers, 1).request])
+            waited.append(time.perf_counter() - began)
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        assert started.wait(5)
+        appender = threading.Thread(target=append)
+        appender.start()
+        time.sleep(0.2)
+        assert not waited  # still waiting for the first writer
+        release.set()
+        appender.join(5)
+        holder.join(5)
+        assert waited and waited[0] >= 0.2
+        assert second.count() == 1
+
+
+def test_a_writer_in_this_process_holding_the_log_too_long_is_a_write_error(
+    log_path: Path, signers: Signers
+) -> None:
+    with (
+        MessageLogStore.open(log_path) as first,
+        MessageLogStore.open(log_path, busy_timeout_seconds=0.05) as second,
+    ):
+        with first._use(LogWriteError, "hold") as connection, _transaction(connection, first._write_lock):
+            with pytest.raises(LogWriteError, match="locked"):
+                second.append([make_exchange(signers, 1).request])
+        assert second.count() == 0
 
 
 def test_meta_values_persist_and_replace(log_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -206,3 +207,48 @@ def test_writer_needs_a_writable_store_and_a_sane_batch(log_path: Path, signers:
         MessageLogWriter(store)
     with MessageLogStore.open(log_path) as store, pytest.raises(ValueError, match="max_batch"):
         MessageLogWriter(store, max_batch=0)
+
+
+async def _wal_size_after(path: Path, records: list[NewRecord], *, checkpoint: bool) -> int:
+    store = MessageLogStore.open(path, wal_autocheckpoint=False)
+    checkpointer = MessageLogStore.open(path) if checkpoint else None
+    log = MessageLogWriter(store, checkpointer=checkpointer, checkpoint_every=20, max_batch=10)
+    await log.start()
+    try:
+        for start in range(0, len(records), 10):
+            await asyncio.gather(*(log.append(record) for record in records[start : start + 10]))
+            await asyncio.sleep(0.005)  # room for a checkpoint between batches, as between requests
+        size = os.path.getsize(f"{path}-wal")  # noqa: ASYNC240 -- a stat, in a test
+        assert log.failed_checkpoints == 0
+    finally:
+        await log.close()
+    return size
+
+
+async def test_the_writer_checkpoints_the_wal_beside_its_appends(
+    tmp_path: Path, records: list[NewRecord], signers: Signers
+) -> None:
+    # Without checkpoints the WAL holds every page written; with them it is reused.
+    unbounded = await _wal_size_after(tmp_path / "unchecked.db", records, checkpoint=False)
+    bounded = await _wal_size_after(tmp_path / "checked.db", records, checkpoint=True)
+    assert bounded < unbounded / 2
+    report = verify_log_file(tmp_path / "checked.db", signers.check)
+    assert report.ok and report.records == 200
+
+
+def test_a_checkpoint_copies_the_wal_into_the_file(log_path: Path, records: list[NewRecord]) -> None:
+    with MessageLogStore.open(log_path, wal_autocheckpoint=False) as store:
+        store.append(records[:50])
+        frames, copied = store.checkpoint_wal()
+        assert frames > 0 and copied == frames
+    with MessageLogStore.open_readonly(log_path) as reader, pytest.raises(LogWriteError, match="read-only"):
+        reader.checkpoint_wal()
+
+
+def test_a_checkpointer_must_be_writable(log_path: Path) -> None:
+    MessageLogStore.open(log_path).close()
+    with MessageLogStore.open(log_path) as store, MessageLogStore.open_readonly(log_path) as reader:
+        with pytest.raises(ValueError, match="opened for writing"):
+            MessageLogWriter(store, checkpointer=reader)
+        with pytest.raises(ValueError, match="checkpoint_every"):
+            MessageLogWriter(store, checkpoint_every=0)
