@@ -57,7 +57,7 @@ from bench.tools import (
     wrk_script,
 )
 
-__all__ = ["DEFAULT_OUT", "TARGETS", "Settings", "add_arguments", "run", "summarise"]
+__all__ = ["DEFAULT_OUT", "HEADLINE_KEYS", "ROWS", "TARGETS", "Settings", "add_arguments", "run", "summarise"]
 
 DEFAULT_OUT = Path("bench/results/latest.json")
 KIB = 1024
@@ -73,6 +73,18 @@ TARGETS: dict[str, tuple[str, float]] = {
     "large_body_rss_growth_mb": ("<", 3 * LARGE_BODY / MIB),
 }
 ROWS = ("direct", "nginx_chain", "xweg_chain")
+#: The report's top-level figures (the 1 KiB case, and the 10 MiB body's memory).
+HEADLINE_KEYS = (
+    "direct_rps",
+    "nginx_chain_rps",
+    "xweg_chain_rps",
+    "xweg_vs_nginx",
+    "xweg_vs_direct",
+    "added_latency_c1_p50_ms",
+    "added_latency_c1_p99_ms",
+    "rss_mb_max",
+    "large_body_rss_growth_mb",
+)
 #: The name in the second nginx hop's certificate, which the first hop checks.
 HOP2_NAME = "hop2.bench"
 
@@ -226,7 +238,7 @@ def _nginx_config(folder: Path, servers: str) -> str:
 def start_nginx(
     nginx: str, folder: Path, servers: str, ports: list[int], started: Started, what: str
 ) -> None:
-    folder.mkdir(parents=True)
+    folder.mkdir(parents=True, exist_ok=True)  # --keep may name a folder of an earlier run
     config = folder / "nginx.conf"
     config.write_text(_nginx_config(folder, servers))
     process = started.add(
@@ -681,7 +693,7 @@ def _run_in(folder: Path, settings: Settings, report: Callable[[str], None]) -> 
         backend_url = f"http://127.0.0.1:{backend_port}"
         rows = [Row("direct", backend_url + "/echo", {"Content-Type": "application/octet-stream"})]
         if nginx:
-            (folder / "tls").mkdir()
+            (folder / "tls").mkdir(exist_ok=True)
             _write_tls(folder / "tls")
             hop1, hop2 = free_port(), free_port()
             start_nginx(
@@ -731,17 +743,7 @@ def _run_in(folder: Path, settings: Settings, report: Callable[[str], None]) -> 
 
 def _print_summary(result: dict[str, Any], report: Callable[[str], None]) -> None:
     report("\n1 KiB bodies (headline):")
-    for key in (
-        "direct_rps",
-        "nginx_chain_rps",
-        "xweg_chain_rps",
-        "xweg_vs_nginx",
-        "xweg_vs_direct",
-        "added_latency_c1_p50_ms",
-        "added_latency_c1_p99_ms",
-        "rss_mb_max",
-        "large_body_rss_growth_mb",
-    ):
+    for key in HEADLINE_KEYS:
         target = result["targets"].get(key)
         verdict = ""
         if target is not None and target["met"] is not None:
