@@ -25,6 +25,7 @@ the promise that a revoked certificate stops being accepted within that limit.
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -362,12 +363,17 @@ def check_ocsp_response(
     # to (5) do not depend on the time except through the responder's validity, so a
     # response that passed them is remembered with the responder that signed it, and
     # only that validity and the freshness checks of step (6) are made again.
-    key = (response_der, cert, issuer, policy.responders)
+    # Keyed by a digest, not the bytes (up to 64 KiB, and a response's certificate list is
+    # not signed, so padded copies of one response are distinct byte strings), and only
+    # once a response passed every step: what it costs to hold stays small and bounded.
+    key = (hashlib.sha256(response_der).digest(), cert, issuer, policy.responders)
     verified = _verified.get(key)
-    if verified is None or not verified.responder_valid_at(now):
-        verified = _verify_response(response_der, cert, issuer, policy, now)
-        _verified.put(key, verified)
-    return _check_fresh(verified.status, policy, now, cert)
+    if verified is not None and verified.responder_valid_at(now):
+        return _check_fresh(verified.status, policy, now, cert)
+    verified = _verify_response(response_der, cert, issuer, policy, now)
+    status = _check_fresh(verified.status, policy, now, cert)
+    _verified.put(key, verified)
+    return status
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,7 +387,7 @@ class _Verified:
         return self.responder.not_valid_before_utc <= now <= self.responder.not_valid_after_utc
 
 
-_OcspKey = tuple[bytes, x509.Certificate, x509.Certificate, tuple[x509.Certificate, ...]]
+_OcspKey = tuple[bytes, x509.Certificate, x509.Certificate, tuple[x509.Certificate, ...]]  # SHA-256 first
 #: Bound on remembered responses: one per signing or auth certificate seen, in practice.
 _VERIFIED_CACHE_SIZE = 4096
 _verified: BoundedLru[_OcspKey, _Verified] = BoundedLru(_VERIFIED_CACHE_SIZE)

@@ -530,3 +530,18 @@ def test_a_response_is_verified_once_while_it_is_reused(pki: Pki, monkeypatch: p
     for seconds in range(5):
         check(pki, response, pki.chain_auth_cert, now=NOW + dt.timedelta(seconds=seconds))
     assert calls == [response]
+
+
+def test_refused_responses_are_not_remembered(pki: Pki) -> None:
+    # A stale response fails step (6) every time and must not take room in the cache:
+    # a peer could otherwise send endless padded copies of one old response.
+    import trust.ocsp
+
+    trust.ocsp._verified.clear()
+    stale = respond(pki, pki.chain_sign_cert, at=NOW - dt.timedelta(days=5))
+    for _ in range(3):
+        with pytest.raises(CertificateInvalid, match="is too old"):
+            check(pki, stale, pki.chain_sign_cert)
+    assert len(trust.ocsp._verified) == 0
+    check(pki, respond(pki, pki.chain_sign_cert), pki.chain_sign_cert)
+    assert len(trust.ocsp._verified) == 1
