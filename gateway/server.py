@@ -65,7 +65,7 @@ from gateway.messagelog.archive import Archiver
 from gateway.messagelog.errors import MessageLogError
 from gateway.messagelog.evidence import build_evidence
 from gateway.messagelog.record import BodyPolicy
-from gateway.messagelog.store import MessageLogStore
+from gateway.messagelog.store import WAL_SAFETY_NET_PAGES, MessageLogStore
 from gateway.messagelog.timestamper import TimestampClient, Timestamper, TsaEndpoint
 from gateway.messagelog.writer import MessageLogWriter
 from gateway.metadata import list_clients
@@ -627,8 +627,9 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
             inline_limit_bytes=policy.inline_body_limit_bytes,
             omit_for=frozenset(client.slash() for client in policy.omit_bodies_for),
         ),
-        # The writer checkpoints the WAL beside its appends, never inside one of their commits.
-        wal_autocheckpoint=False,
+        # The writer checkpoints the WAL beside its appends; SQLite's own copy inside a
+        # commit is left as a safety net at ten times its usual size.
+        wal_autocheckpoint_pages=WAL_SAFETY_NET_PAGES,
     )
     store.set_meta("server_id", config.server_id.slash())
     metrics = GatewayMetrics(clock)

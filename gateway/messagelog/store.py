@@ -97,6 +97,8 @@ __all__ = [
 SCHEMA_VERSION = 2
 #: How long a write waits for another connection's lock before failing.
 BUSY_TIMEOUT_SECONDS = 5.0
+#: ``wal_autocheckpoint_pages`` of connections whose WAL the writer checkpoints itself.
+WAL_SAFETY_NET_PAGES = 10_000
 #: Bounds on the key/value table (the largest values are CA certificate bundles in PEM).
 MAX_META_KEY_LENGTH = 255  # characters
 MAX_META_VALUE_LENGTH = 4 * 1024 * 1024  # characters
@@ -364,7 +366,7 @@ class MessageLogStore:
         busy_timeout_seconds: float = BUSY_TIMEOUT_SECONDS,
         body_policy: BodyPolicy | None = None,
         blob_root: Path | None = None,
-        wal_autocheckpoint: bool = True,
+        wal_autocheckpoint_pages: int = 1000,
     ) -> MessageLogStore:
         """Open ``path`` for writing, creating the file and schema if it does not exist.
 
@@ -372,15 +374,17 @@ class MessageLogStore:
         connection before it fails with :class:`LogWriteError`.  ``body_policy`` decides
         how each appended record's body is kept (default: :class:`BodyPolicy`'s defaults);
         ``blob_root`` is the blob store's folder (default: :func:`default_blob_root`).
-        ``wal_autocheckpoint=False``: this connection's commits never copy the WAL into
-        the file (SQLite does that inside the commit that passes 1000 pages, which then
-        takes as long as writing and syncing 4 MB); someone must call
-        :meth:`checkpoint_wal` instead (:class:`~gateway.messagelog.writer.MessageLogWriter`
-        does, on a thread of its own).
+        ``wal_autocheckpoint_pages``: SQLite copies the WAL into the file inside the commit
+        that passes this many pages (1000, SQLite's default), which then takes as long as
+        writing and syncing them.  A connection whose owner calls :meth:`checkpoint_wal`
+        itself (:class:`~gateway.messagelog.writer.MessageLogWriter` does, on a thread of
+        its own) raises it, so that SQLite's copy is only a safety net.
         """
         path = Path(path)
         if busy_timeout_seconds < 0:
             raise ValueError("busy_timeout_seconds must not be negative")
+        if isinstance(wal_autocheckpoint_pages, bool) or not isinstance(wal_autocheckpoint_pages, int):
+            raise ValueError("wal_autocheckpoint_pages must be an integer (0: never)")
         with _mapped(LogOpenError, f"cannot open message log {path}"):
             connection = sqlite3.connect(
                 path, timeout=busy_timeout_seconds, isolation_level=None, check_same_thread=False
@@ -392,8 +396,7 @@ class MessageLogStore:
                     raise LogOpenError(f"message log {path} cannot use a WAL journal (got {mode!r})")
                 # FULL: the WAL is synced at every commit, so a commit survives power loss.
                 connection.execute("PRAGMA synchronous=FULL")
-                if not wal_autocheckpoint:
-                    connection.execute("PRAGMA wal_autocheckpoint=0")
+                connection.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint_pages)}")
                 cls._ensure_schema(connection, path)
         except BaseException:
             connection.close()

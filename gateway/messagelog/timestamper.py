@@ -54,7 +54,7 @@ from core.identifiers import IdentifierError, SecurityServerId
 from gateway.messagelog.checkpoint import Checkpoint, encode_path, inclusion_paths_after
 from gateway.messagelog.errors import MessageLogError, TimestampingOverdue, TsaUnavailable
 from gateway.messagelog.record import HASH_SIZE, LogRecord
-from gateway.messagelog.store import MessageLogStore
+from gateway.messagelog.store import WAL_SAFETY_NET_PAGES, MessageLogStore
 from gateway.messagelog.storethread import StoreThread
 from trust.evidence import checkpoint_digest
 from trust.merkle import CompactRange
@@ -361,8 +361,10 @@ class Timestamper:
         """Open the store, read where timestamping stands, and start the rounds."""
         if self._task is not None or self._closed:
             raise RuntimeError("a timestamper starts once")
-        # Its commits must not copy the WAL into the file either (the writer's checkpointer does).
-        await self._thread.open(lambda: MessageLogStore.open(self._path, wal_autocheckpoint=False))
+        # Its commits need not copy the WAL into the file either (the writer's checkpointer does).
+        await self._thread.open(
+            lambda: MessageLogStore.open(self._path, wal_autocheckpoint_pages=WAL_SAFETY_NET_PAGES)
+        )
         state = await self._thread.run(self._read_state)
         self._covered = state.covered
         self._checkpoints = state.checkpoints

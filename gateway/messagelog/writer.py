@@ -53,10 +53,11 @@ class MessageLogWriter:
     ) -> None:
         """``on_commit(seconds, records)`` is called after each committed batch (for metrics).
 
-        ``checkpointer``: a second connection to the same file, for a ``store`` opened
-        with ``wal_autocheckpoint=False``: after every ``checkpoint_every`` records, the
+        ``checkpointer``: a second connection to the same file, for a ``store`` opened with
+        a high ``wal_autocheckpoint_pages``: after every ``checkpoint_every`` records, the
         writer copies the WAL into the file on the checkpointer's own thread, beside the
-        appends instead of inside one of their commits.  The writer closes it.
+        appends instead of inside one of their commits, and finishes the copy between two
+        batches, so that SQLite starts the WAL over.  The writer closes it.
         """
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError("max_batch must be a positive integer")
@@ -74,7 +75,9 @@ class MessageLogWriter:
         self._checkpointing: asyncio.Future[tuple[int, int]] | None = None
         self._finish_checkpoint = False  # the checkpointer's copy is done: the writer finishes it
         self._checkpoint_executor: ThreadPoolExecutor | None = None
-        #: WAL checkpoints that failed (the next one tries again; the WAL only grows meanwhile).
+        #: WAL checkpoints finished (the WAL then starts over), and those that failed (the
+        #: next one tries again; the WAL only grows meanwhile).
+        self.wal_checkpoints = 0
         self.failed_checkpoints = 0
         self._store = store
         self._max_batch = max_batch
@@ -150,14 +153,16 @@ class MessageLogWriter:
             if self._task is not None:
                 await asyncio.shield(self._task)
         finally:
-            executor, self._executor = self._executor, None
-            if executor is not None:
-                # The store's connection belongs to the writer thread; close it there.
-                await asyncio.get_running_loop().run_in_executor(executor, self._store.close)
-                executor.shutdown(wait=True)
-            else:
-                self._store.close()
-            await self._close_checkpointer()
+            try:
+                executor, self._executor = self._executor, None
+                if executor is not None:
+                    # The store's connection belongs to the writer thread; close it there.
+                    await asyncio.get_running_loop().run_in_executor(executor, self._store.close)
+                    executor.shutdown(wait=True)
+                else:
+                    self._store.close()
+            finally:
+                await self._close_checkpointer()
 
     async def _close_checkpointer(self) -> None:
         checkpointer, self._checkpointer = self._checkpointer, None
@@ -176,9 +181,9 @@ class MessageLogWriter:
     async def _run(self) -> None:
         try:
             while True:
-                if self._finish_checkpoint and (
-                    not self._queue or self._since_checkpoint >= self._checkpoint_every
-                ):
+                if self._finish_checkpoint:
+                    # Between two batches: it copies only the frames written since the
+                    # checkpointer's copy, and appends go on right after it.
                     await self._finish_wal_checkpoint()
                     continue
                 if not self._queue:
@@ -272,8 +277,10 @@ class MessageLogWriter:
         assert self._executor is not None  # the loop runs only while started
         try:
             await asyncio.get_running_loop().run_in_executor(self._executor, self._store.checkpoint_wal)
-        except LogWriteError as exc:
+        except Exception as exc:  # whatever it was, the appends must go on
             self._checkpoint_failed(exc)
+        else:
+            self.wal_checkpoints += 1
 
     def _checkpoint_failed(self, error: BaseException | None) -> None:
         self.failed_checkpoints += 1

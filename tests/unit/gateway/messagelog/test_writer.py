@@ -210,16 +210,18 @@ def test_writer_needs_a_writable_store_and_a_sane_batch(log_path: Path, signers:
 
 
 async def _wal_size_after(path: Path, records: list[NewRecord], *, checkpoint: bool) -> int:
-    store = MessageLogStore.open(path, wal_autocheckpoint=False)
+    store = MessageLogStore.open(path, wal_autocheckpoint_pages=0)  # 0: SQLite never copies it
     checkpointer = MessageLogStore.open(path) if checkpoint else None
     log = MessageLogWriter(store, checkpointer=checkpointer, checkpoint_every=20, max_batch=10)
     await log.start()
+
     try:
-        for start in range(0, len(records), 10):
-            await asyncio.gather(*(log.append(record) for record in records[start : start + 10]))
-            await asyncio.sleep(0.005)  # room for a checkpoint between batches, as between requests
+        # Everything queued at once: the queue is empty only at the end, so finishing a
+        # checkpoint must not wait for an idle moment.
+        await asyncio.gather(*(log.append(record) for record in records))
         size = os.path.getsize(f"{path}-wal")  # noqa: ASYNC240 -- a stat, in a test
         assert log.failed_checkpoints == 0
+        assert log.wal_checkpoints >= (1 if checkpoint else 0)
     finally:
         await log.close()
     return size
@@ -237,7 +239,7 @@ async def test_the_writer_checkpoints_the_wal_beside_its_appends(
 
 
 def test_a_checkpoint_copies_the_wal_into_the_file(log_path: Path, records: list[NewRecord]) -> None:
-    with MessageLogStore.open(log_path, wal_autocheckpoint=False) as store:
+    with MessageLogStore.open(log_path, wal_autocheckpoint_pages=0) as store:
         store.append(records[:50])
         frames, copied = store.checkpoint_wal()
         assert frames > 0 and copied == frames
@@ -252,3 +254,8 @@ def test_a_checkpointer_must_be_writable(log_path: Path) -> None:
             MessageLogWriter(store, checkpointer=reader)
         with pytest.raises(ValueError, match="checkpoint_every"):
             MessageLogWriter(store, checkpoint_every=0)
+
+
+def test_the_wal_safety_net_must_be_a_page_count(log_path: Path) -> None:
+    with pytest.raises(ValueError, match="wal_autocheckpoint_pages"):
+        MessageLogStore.open(log_path, wal_autocheckpoint_pages=True)
