@@ -28,7 +28,11 @@ def event_loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     uvloop runs the same code with a loop written in C over libuv: the benchmark in
     ``bench/`` shows what that saves on the message path (docs/performance.md).
     """
-    if os.environ.get(EVENT_LOOP_ENV, "uvloop") == "asyncio":
+    # Read here, where a service process starts, like the signals it listens to.
+    chosen = os.environ.get(EVENT_LOOP_ENV, "uvloop")
+    if chosen not in ("uvloop", "asyncio"):
+        raise ValueError(f"{EVENT_LOOP_ENV} must be uvloop or asyncio, not {chosen!r}")
+    if chosen == "asyncio":
         return None
     try:
         import uvloop
