@@ -1,0 +1,229 @@
+"""A security server killed with SIGKILL in the middle of traffic loses nothing it acknowledged.
+
+Load runs through Paderborn's and Detmold's servers to a backend that notes every message
+id it receives.  One of the two servers is killed at a random moment; after it is started
+again:
+
+* every exchange the client saw succeed has its request and its response in both logs,
+* every message the backend received is in the provider's log (logged before forwarded),
+* both logs verify (hash chain, signatures, timestamps), and
+* the restarted server serves again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from core.identifiers import SecurityServerId
+from gateway.messagelog.record import Direction
+from gateway.messagelog.store import MessageLogStore
+from tests.integration.conftest import ARBEITSSCHUTZ, GEWERBEAMT
+from xweg.federation import (
+    DETMOLD,
+    PADERBORN,
+    FederationPlan,
+    Layout,
+    MemberPlan,
+    RunningFederation,
+    ServerPlan,
+    ServicePlan,
+    prepare,
+    rest_path,
+)
+
+pytestmark = pytest.mark.integration
+
+JOURNAL = ARBEITSSCHUTZ.service("journal", "v1")
+CLIENTS = 4  # concurrent connections of the information system
+
+
+class NotingBackend:
+    """An HTTP backend on its own thread that notes the X-Road-Id of every request it gets."""
+
+    def __init__(self) -> None:
+        self.received: set[str] = set()
+        self._lock = threading.Lock()
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = int(sock.getsockname()[1])
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    async def _note(self, request: web.Request) -> web.Response:
+        await request.read()
+        with self._lock:
+            self.received.add(request.headers.get("X-Road-Id", ""))
+        return web.json_response({"noted": True})
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._note)
+        runner = web.AppRunner(app, access_log=None)
+        self._loop.run_until_complete(runner.setup())
+        self._loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
+        self._ready.set()
+        self._loop.run_forever()
+        self._loop.run_until_complete(runner.cleanup())
+
+    def __enter__(self) -> NotingBackend:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def snapshot(self) -> set[str]:
+        with self._lock:
+            return set(self.received)
+
+
+def _plan(backend_port: int) -> FederationPlan:
+    return FederationPlan(
+        members=(
+            MemberPlan(DETMOLD, "Bezirksregierung Detmold", ("arbeitsschutz",)),
+            MemberPlan(PADERBORN, "Stadt Paderborn", ("gewerbeamt",)),
+        ),
+        servers=(
+            ServerPlan(
+                "detmold",
+                "Bezirksregierung Detmold",
+                SecurityServerId(DETMOLD, "ss1"),
+                (ARBEITSSCHUTZ,),
+                (
+                    ServicePlan(
+                        JOURNAL,
+                        "gewerbeanzeige",
+                        "notes what it receives",
+                        (GEWERBEAMT.slash(),),
+                        base_url=f"http://127.0.0.1:{backend_port}",
+                    ),
+                ),
+            ),
+            ServerPlan("paderborn", "Stadt Paderborn", SecurityServerId(PADERBORN, "ss1"), (GEWERBEAMT,)),
+        ),
+        timestamp_interval_s=1.0,
+    )
+
+
+@pytest.fixture
+def chain(tmp_path: Path) -> Iterator[tuple[RunningFederation, NotingBackend]]:
+    with NotingBackend() as backend:
+        running = RunningFederation(prepare(tmp_path / "federation", _plan(backend.port)))
+        with running.running(timeout_s=90):
+            yield running, backend
+
+
+def _send(layout: Layout, stop: threading.Event, acknowledged: list[str], attempts: list[int]) -> None:
+    """POST one exchange after another until ``stop``; note the message id of every 200."""
+    port = int(layout.client_url("paderborn").rsplit(":", 1)[1])
+    path = rest_path(JOURNAL, "/eintrag")
+    connection: http.client.HTTPConnection | None = None
+    while not stop.is_set():
+        attempts.append(1)
+        try:
+            if connection is None:
+                connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            connection.request(
+                "POST",
+                path,
+                body=json.dumps({"n": len(attempts)}).encode(),
+                headers={"X-Road-Client": GEWERBEAMT.slash(), "Content-Type": "application/json"},
+            )
+            response = connection.getresponse()
+            response.read()
+            if response.status == 200:
+                acknowledged.append(response.headers["X-Road-Id"])
+        except (OSError, http.client.HTTPException):
+            # The server died under this request: it was not acknowledged; start over.
+            if connection is not None:
+                connection.close()
+            connection = None
+            time.sleep(0.05)
+
+
+def _logged(layout: Layout, slug: str) -> dict[Direction, set[str]]:
+    with MessageLogStore.open_readonly(layout.message_log(slug)) as store:
+        found: dict[Direction, set[str]] = {Direction.REQUEST: set(), Direction.RESPONSE: set()}
+        for record in store.iter_records():
+            found[record.direction].add(record.message_id)
+    return found
+
+
+def _audit(layout: Layout, slug: str) -> dict[str, object]:
+    done = subprocess.run(
+        [sys.executable, "-m", "xweg", "audit", "verify", str(layout.message_log(slug)), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize("victim", ["detmold", "paderborn"])
+def test_a_server_killed_under_load_keeps_every_acknowledged_exchange(
+    chain: tuple[RunningFederation, NotingBackend], victim: str
+) -> None:
+    federation, backend = chain
+    layout = federation.layout
+    stop = threading.Event()
+    acknowledged: list[str] = []
+    attempts: list[int] = []
+    clients = [
+        threading.Thread(target=_send, args=(layout, stop, acknowledged, attempts)) for _ in range(CLIENTS)
+    ]
+    for client in clients:
+        client.start()
+    try:
+        time.sleep(random.uniform(0.8, 2.0))  # noqa: S311 -- a random moment, not a secret
+        federation.processes[victim].kill()  # SIGKILL: no drain, no close, no final commit
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(30)
+    acknowledged_before_restart = set(acknowledged)
+    assert len(acknowledged_before_restart) >= 5, "the load did not get going before the kill"
+    assert len(attempts) > len(acknowledged_before_restart), "the kill interrupted nothing"
+
+    federation.processes[victim].start()
+    federation.wait_ready(60, names=[victim])
+    # The restarted server serves again.
+    again: list[str] = []
+    once = threading.Event()
+    threading.Timer(2.0, once.set).start()
+    _send(layout, once, again, [])
+    assert again, "no exchange succeeded after the restart"
+
+    federation.stop()  # both logs closed, then read as an auditor would
+    consumer, provider = _logged(layout, "paderborn"), _logged(layout, "detmold")
+    for message_id in acknowledged_before_restart | set(again):
+        assert message_id in consumer[Direction.REQUEST] and message_id in consumer[Direction.RESPONSE]
+        assert message_id in provider[Direction.REQUEST] and message_id in provider[Direction.RESPONSE]
+    # Nothing reached the backend that the provider had not logged first.
+    received = backend.snapshot()
+    assert received and received <= provider[Direction.REQUEST]
+    for slug in ("paderborn", "detmold"):
+        summary = _audit(layout, slug)
+        assert summary["first_error"] is None, summary
+        assert isinstance(summary["records"], int) and summary["records"] >= 2 * len(
+            acknowledged_before_restart
+        )
