@@ -1,20 +1,24 @@
-"""A security server killed with SIGKILL in the middle of traffic loses nothing it acknowledged.
+"""Durability under faults: a killed security server, and a full disk.
 
 Load runs through Paderborn's and Detmold's servers to a backend that notes every message
-id it receives.  One of the two servers is killed at a random moment; after it is started
-again:
+id it receives.
 
-* every exchange the client saw succeed has its request and its response in both logs,
-* every message the backend received is in the provider's log (logged before forwarded),
-* both logs verify (hash chain, signatures, timestamps), and
-* the restarted server serves again.
+* One of the two servers is killed with SIGKILL at a random moment.  After it is started
+  again, every exchange the client saw succeed has its request and its response in both
+  logs, every message the backend received is in the provider's log (logged before
+  forwarded), both logs verify, and the restarted server serves again.
+* The consumer's data directory fills up.  The server refuses traffic with
+  ``Server.ClientProxy.LoggingFailed`` and says it is not ready, forwards nothing, and
+  serves again once there is room; its log verifies.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
+import os
 import random
 import socket
 import subprocess
@@ -227,3 +231,94 @@ def test_a_server_killed_under_load_keeps_every_acknowledged_exchange(
         assert isinstance(summary["records"], int) and summary["records"] >= 2 * len(
             acknowledged_before_restart
         )
+
+
+@contextlib.contextmanager
+def _small_disk(path: Path, size_mb: int) -> Iterator[Path]:
+    """A tmpfs of ``size_mb`` MiB mounted at ``path``, for the length of the block."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size_mb}m,mode=0755", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"a full disk needs a tmpfs mount, which this machine refuses: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+
+
+def _fill(folder: Path) -> Path:
+    """Write a file into ``folder`` until its file system has no room left."""
+    filler = folder / "filler"
+    chunk = b"\0" * (256 * 1024)
+    with filler.open("wb", buffering=0) as out:
+        with contextlib.suppress(OSError):
+            while True:
+                out.write(chunk)
+        with contextlib.suppress(OSError):
+            while True:
+                out.write(b"\0" * 512)
+    return filler
+
+
+def _post(layout: Layout) -> tuple[int, dict[str, str], bytes]:
+    port = int(layout.client_url("paderborn").rsplit(":", 1)[1])
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request(
+            "POST",
+            rest_path(JOURNAL, "/eintrag"),
+            body=b'{"n": 1}',
+            headers={"X-Road-Client": GEWERBEAMT.slash(), "Content-Type": "application/json"},
+        )
+        response = connection.getresponse()
+        return response.status, dict(response.headers), response.read()
+    finally:
+        connection.close()
+
+
+def _ready(layout: Layout) -> int:
+    port = int(layout.client_url("paderborn").rsplit(":", 1)[1])
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        connection.request("GET", "/readyz")
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a small tmpfs as a full disk needs root")
+def test_a_full_disk_refuses_traffic_with_logging_failed_and_recovers(tmp_path: Path) -> None:
+    root = tmp_path / "federation"
+    with NotingBackend() as backend, _small_disk(root / "servers" / "paderborn" / "data", 48) as data:
+        running = RunningFederation(prepare(root, _plan(backend.port)))
+        with running.running(timeout_s=90):
+            layout = running.layout
+            status, headers, _ = _post(layout)
+            assert status == 200
+            before = backend.snapshot()
+
+            filler = _fill(data)
+            refused = [_post(layout) for _ in range(3)]
+            for status, headers, body in refused:
+                assert status == 500
+                assert headers["X-Road-Error"] == "Server.ClientProxy.LoggingFailed"
+                assert json.loads(body)["type"] == "Server.ClientProxy.LoggingFailed"
+            # Nothing of it was forwarded: the request is logged before it leaves, or not at all.
+            assert backend.snapshot() == before
+            assert _ready(layout) == 503
+
+            filler.unlink()
+            deadline = time.monotonic() + 30
+            while (status := _post(layout)[0]) != 200 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert status == 200
+            assert _ready(layout) == 200
+        summary = _audit(layout, "paderborn")
+        assert summary["first_error"] is None, summary
