@@ -412,11 +412,50 @@ def _subject(text: str) -> AccessSubject:
     return parse_client_slash(text)
 
 
+# The keys each table may hold.  A misspelt key (``datadir``) is refused, not ignored: an
+# ignored one silently falls back to a default the operator did not choose.
+_TOP_LEVEL = frozenset(
+    {
+        "server_id", "anchor", "data_dir", "client_listener", "client_tls_listener", "peer_listener",
+        "management_listener", "keys", "globalconf", "timestamping", "ocsp", "messagelog", "limits",
+        "archive", "opmon", "serverconf", "clients", "services", "access",
+    }
+)  # fmt: skip
+_KEYS = frozenset({"passphrase_file", "passphrase_env", "auth_key", "auth_certificate", "sign"})
+_SIGN_KEY = frozenset({"member", "key", "certificate"})
+_CLIENT = frozenset({"id", "connection"})
+_SERVICE = frozenset({"id", "base_url", "timeout_s", "protocol", "wsdl_url", "openapi_url", "verify_tls"})
+_ACCESS = frozenset({"service", "clients"})
+
+
+def _known(table: Mapping[str, Any], allowed: frozenset[str], where: str) -> Mapping[str, Any]:
+    """``table`` itself, once every key of it is one of ``allowed``."""
+    if not isinstance(table, Mapping):
+        raise ConfigError(f"{where} must be a table")
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise ConfigError(f"unknown setting {unknown[0]!r} in {where} (known: {', '.join(sorted(allowed))})")
+    return table
+
+
 def _build(raw: dict[str, Any], base: Path, environ: Mapping[str, str]) -> GatewayConfig:
     def rel(value: str) -> Path:
         return (base / value).resolve()
 
-    keys = raw["keys"]
+    _known(raw, _TOP_LEVEL, "the top level")
+    keys = _known(raw["keys"], _KEYS, "[keys]")
+    for entry in keys.get("sign", []):
+        _known(entry, _SIGN_KEY, "[[keys.sign]]")
+    for table, allowed, where in (
+        ("clients", _CLIENT, "[[clients]]"),
+        ("services", _SERVICE, "[[services]]"),
+    ):
+        for entry in raw.get(table, []):
+            _known(entry, allowed, where)
+    for entry in raw.get("access", []):
+        _known(entry, _ACCESS, "[[access]]")
+    if "passphrase_file" in keys and "passphrase_env" in keys:
+        raise ConfigError("[keys] names both passphrase_file and passphrase_env: choose one")
     passphrase: bytes | None = None
     if "passphrase_file" in keys:
         secret = rel(keys["passphrase_file"])

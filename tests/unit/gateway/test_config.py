@@ -185,6 +185,52 @@ def test_missing_passphrase_environment_variable_is_named(tmp_path: Path) -> Non
     assert "environment variable XWEG_KEY_PASSPHRASE (key passphrase) is not set" in message
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "where"),
+    [
+        ('data_dir = "data"\n', 'datadir = "data"\n', "the top level"),
+        ("[client_listener]\n", "[client_listener_typo]\n", "the top level"),
+        (
+            'passphrase_file = "keys/passphrase"\n',
+            'passphrase_file = "keys/passphrase"\npasphrase = "x"\n',
+            "[keys]",
+        ),
+        (
+            'certificate = "keys/sign-05774032.pem"\n',
+            'certificat = "keys/sign-05774032.pem"\n',
+            "[[keys.sign]]",
+        ),
+        ('connection = "http"\n', 'conection = "http"\n', "[[clients]]"),
+        (
+            'base_url = "http://127.0.0.1:5601/"\n',
+            'base_url = "http://127.0.0.1:5601/"\ntimeout = 5\n',
+            "[[services]]",
+        ),
+        (
+            'service = "NRW/MUN/05774032/gewerbeamt/gewerbeanzeige/v1"\n',
+            'service = "NRW/MUN/05774032/gewerbeamt/gewerbeanzeige/v1"\nclient = "NRW/GOV/057"\n',
+            "[[access]]",
+        ),
+    ],
+    ids=["data_dir", "table", "keys", "keys.sign", "clients", "services", "access"],
+)
+def test_a_misspelt_setting_is_refused_not_ignored(tmp_path: Path, old: str, new: str, where: str) -> None:
+    # Ignored, "datadir" would leave the log in the configuration file's folder.
+    assert old in GOOD
+    misspelt = new.split("\n")[-2].split(" ")[0].strip("[]")
+    message = load_error(tmp_path, GOOD.replace(old, new, 1))
+    assert f"unknown setting {misspelt!r} in {where}" in message
+
+
+def test_both_passphrase_sources_are_refused(tmp_path: Path) -> None:
+    text = GOOD.replace(
+        'passphrase_file = "keys/passphrase"\n',
+        'passphrase_file = "keys/passphrase"\npassphrase_env = "XWEG_KEY_PASSPHRASE"\n',
+    )
+    message = load_error(tmp_path, text, environ={"XWEG_KEY_PASSPHRASE": "secret"})
+    assert "names both passphrase_file and passphrase_env" in message
+
+
 def test_missing_passphrase_file_is_a_config_error(tmp_path: Path) -> None:
     text = GOOD.replace('passphrase_file = "keys/passphrase"', 'passphrase_file = "keys/nowhere"')
     message = load_error(tmp_path, text)
@@ -197,7 +243,7 @@ def test_missing_passphrase_file_is_a_config_error(tmp_path: Path) -> None:
         ('server_id = "NRW/MUN/05774032/ss1"\n', "", "missing setting 'server_id'"),
         ('anchor = "../anchor.json"\n', "", "missing setting 'anchor'"),
         ('auth_key = "keys/auth.key"\n', "", "missing setting 'auth_key'"),
-        ("[client_listener]\n", "[client_listener_typo]\n", "missing setting 'client_listener'"),
+        ('[client_listener]\nhost = "127.0.0.1"\nport = 5510\n', "", "missing setting 'client_listener'"),
         (
             'clients = ["NRW/GOV/057/arbeitsschutz", "GLOBALGROUP:NRW/owl-kommunen", "NRW/GOV/057"]\n',
             "",
