@@ -350,19 +350,20 @@ def _own_client_tokens(request: web.Request) -> list[str]:
     return [t for t in bearers if unverified_key_id(t) == own or names_client_audience(t)]
 
 
-def _too_large(limit: int, origin: Origin) -> Callable[[], XwegError]:
+def _too_large(request: web.Request, limit: int, origin: Origin) -> Callable[[], XwegError]:
+    """The 413 refusal of a body over ``limit``; raised at once when the request declares one."""
+
     def refusal() -> XwegError:
         return XwegError(ErrorCode.REQUEST_TOO_LARGE, f"request body exceeds {limit} bytes", origin)
 
+    if request.content_length is not None and request.content_length > limit:
+        raise refusal()
     return refusal
 
 
 async def _read_body(request: web.Request, limit: int, origin: Origin) -> bytes:
     """Read at most ``limit`` bytes of body; more is a 413, not a half-read message."""
-    too_large = _too_large(limit, origin)
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large()
-    return await read_limited(request.content, limit, too_large)
+    return await read_limited(request.content, limit, _too_large(request, limit, origin))
 
 
 def _answer(status: int, headers: list[tuple[str, str]], body: bytes) -> web.Response:
@@ -481,9 +482,7 @@ async def _exchange(request: web.Request) -> web.StreamResponse:
     ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
     der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
     limit = gateway.config.limits.max_body_bytes + MAX_METADATA_BYTES + 64
-    too_large = _too_large(limit, Origin.SERVER_PROXY)
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large()
+    too_large = _too_large(request, limit, Origin.SERVER_PROXY)
     # Head and body apart: the body is read into a buffer of its own, never copied out of the frame.
     head, body = await read_frame(request.content, limit, too_large)
     answer_head, answer_body = await handle_exchange(gateway, der, head, body)

@@ -134,9 +134,14 @@ def chain(tmp_path: Path) -> Iterator[tuple[RunningFederation, NotingBackend]]:
             yield running, backend
 
 
+def _client_port(layout: Layout) -> int:
+    """The port of Paderborn's client listener, where the information system calls."""
+    return int(layout.client_url("paderborn").rsplit(":", 1)[1])
+
+
 def _send(layout: Layout, stop: threading.Event, acknowledged: list[str], attempts: list[int]) -> None:
     """POST one exchange after another until ``stop``; note the message id of every 200."""
-    port = int(layout.client_url("paderborn").rsplit(":", 1)[1])
+    port = _client_port(layout)
     path = rest_path(JOURNAL, "/eintrag")
     connection: http.client.HTTPConnection | None = None
     while not stop.is_set():
@@ -266,7 +271,7 @@ def _fill(folder: Path) -> Path:
 
 
 def _post(layout: Layout) -> tuple[int, dict[str, str], bytes]:
-    port = int(layout.client_url("paderborn").rsplit(":", 1)[1])
+    port = _client_port(layout)
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         connection.request(
@@ -282,7 +287,7 @@ def _post(layout: Layout) -> tuple[int, dict[str, str], bytes]:
 
 
 def _ready(layout: Layout) -> int:
-    port = int(layout.client_url("paderborn").rsplit(":", 1)[1])
+    port = _client_port(layout)
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         connection.request("GET", "/readyz")
