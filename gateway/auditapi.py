@@ -54,6 +54,7 @@ from core.identifiers import IdentifierError, ServiceId, parse_client_slash
 from gateway.messagelog import query
 from gateway.messagelog.errors import LogOpenError, LogReadError, MessageLogError
 from gateway.messagelog.record import MAX_MESSAGE_ID_LENGTH, format_time, parse_time
+from gateway.messagelog.store import LogLocation, PostgresLogShard
 from trust.merkle import MerkleError
 from trust.tokens import AuditorIdentity, TokenForbidden, TokenInvalid, verify_auditor_token
 
@@ -104,7 +105,7 @@ EvidenceSource = Callable[[str], Awaitable[bytes]]
 
 @dataclass(frozen=True)
 class _Settings:
-    log_path: Path
+    log_path: LogLocation
     token_public_key: ec.EllipticCurvePublicKey
     issuer: str
     clock: Clock
@@ -509,7 +510,7 @@ def _handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
 
 def make_auditor_app(
     *,
-    log_path: Path,
+    log_path: LogLocation,
     token_public_key: ec.EllipticCurvePublicKey,
     issuer: str,
     clock: Clock,
@@ -532,7 +533,7 @@ def make_auditor_app(
         raise ValueError("max_concurrent_queries must be at least 1")
     app = web.Application()
     app[_SETTINGS] = _Settings(
-        log_path=Path(log_path),
+        log_path=log_path if isinstance(log_path, PostgresLogShard) else Path(log_path),
         token_public_key=token_public_key,
         issuer=issuer,
         clock=clock,

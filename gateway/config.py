@@ -8,6 +8,9 @@ later, except the passphrase named here, which is read once while loading.
 server_id = "NRW/MUN/05774032/ss1"
 anchor = "../../anchor.json"
 data_dir = "."
+# database_url = "postgresql://xweg@db.example/ss1"  # optional; replicas of one server share it:
+#                             # the message log (one shard per replica), operational monitoring and
+#                             # the server configuration go there instead of SQLite files in data_dir
 
 [client_listener]             # for information systems (HTTP)
 host = "127.0.0.1"
@@ -44,6 +47,8 @@ refresh_interval_s = 1200
 [messagelog]                  # optional
 inline_body_limit_bytes = 262144                  # larger bodies: blob store beside the log
 omit_bodies_for = ["NRW/MUN/05774032/sozialamt"]  # data minimisation: digests only
+shard = "main"                # with database_url: this replica's shard, unique per replica;
+# shard_env = "POD_NAME"      # or taken from this variable (lowercased, other characters -> _)
 
 [limits]                      # optional; these are the defaults
 max_body_bytes = 10485760     # one request or response body (10 MiB); more: 413
@@ -98,6 +103,7 @@ clients = ["NRW/GOV/057/arbeitsschutz", "GLOBALGROUP:NRW/owl-kommunen"]
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -116,6 +122,8 @@ from core.identifiers import (
 )
 from core.messages import Protocol
 from core.metadata import is_reserved_service_code
+from gateway.database import is_postgres_url
+from gateway.messagelog.store import LogLocation, PostgresLogShard
 from gateway.serverconf.model import (
     AccessGrant,
     AccessSubject,
@@ -277,8 +285,15 @@ class MessageLogSettings:
     inline_body_limit_bytes: int = 256 * 1024  # larger bodies go to the blob store beside the log
     # Client subsystems whose bodies are not kept (data minimisation); their digests still are.
     omit_bodies_for: tuple[ClientId, ...] = ()
+    # With a PostgreSQL database_url: this replica's own shard of the message log (its
+    # records, chain, Merkle tree and checkpoints); every replica needs its own.
+    shard: str = "main"
 
     def __post_init__(self) -> None:
+        try:
+            PostgresLogShard("postgresql://", self.shard)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
         if isinstance(self.inline_body_limit_bytes, bool) or not isinstance(
             self.inline_body_limit_bytes, int
         ):
@@ -360,18 +375,31 @@ class GatewayConfig:
     archive: ArchiveSettings = field(default_factory=ArchiveSettings)
     opmon: OpmonSettings = field(default_factory=OpmonSettings)
     serverconf: ServerConfSettings = field(default_factory=ServerConfSettings)
+    # The PostgreSQL database replicas of this server share; None: SQLite files in data_dir.
+    database_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.database_url is not None and not is_postgres_url(self.database_url):
+            raise ConfigError(
+                "database_url names the PostgreSQL database replicas share (postgresql://...);"
+                " without it the server keeps SQLite files in data_dir"
+            )
 
     @property
     def archive_dir(self) -> Path:
         return self.data_dir / self.archive.dir
 
     @property
-    def message_log_path(self) -> Path:
+    def message_log(self) -> LogLocation:
+        """This server's (or replica's) message log: a file in data_dir, or a PostgreSQL shard."""
+        if self.database_url is not None:
+            return PostgresLogShard(self.database_url, self.messagelog.shard)
         return self.data_dir / "messagelog.db"
 
     @property
-    def opmon_path(self) -> Path:
-        return self.data_dir / "opmon.db"
+    def opmon_location(self) -> Path | str:
+        """Operational monitoring: a file in data_dir, or the shared PostgreSQL database."""
+        return self.database_url if self.database_url is not None else self.data_dir / "opmon.db"
 
     @property
     def globalconf_path(self) -> Path:
@@ -387,13 +415,18 @@ class GatewayConfig:
         )
 
     @classmethod
-    def load(cls, path: Path, environ: Mapping[str, str] | None = None) -> GatewayConfig:
+    def load(
+        cls, path: Path, environ: Mapping[str, str] | None = None, *, database_url: str | None = None
+    ) -> GatewayConfig:
+        """Load ``path``; ``database_url`` (``--database-url``) replaces the file's own."""
         environ = os.environ if environ is None else environ
         try:
             with path.open("rb") as fh:
                 raw = tomllib.load(fh)
         except (OSError, tomllib.TOMLDecodeError) as exc:
             raise ConfigError(f"{path}: {exc}") from exc
+        if database_url is not None:
+            raw["database_url"] = database_url
         try:
             return _build(raw, path.resolve().parent, environ)
         except (KeyError, TypeError, IdentifierError, ValueError) as exc:
@@ -418,7 +451,7 @@ _TOP_LEVEL = frozenset(
     {
         "server_id", "anchor", "data_dir", "client_listener", "client_tls_listener", "peer_listener",
         "management_listener", "keys", "globalconf", "timestamping", "ocsp", "messagelog", "limits",
-        "archive", "opmon", "serverconf", "clients", "services", "access",
+        "archive", "opmon", "serverconf", "clients", "services", "access", "database_url",
     }
 )  # fmt: skip
 _KEYS = frozenset({"passphrase_file", "passphrase_env", "auth_key", "auth_certificate", "sign"})
@@ -443,6 +476,9 @@ def _build(raw: dict[str, Any], base: Path, environ: Mapping[str, str]) -> Gatew
         return (base / value).resolve()
 
     _known(raw, _TOP_LEVEL, "the top level")
+    database_url = raw.get("database_url")
+    if database_url is not None and not isinstance(database_url, str):
+        raise ConfigError(f"database_url must be a PostgreSQL URL, not {database_url!r}")
     keys = _known(raw["keys"], _KEYS, "[keys]")
     for entry in keys.get("sign", []):
         _known(entry, _SIGN_KEY, "[[keys.sign]]")
@@ -529,14 +565,30 @@ def _build(raw: dict[str, Any], base: Path, environ: Mapping[str, str]) -> Gatew
         globalconf=GlobalConfClientSettings(**gc),
         timestamping=TimestampingSettings(**raw.get("timestamping", {})),
         ocsp=OcspSettings(**raw.get("ocsp", {})),
-        messagelog=_messagelog_settings(raw.get("messagelog", {})),
+        messagelog=_messagelog_settings(raw.get("messagelog", {}), environ),
         archive=ArchiveSettings(**raw.get("archive", {})),
         opmon=OpmonSettings(**raw.get("opmon", {})),
-        serverconf=ServerConfSettings(**raw.get("serverconf", {})),
+        serverconf=_serverconf_settings(raw.get("serverconf", {}), database_url),
+        database_url=database_url,
     )
 
 
-def _messagelog_settings(raw: dict[str, Any]) -> MessageLogSettings:
+def _messagelog_settings(raw: dict[str, Any], environ: Mapping[str, str]) -> MessageLogSettings:
     omit = tuple(parse_client_slash(c) for c in raw.get("omit_bodies_for", []))
-    rest = {k: v for k, v in raw.items() if k != "omit_bodies_for"}
+    rest = {k: v for k, v in raw.items() if k not in ("omit_bodies_for", "shard_env")}
+    if "shard_env" in raw:
+        if "shard" in raw:
+            raise ConfigError("[messagelog] names both shard and shard_env: choose one")
+        name = raw["shard_env"]
+        if not isinstance(name, str) or name not in environ:
+            raise ConfigError(f"environment variable {name} ([messagelog] shard_env) is not set")
+        # A pod's or host's name (xweg-gateway-0) as a shard name (xweg_gateway_0).
+        rest["shard"] = re.sub(r"[^a-z0-9_]", "_", environ[name].strip().lower())
     return MessageLogSettings(omit_bodies_for=omit, **rest)
+
+
+def _serverconf_settings(raw: dict[str, Any], database_url: str | None) -> ServerConfSettings:
+    # The shared database holds the server configuration too, unless [serverconf] names another.
+    if database_url is not None and "database_url" not in raw:
+        raw = {**raw, "database_url": database_url}
+    return ServerConfSettings(**raw)

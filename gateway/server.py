@@ -65,7 +65,7 @@ from gateway.messagelog.archive import Archiver
 from gateway.messagelog.errors import MessageLogError
 from gateway.messagelog.evidence import build_evidence
 from gateway.messagelog.record import BodyPolicy
-from gateway.messagelog.store import WAL_SAFETY_NET_PAGES, MessageLogStore
+from gateway.messagelog.store import WAL_SAFETY_NET_PAGES, LogLocation, MessageLogStore, PostgresLogShard
 from gateway.messagelog.timestamper import TimestampClient, Timestamper, TsaEndpoint
 from gateway.messagelog.writer import MessageLogWriter
 from gateway.metadata import list_clients
@@ -540,13 +540,13 @@ def _auditor_app(gateway: Gateway) -> web.Application:
 
     async def evidence(message_id: str) -> bytes:
         def build() -> bytes:
-            with MessageLogStore.open_readonly(config.message_log_path) as store:
+            with MessageLogStore.open_readonly(config.message_log) as store:
                 return build_evidence(store, message_id, now=gateway.clock.now())
 
         return await asyncio.to_thread(build)
 
     return make_auditor_app(
-        log_path=config.message_log_path,
+        log_path=config.message_log,
         token_public_key=gateway.auditor_token_key.public_key(),
         issuer=config.server_id.slash(),
         clock=gateway.clock,
@@ -575,7 +575,7 @@ def _finished_in_background(task: asyncio.Task[None]) -> None:
         log.error("messagelog.trust_record_failed", error=str(task.exception()))
 
 
-def _record_trust(path: Path, values: dict[str, str], conf: GlobalConf, document: bytes) -> None:
+def _record_trust(path: LogLocation, values: dict[str, str], conf: GlobalConf, document: bytes) -> None:
     # A connection of its own: the writer's belongs to the writer's thread.
     store = MessageLogStore.open(path)
     try:
@@ -619,8 +619,12 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
     anchor = load_anchor(config.anchor_path)
     serverconf = await open_serverconf(config, clock)
     policy = config.messagelog
+    sharded = isinstance(config.message_log, PostgresLogShard)
     store = MessageLogStore.open(
-        config.message_log_path,
+        config.message_log,
+        # Exactly one replica writes a shard: a second one configured with the same shard
+        # fails here instead of interleaving its records into another replica's chain.
+        exclusive=True,
         # Only the writer's connection appends, so this is the one place the body policy goes.
         body_policy=BodyPolicy(
             inline_limit_bytes=policy.inline_body_limit_bytes,
@@ -635,7 +639,8 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
     writer = MessageLogWriter(
         store,
         on_commit=metrics.observe_log_commit,
-        checkpointer=MessageLogStore.open(config.message_log_path),
+        # PostgreSQL checkpoints its own WAL; an SQLite file's is the writer's to copy.
+        checkpointer=None if sharded else MessageLogStore.open(config.message_log),
     )
     await writer.start()
 
@@ -650,7 +655,7 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
         document = updater.trusted.document
         assert document is not None  # called right after a document was adopted
         task = asyncio.get_running_loop().create_task(
-            asyncio.to_thread(_record_trust, config.message_log_path, meta, conf, document)
+            asyncio.to_thread(_record_trust, config.message_log, meta, conf, document)
         )
         _background.add(task)
         task.add_done_callback(_finished_in_background)
@@ -693,7 +698,7 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
 
     stamping = config.timestamping
     timestamper = Timestamper(
-        config.message_log_path,
+        config.message_log,
         config.server_id.slash(),
         tsas=approved_tsas,
         trust=trust_roots,
@@ -706,7 +711,9 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
         acceptable_s=stamping.acceptable_s,
         timeout_s=stamping.timeout_s,
     )
-    opmon = OperationalMonitor(config.opmon_path, config.opmon, clock, on_drop=metrics.count_opmon_dropped)
+    opmon = OperationalMonitor(
+        config.opmon_location, config.opmon, clock, on_drop=metrics.count_opmon_dropped
+    )
     own_certificates = (
         OwnCertificate("auth", config.server_id.slash(), auth_certificate),
         *(OwnCertificate("sign", member.slash(), s.certificate) for member, s in signers.items()),
@@ -744,8 +751,9 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
         ),
         auditor_queries=AuditQueryLog.open(config.data_dir / "auditor-queries.db"),
         archiver=Archiver(
-            config.message_log_path,
-            config.archive_dir,
+            config.message_log,
+            # Replicas archive their own shards: one folder each, never two writers in one.
+            config.archive_dir / policy.shard if sharded else config.archive_dir,
             clock=clock,
             interval_s=config.archive.interval_s,
             retention_s=config.archive.retention_s,

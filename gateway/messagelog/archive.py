@@ -97,7 +97,7 @@ from gateway.messagelog.record import (
     format_time,
     parse_time,
 )
-from gateway.messagelog.store import ArchiveEntry, MessageLogStore
+from gateway.messagelog.store import ArchiveEntry, LogLocation, MessageLogStore, PostgresLogShard
 from gateway.messagelog.storethread import StoreThread
 from gateway.messagelog.verify import (
     CheckpointFailure,
@@ -1164,7 +1164,7 @@ class Archiver:
 
     def __init__(
         self,
-        store_path: Path,
+        store_path: LogLocation,
         archive_dir: Path,
         *,
         clock: Clock,
@@ -1179,7 +1179,7 @@ class Archiver:
                 raise ValueError(f"{name} must be a positive number of seconds")
         _positive(max_records, "max_records")
         _positive(prune_batch, "prune_batch")
-        self._store_path = Path(store_path)
+        self._store_path = store_path if isinstance(store_path, PostgresLogShard) else Path(store_path)
         self._archive_dir = Path(archive_dir)
         self._clock = clock
         self._interval_s = float(interval_s)

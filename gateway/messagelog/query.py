@@ -1,9 +1,9 @@
 """Read-only queries over a message-log file, for auditors: search, fetch, checkpoints, proofs.
 
 Blocking code (call it from a thread in async servers).  Every call opens its own
-read-only connection (``mode=ro``, ``PRAGMA query_only``), so it never writes, never
-creates the file and never shares the writer's connection; in WAL mode readers do not
-wait for the writer.  SQL text is fixed fragments only; every value is a parameter.
+read-only connection (SQLite ``mode=ro``; PostgreSQL read-only transactions), so it
+never writes, never creates the log and never shares the writer's connection; readers
+do not wait for the writer.  SQL text is fixed fragments only; every value is a parameter.
 Searches and a record's columns are read with this module's own SQL; checkpoints,
 proofs, blob bodies and what was archived away are read through
 :meth:`MessageLogStore.open_readonly`'s methods, so they follow the store.
@@ -11,7 +11,7 @@ proofs, blob bodies and what was archived away are read through
 Failures: a caller's impossible request raises :class:`InvalidQuery`, asking for what
 the log does not hold raises :class:`NotFound`; the store's :class:`LogOpenError`,
 :class:`LogFileMissing`, :class:`LogReadError` and :class:`CorruptRecord` /
-:class:`CorruptCheckpoint` pass through (``sqlite3`` errors are mapped to them).
+:class:`CorruptCheckpoint` pass through (database errors are mapped to them).
 
 Searching by time, client or service scans the table without these indexes, which
 the store's schema should carry (:data:`SUGGESTED_INDEXES`); results are the same
@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -30,13 +29,11 @@ from pathlib import Path
 from typing import Any
 
 from core.clock import require_utc
+from gateway.database import Database
 from gateway.messagelog.checkpoint import Checkpoint, decode_path
 from gateway.messagelog.errors import (
     CorruptCheckpoint,
     CorruptRecord,
-    LogFileMissing,
-    LogOpenError,
-    LogReadError,
     MessageLogError,
 )
 from gateway.messagelog.record import (
@@ -48,7 +45,7 @@ from gateway.messagelog.record import (
     format_time,
     parse_time,
 )
-from gateway.messagelog.store import BUSY_TIMEOUT_SECONDS, SCHEMA_VERSION, MessageLogStore
+from gateway.messagelog.store import LogLocation, MessageLogStore, PostgresLogShard
 
 __all__ = [
     "DEFAULT_LIMIT",
@@ -139,37 +136,17 @@ class RecordView:
 
 
 @contextmanager
-def _reading(path: Path, what: str) -> Iterator[sqlite3.Connection]:
-    """A fresh read-only connection to the log at ``path``, its errors mapped to the store's."""
-    path = Path(path)
-    if not path.is_file():
-        raise LogFileMissing(f"message log {path} does not exist")
-    uri = f"{path.resolve().as_uri()}?mode=ro"
-    try:
-        connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS)
-    except sqlite3.Error as exc:
-        raise LogOpenError(f"cannot open message log {path}: {exc}") from exc
-    try:
-        try:
-            connection.execute("PRAGMA query_only = ON")
-            version = connection.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.Error as exc:
-            raise LogOpenError(f"cannot read message log {path}: {exc}") from exc
-        if version != SCHEMA_VERSION:
-            raise LogOpenError(
-                f"{path} is not a message log of schema version {SCHEMA_VERSION} (found {version})"
-            )
-        try:
-            yield connection
-        except sqlite3.Error as exc:
-            raise LogReadError(f"{what}: {exc}") from exc
-    finally:
-        connection.close()
+def _reading(location: LogLocation, what: str) -> Iterator[Database]:
+    """A fresh read-only connection to the log at ``location``, its errors mapped to the store's."""
+    with _store(location) as store, store.reading(what) as connection:
+        yield connection
 
 
 @contextmanager
-def _store(path: Path) -> Iterator[MessageLogStore]:
-    store = MessageLogStore.open_readonly(Path(path))
+def _store(location: LogLocation) -> Iterator[MessageLogStore]:
+    store = MessageLogStore.open_readonly(
+        location if isinstance(location, PostgresLogShard) else Path(location)
+    )
     try:
         yield store
     finally:
@@ -281,7 +258,7 @@ def _view(row: tuple[Any, ...]) -> RecordView:
 
 
 def search(
-    path: Path,
+    path: LogLocation,
     *,
     since: dt.datetime | None = None,
     until: dt.datetime | None = None,
@@ -335,7 +312,7 @@ def search(
     return [_summary(row) for row in rows]
 
 
-def get_record(path: Path, seq: int, *, with_body: bool = False) -> RecordView | None:
+def get_record(path: LogLocation, seq: int, *, with_body: bool = False) -> RecordView | None:
     """Record ``seq`` with every stored column; None if the log never held it.
 
     With ``with_body`` the body is read as the store reads it (a blob is read back and
@@ -363,7 +340,7 @@ def get_record(path: Path, seq: int, *, with_body: bool = False) -> RecordView |
     return replace(view, body=found[0].body)
 
 
-def checkpoint(path: Path, size: int | None = None) -> Checkpoint | None:
+def checkpoint(path: LogLocation, size: int | None = None) -> Checkpoint | None:
     """The checkpoint covering exactly ``size`` records, or the latest one; None if there is none."""
     if size is not None:
         size = _positive(size, "size")
@@ -380,7 +357,7 @@ def _within_log(store: MessageLogStore, size: int, what: str) -> None:
         raise NotFound(f"{what} {size} is larger than the log, which holds {last} records")
 
 
-def inclusion_proof(path: Path, seq: int, tree_size: int) -> list[bytes]:
+def inclusion_proof(path: LogLocation, seq: int, tree_size: int) -> list[bytes]:
     """The RFC 9162 inclusion proof of record ``seq`` (leaf ``seq - 1``) in the first ``tree_size`` records.
 
     Bottom-up, as :func:`trust.merkle.verify_inclusion` takes it.  When ``tree_size`` is
@@ -400,7 +377,7 @@ def inclusion_proof(path: Path, seq: int, tree_size: int) -> list[bytes]:
         return store.inclusion_proof(seq, tree_size)
 
 
-def consistency_proof(path: Path, old_size: int, new_size: int) -> list[bytes]:
+def consistency_proof(path: LogLocation, old_size: int, new_size: int) -> list[bytes]:
     """The RFC 9162 proof that the log's first ``old_size`` records are a prefix of its first ``new_size``."""
     old_size = _positive(old_size, "old size")
     new_size = _positive(new_size, "new size")

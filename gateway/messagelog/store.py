@@ -41,18 +41,27 @@ file with :meth:`MessageLogStore.open_readonly`, which never creates or changes 
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
+import re
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from core.clock import require_utc
-from gateway.messagelog.blobs import BlobError, BlobStore, body_digest, check_digest
+from gateway.database import (
+    Database,
+    DatabaseErrors,
+    DatabaseInUse,
+    advisory_key,
+    connect_postgres,
+    connect_sqlite,
+    redact_url,
+)
+from gateway.messagelog.blobs import BlobCorrupt, BlobError, BlobMissing, BlobStore, body_digest, check_digest
 from gateway.messagelog.checkpoint import Checkpoint, decode_path, encode_path
 from gateway.messagelog.errors import (
     CorruptCheckpoint,
@@ -78,6 +87,10 @@ from trust.globalconf import MAX_GLOBALCONF_BYTES
 
 __all__ = [
     "MessageLogStore",
+    "PostgresLogShard",
+    "LogLocation",
+    "BodyBlobs",
+    "list_shards",
     "ArchiveEntry",
     "BLOB_DIR_NAME",
     "default_blob_root",
@@ -186,6 +199,27 @@ _SCHEMA = (
     f"PRAGMA user_version = {SCHEMA_VERSION}",
 )
 
+
+def _postgres_schema() -> tuple[str, ...]:
+    """:data:`_SCHEMA` for PostgreSQL: the same tables, typed for it, plus two of its own.
+
+    Blob bodies live in the table ``blobs`` (replicas share no folder), and the schema
+    version in ``log_schema`` (PostgreSQL has no ``user_version``).
+    """
+    statements = [
+        # Text compares bytewise, as in SQLite, whatever the database's default collation.
+        statement.replace("INTEGER", "BIGINT").replace("BLOB", "BYTEA").replace(" TEXT", ' TEXT COLLATE "C"')
+        for statement in _SCHEMA
+        if not statement.startswith("PRAGMA")
+    ]
+    return (
+        *statements,
+        "CREATE TABLE blobs (digest TEXT PRIMARY KEY, body BYTEA NOT NULL)",
+        "CREATE TABLE log_schema (version INTEGER NOT NULL)",
+        f"INSERT INTO log_schema (version) VALUES ({SCHEMA_VERSION})",  # noqa: S608 (a constant)
+    )
+
+
 # Queries spelled out in full (no string building), columns in _record_from_row's order.
 _INSERT = (
     "INSERT INTO records (seq, direction, message_id, client, service, logged_at, status, header, body,"
@@ -219,16 +253,16 @@ _SELECT_PAGE = (
 
 @contextmanager
 def _mapped(error: type[MessageLogError], what: str) -> Iterator[None]:
-    """Turn sqlite3 and OS errors into this package's ``error``, saying what was being done."""
+    """Turn database and OS errors into this package's ``error``, saying what was being done."""
     try:
         yield
-    except sqlite3.Error as exc:
-        raise error(f"{what}: {exc}") from exc
+    except DatabaseErrors as exc:
+        raise error(f"{what}: {' '.join(str(exc).split())}") from exc
     except OSError as exc:
         raise error(f"{what}: {exc}") from exc
 
 
-def _record_from_row(row: tuple[Any, ...], blobs: BlobStore) -> LogRecord:
+def _record_from_row(row: tuple[Any, ...], blobs: BodyBlobs) -> LogRecord:
     seq, direction, message_id, client, service, logged_at, status, header, body, signature = row[:10]
     prev_hash, record_hash, ocsp, body_storage, body_blob = row[10:]
     if body_storage == "blob":
@@ -255,7 +289,7 @@ def _record_from_row(row: tuple[Any, ...], blobs: BlobStore) -> LogRecord:
         raise CorruptRecord(seq, shown, f"the stored row is not a well-formed record ({exc})") from exc
 
 
-def _blob_body(seq: int, message_id: object, digest: object, blobs: BlobStore) -> bytes:
+def _blob_body(seq: int, message_id: object, digest: object, blobs: BodyBlobs) -> bytes:
     """The body of blob record ``seq``, read back and hash-checked; :class:`CorruptRecord` if not."""
     shown = message_id if isinstance(message_id, str) else "unknown"
     try:
@@ -333,13 +367,91 @@ def _checkpoint_from_row(row: tuple[Any, ...]) -> Checkpoint:
     return checkpoint
 
 
+#: A shard's name: it becomes part of a PostgreSQL schema name (``messagelog_<shard>``).
+_SHARD_NAME = re.compile(r"[a-z0-9][a-z0-9_]{0,39}")
+#: The schema of each shard is this prefix and the shard's name.
+SHARD_SCHEMA_PREFIX = "messagelog_"
+
+
+@dataclass(frozen=True)
+class PostgresLogShard:
+    """One replica's message log in a PostgreSQL database shared by replicas of a server.
+
+    Each replica writes its own shard, in the schema ``messagelog_<shard>``: its own
+    records, hash chain, Merkle tree, checkpoints and body blobs, exactly what one
+    SQLite file holds.  An auditor verifies every shard (:func:`list_shards`).
+    """
+
+    url: str  # postgresql://...
+    shard: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.shard, str) or not _SHARD_NAME.fullmatch(self.shard):
+            raise ValueError(
+                f"a message-log shard is 1 to 40 of a-z, 0-9 and _, starting with a letter or digit;"
+                f" not {self.shard!r}"
+            )
+
+    @property
+    def schema(self) -> str:
+        return SHARD_SCHEMA_PREFIX + self.shard
+
+    def __str__(self) -> str:
+        return f"shard {self.shard} of {redact_url(self.url)}"
+
+
+#: Where a message log is: an SQLite file, or one shard in PostgreSQL.
+LogLocation = Path | PostgresLogShard
+
+
+def list_shards(url: str) -> list[str]:
+    """The names of the message-log shards in the PostgreSQL database at ``url``, sorted."""
+    what = f"cannot list the message-log shards in {redact_url(url)}"
+    with _mapped(LogOpenError, what):
+        database = connect_postgres(url, readonly=True)
+        try:
+            rows = database.execute(
+                "SELECT table_schema FROM information_schema.tables"
+                " WHERE table_name = 'log_schema' AND left(table_schema, ?) = ? ORDER BY table_schema",
+                (len(SHARD_SCHEMA_PREFIX), SHARD_SCHEMA_PREFIX),
+            ).fetchall()
+        finally:
+            database.close()
+    return [row[0][len(SHARD_SCHEMA_PREFIX) :] for row in rows]
+
+
+class BodyBlobs(Protocol):
+    """Where a log's ``blob`` bodies are read back from (a folder, or a PostgreSQL table)."""
+
+    def get(self, digest: str) -> bytes: ...
+
+
+class _TableBlobs:
+    """The ``blobs`` table of a PostgreSQL shard, read through its store's connection."""
+
+    def __init__(self, store: MessageLogStore) -> None:
+        self._store = store
+
+    def get(self, digest: str) -> bytes:
+        digest = check_digest(digest)
+        with self._store._use(LogReadError, f"cannot read body blob {digest}") as connection:
+            row = connection.execute("SELECT body FROM blobs WHERE digest = ?", (digest,)).fetchone()
+        if row is None:
+            raise BlobMissing(digest)
+        body = bytes(row[0])
+        if body_digest(body) != digest:
+            raise BlobCorrupt(digest)
+        return body
+
+
 class MessageLogStore:
-    """A message-log file.  Build it with :meth:`open` or :meth:`open_readonly`."""
+    """A message log: an SQLite file, or a shard in PostgreSQL.  Build it with
+    :meth:`open` or :meth:`open_readonly`."""
 
     def __init__(
         self,
-        connection: sqlite3.Connection,
-        path: Path,
+        connection: Database,
+        location: LogLocation,
         *,
         readonly: bool,
         blobs: BlobStore | None = None,
@@ -348,12 +460,18 @@ class MessageLogStore:
     ) -> None:
         self._connection = connection
         self._busy_timeout_s = busy_timeout_seconds
-        self._path = path
+        self._location = location
         self._readonly = readonly
-        self._blobs = blobs if blobs is not None else BlobStore(default_blob_root(path))
+        self._files: BlobStore | None = None
+        self._blobs: BodyBlobs
+        if isinstance(location, PostgresLogShard):
+            self._blobs = _TableBlobs(self)
+        else:
+            self._files = blobs if blobs is not None else BlobStore(default_blob_root(location))
+            self._blobs = self._files
         self._body_policy = body_policy if body_policy is not None else BodyPolicy()
         self._lock = threading.Lock()
-        self._write_lock = _shared_write_lock(path)
+        self._write_lock = _shared_write_lock(location)
         self._closed = False
 
     # -- opening ---------------------------------------------------------------------
@@ -361,49 +479,80 @@ class MessageLogStore:
     @classmethod
     def open(
         cls,
-        path: Path,
+        location: LogLocation,
         *,
         busy_timeout_seconds: float = BUSY_TIMEOUT_SECONDS,
         body_policy: BodyPolicy | None = None,
         blob_root: Path | None = None,
         wal_autocheckpoint_pages: int = 1000,
+        exclusive: bool = False,
     ) -> MessageLogStore:
-        """Open ``path`` for writing, creating the file and schema if it does not exist.
+        """Open ``location`` for writing, creating the file (or shard) and schema if it does not exist.
 
         ``busy_timeout_seconds`` bounds how long a write waits for a lock held by another
         connection before it fails with :class:`LogWriteError`.  ``body_policy`` decides
         how each appended record's body is kept (default: :class:`BodyPolicy`'s defaults);
-        ``blob_root`` is the blob store's folder (default: :func:`default_blob_root`).
+        ``blob_root`` is the blob store's folder (default: :func:`default_blob_root`; a
+        PostgreSQL shard keeps its blobs in a table).
         ``wal_autocheckpoint_pages``: SQLite copies the WAL into the file inside the commit
         that passes this many pages (1000, SQLite's default), which then takes as long as
         writing and syncing them.  A connection whose owner calls :meth:`checkpoint_wal`
         itself (:class:`~gateway.messagelog.writer.MessageLogWriter` does, on a thread of
         its own) raises it, so that SQLite's copy is only a safety net.
+        ``exclusive``: on PostgreSQL, hold the shard's writer lock while the connection
+        lives, so that a second replica configured with the same shard cannot write it
+        (:class:`LogOpenError` saying so); an SQLite file has one server by construction.
         """
-        path = Path(path)
         if busy_timeout_seconds < 0:
             raise ValueError("busy_timeout_seconds must not be negative")
         if isinstance(wal_autocheckpoint_pages, bool) or not isinstance(wal_autocheckpoint_pages, int):
             raise ValueError("wal_autocheckpoint_pages must be an integer (0: never)")
-        with _mapped(LogOpenError, f"cannot open message log {path}"):
-            connection = sqlite3.connect(
-                path, timeout=busy_timeout_seconds, isolation_level=None, check_same_thread=False
+        if isinstance(location, PostgresLogShard):
+            with _mapped(LogOpenError, f"cannot open message log {location}"):
+                try:
+                    database = connect_postgres(
+                        location.url,
+                        schema=location.schema,
+                        create_schema=True,
+                        timeout_s=busy_timeout_seconds,
+                        session_lock=f"messagelog writer {location.schema}" if exclusive else None,
+                    )
+                except DatabaseInUse as exc:
+                    raise LogOpenError(
+                        f"message log {location} is being written by another process: every replica"
+                        " needs a shard of its own ([messagelog] shard or shard_env)"
+                    ) from exc
+            try:
+                with _mapped(LogOpenError, f"cannot open message log {location}"):
+                    cls._ensure_postgres_schema(database, location)
+            except BaseException:
+                database.close()
+                raise
+            return cls(
+                database,
+                location,
+                readonly=False,
+                body_policy=body_policy,
+                busy_timeout_seconds=busy_timeout_seconds,
             )
+        path = Path(location)
+        with _mapped(LogOpenError, f"cannot open message log {path}"):
+            database = connect_sqlite(path, timeout_s=busy_timeout_seconds)
         try:
             with _mapped(LogOpenError, f"cannot open message log {path}"):
-                mode = connection.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+                mode = database.execute("PRAGMA journal_mode=WAL").fetchone()[0]
                 if str(mode).lower() != "wal":
                     raise LogOpenError(f"message log {path} cannot use a WAL journal (got {mode!r})")
                 # FULL: the WAL is synced at every commit, so a commit survives power loss.
-                connection.execute("PRAGMA synchronous=FULL")
-                connection.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint_pages)}")
-                cls._ensure_schema(connection, path)
+                database.execute("PRAGMA synchronous=FULL")
+                database.execute(f"PRAGMA wal_autocheckpoint={int(wal_autocheckpoint_pages)}")
+                cls._ensure_schema(database, path)
         except BaseException:
-            connection.close()
+            database.close()
             raise
         blobs = BlobStore(blob_root if blob_root is not None else default_blob_root(path))
         return cls(
-            connection,
+            database,
             path,
             readonly=False,
             blobs=blobs,
@@ -412,29 +561,45 @@ class MessageLogStore:
         )
 
     @classmethod
-    def open_readonly(cls, path: Path, *, blob_root: Path | None = None) -> MessageLogStore:
-        """Open an existing log for reading only; never creates or changes the file (nor its blobs)."""
-        path = Path(path)
+    def open_readonly(cls, location: LogLocation, *, blob_root: Path | None = None) -> MessageLogStore:
+        """Open an existing log for reading only; never creates or changes it (nor its blobs)."""
+        if isinstance(location, PostgresLogShard):
+            with _mapped(LogOpenError, f"cannot open message log {location}"):
+                database = connect_postgres(location.url, schema=location.schema, readonly=True)
+            try:
+                with _mapped(LogOpenError, f"cannot read message log {location}"):
+                    version = _postgres_version(database)
+                if version is None:
+                    raise LogFileMissing(f"message log {location} does not exist")
+                if version != SCHEMA_VERSION:
+                    raise LogOpenError(
+                        f"{location} is not a message log of schema version {SCHEMA_VERSION}"
+                        f" (found {version})"
+                    )
+            except BaseException:
+                database.close()
+                raise
+            return cls(database, location, readonly=True)
+        path = Path(location)
         if not path.is_file():
             raise LogFileMissing(f"message log {path} does not exist")
-        uri = f"{path.resolve().as_uri()}?mode=ro"
         with _mapped(LogOpenError, f"cannot open message log {path}"):
-            connection = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS, check_same_thread=False)
+            database = connect_sqlite(path, readonly=True)
         try:
             with _mapped(LogOpenError, f"cannot read message log {path}"):
-                version = connection.execute("PRAGMA user_version").fetchone()[0]
+                version = database.execute("PRAGMA user_version").fetchone()[0]
             if version != SCHEMA_VERSION:
                 raise LogOpenError(
                     f"{path} is not a message log of schema version {SCHEMA_VERSION} (found {version})"
                 )
         except BaseException:
-            connection.close()
+            database.close()
             raise
         blobs = BlobStore(blob_root if blob_root is not None else default_blob_root(path))
-        return cls(connection, path, readonly=True, blobs=blobs)
+        return cls(database, path, readonly=True, blobs=blobs)
 
     @staticmethod
-    def _ensure_schema(connection: sqlite3.Connection, path: Path) -> None:
+    def _ensure_schema(connection: Database, path: Path) -> None:
         with _transaction(connection, _shared_write_lock(path)):
             version = connection.execute("PRAGMA user_version").fetchone()[0]
             if version == SCHEMA_VERSION:
@@ -448,19 +613,53 @@ class MessageLogStore:
             for statement in _SCHEMA:
                 connection.execute(statement)
 
+    @staticmethod
+    def _ensure_postgres_schema(connection: Database, location: PostgresLogShard) -> None:
+        # Connections of several processes may open a new shard at once: the first one in
+        # creates the tables, under a lock named after the schema, the others find them.
+        with connection.transaction():
+            connection.execute("SELECT pg_advisory_xact_lock(?)", (advisory_key(location.schema),))
+            version = _postgres_version(connection)
+            if version == SCHEMA_VERSION:
+                return
+            if version is not None:
+                raise LogOpenError(
+                    f"message log {location} has schema version {version}; this server knows {SCHEMA_VERSION}"
+                )
+            tables = connection.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_schema = ?", (location.schema,)
+            ).fetchone()[0]
+            if tables:
+                raise LogOpenError(
+                    f"schema {location.schema} of {redact_url(location.url)} is not a message log"
+                )
+            for statement in _postgres_schema():
+                connection.execute(statement)
+
     # -- properties ------------------------------------------------------------------
 
     @property
+    def location(self) -> LogLocation:
+        return self._location
+
+    @property
     def path(self) -> Path:
-        return self._path
+        """The SQLite file; a PostgreSQL shard has none (:attr:`location` names it)."""
+        if isinstance(self._location, PostgresLogShard):
+            raise AttributeError(f"message log {self._location} is not a file")
+        return self._location
 
     @property
     def readonly(self) -> bool:
         return self._readonly
 
     def durability(self) -> dict[str, str]:
-        """The journal mode and sync level this connection really runs with, read back."""
+        """The settings this connection really commits with, read back from the database."""
         with self._use(LogReadError, "cannot read the log's settings") as connection:
+            if connection.is_postgres:
+                commit = connection.execute("SHOW synchronous_commit").fetchone()[0]
+                fsync = connection.execute("SHOW fsync").fetchone()[0]
+                return {"database": "postgresql", "synchronous_commit": str(commit), "fsync": str(fsync)}
             mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
             level = connection.execute("PRAGMA synchronous").fetchone()[0]
         names = {0: "off", 1: "normal", 2: "full", 3: "extra"}
@@ -506,7 +705,8 @@ class MessageLogStore:
                 leaves.append(leaf)
             digests: list[str | None] = []
             for placed in stored:
-                digests.append(self._put_blob(placed.body, what) if placed.body_storage == "blob" else None)
+                blob = placed.body_storage == "blob"
+                digests.append(self._put_blob(connection, placed.body, what) if blob else None)
             connection.executemany(
                 _INSERT,
                 [
@@ -518,9 +718,12 @@ class MessageLogStore:
 
     def checkpoint_wal(self) -> tuple[int, int]:
         """Copy what the WAL holds into the file without waiting for readers or writers
-        (SQLite's PASSIVE checkpoint); returns the WAL's frames and those now copied."""
+        (SQLite's PASSIVE checkpoint); returns the WAL's frames and those now copied.
+        PostgreSQL checkpoints its own WAL: there it does nothing and returns ``(0, 0)``."""
         self._refuse_readonly()
         with self._use(LogWriteError, "cannot checkpoint the message log's WAL") as connection:
+            if connection.is_postgres:
+                return 0, 0
             _, frames, copied = connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
         return int(frames), int(copied)
 
@@ -823,8 +1026,8 @@ class MessageLogStore:
     # -- bodies, archives and retention ----------------------------------------------
 
     @property
-    def blobs(self) -> BlobStore:
-        """The blob store holding this log's ``blob`` bodies."""
+    def blobs(self) -> BodyBlobs:
+        """Where this log's ``blob`` bodies are read back from."""
         return self._blobs
 
     @property
@@ -954,7 +1157,7 @@ class MessageLogStore:
                 "INSERT INTO pruned_leaves (seq, leaf_hash) VALUES (?, ?)", [(row[0], row[1]) for row in rows]
             )
             connection.executemany(
-                "INSERT OR IGNORE INTO blob_gc (digest) VALUES (?)",
+                "INSERT INTO blob_gc (digest) VALUES (?) ON CONFLICT (digest) DO NOTHING",
                 [(row[3],) for row in rows if row[3] is not None],
             )
             connection.execute(
@@ -984,17 +1187,28 @@ class MessageLogStore:
                 query = "SELECT 1 FROM records WHERE body_blob = ? LIMIT 1"
                 if connection.execute(query, (digest,)).fetchone() is None:
                     # A malformed entry names no file of the blob store: only its row goes.
-                    if _is_digest(digest):
+                    if self._files is None:
+                        removed = connection.execute("DELETE FROM blobs WHERE digest = ?", (digest,))
+                        deleted += removed.rowcount
+                    elif _is_digest(digest):
                         try:
-                            deleted += self._blobs.delete(digest)
+                            deleted += self._files.delete(digest)
                         except BlobError as exc:
                             raise LogWriteError(str(exc)) from exc
                 connection.execute("DELETE FROM blob_gc WHERE digest = ?", (digest,))
         return len(digests), deleted
 
-    def _put_blob(self, body: bytes, what: str) -> str:
+    def _put_blob(self, connection: Database, body: bytes, what: str) -> str:
+        if self._files is None:
+            # In the shard's own table, inside the append's transaction: committed with it.
+            digest = body_digest(body)
+            connection.execute(
+                "INSERT INTO blobs (digest, body) VALUES (?, ?) ON CONFLICT (digest) DO NOTHING",
+                (digest, body),
+            )
+            return digest
         try:
-            digest = self._blobs.put(body)
+            digest = self._files.put(body)
         except (BlobError, ValueError) as exc:
             raise LogWriteError(f"{what}: {exc}") from exc
         if digest != body_digest(body):  # put() hashes what it writes; a cheap guard all the same
@@ -1004,7 +1218,7 @@ class MessageLogStore:
     # -- closing ---------------------------------------------------------------------
 
     def close(self) -> None:
-        """Close the file; closing twice is harmless."""
+        """Close the file (or the database connection); closing twice is harmless."""
         with self._lock:
             if self._closed:
                 return
@@ -1021,7 +1235,7 @@ class MessageLogStore:
     # -- helpers ---------------------------------------------------------------------
 
     @contextmanager
-    def _use(self, error: type[MessageLogError], what: str) -> Iterator[sqlite3.Connection]:
+    def _use(self, error: type[MessageLogError], what: str) -> Iterator[Database]:
         """The connection, held under the lock, with its errors mapped to ``error``."""
         with self._lock:
             if self._closed:
@@ -1029,9 +1243,16 @@ class MessageLogStore:
             with _mapped(error, what):
                 yield self._connection
 
+    @contextmanager
+    def reading(self, what: str) -> Iterator[Database]:
+        """The connection, for a reader's own queries: held under the lock, its errors
+        mapped to :class:`LogReadError` saying ``what`` was being read."""
+        with self._use(LogReadError, what) as connection:
+            yield connection
+
     def _refuse_readonly(self) -> None:
         if self._readonly:
-            raise LogWriteError(f"message log {self._path} is open read-only")
+            raise LogWriteError(f"message log {self._location} is open read-only")
 
 
 # Connections of this process that write one log file (the message-log writer's, the
@@ -1043,37 +1264,32 @@ _write_locks: dict[str, threading.Lock] = {}
 _write_locks_guard = threading.Lock()
 
 
-def _shared_write_lock(path: Path) -> threading.Lock:
-    """The in-process write lock of the log file at ``path``."""
-    key = str(Path(path).resolve())
+def _shared_write_lock(location: LogLocation) -> threading.Lock:
+    """The in-process write lock of the log at ``location``."""
+    if isinstance(location, PostgresLogShard):
+        key = f"{location.url}#{location.shard}"
+    else:
+        key = str(Path(location).resolve())
     with _write_locks_guard:
         return _write_locks.setdefault(key, threading.Lock())
 
 
 @contextmanager
 def _transaction(
-    connection: sqlite3.Connection, write_lock: threading.Lock, timeout_s: float = BUSY_TIMEOUT_SECONDS
+    connection: Database, write_lock: threading.Lock, timeout_s: float = BUSY_TIMEOUT_SECONDS
 ) -> Iterator[None]:
-    """``BEGIN IMMEDIATE ... COMMIT``, rolled back on any failure, COMMIT's own included.
+    """A write transaction, rolled back on any failure, COMMIT's own included.
 
-    IMMEDIATE takes the write lock up front, so the last seq read inside cannot change
-    before the insert.  ``write_lock`` is taken first (see :func:`_shared_write_lock`),
-    within ``timeout_s``; not getting it is SQLite's "database is locked".
+    SQLite's ``BEGIN IMMEDIATE`` (PostgreSQL: a lock on ``records``) takes the write lock
+    up front, so the last seq read inside cannot change before the insert.
+    ``write_lock`` is taken first (see :func:`_shared_write_lock`), within ``timeout_s``;
+    not getting it is SQLite's "database is locked".
     """
     if not write_lock.acquire(timeout=timeout_s):
         raise sqlite3.OperationalError("database is locked (by another writer in this process)")
     try:
-        connection.execute("BEGIN IMMEDIATE")
-        try:
+        with connection.write_transaction("records", timeout_s):
             yield
-            connection.execute("COMMIT")
-        except BaseException:
-            # A failed COMMIT may already have ended the transaction; roll back only if open.
-            if connection.in_transaction:
-                # The original error is the one to report, not a failed rollback.
-                with contextlib.suppress(sqlite3.Error):
-                    connection.execute("ROLLBACK")
-            raise
     finally:
         write_lock.release()
 
@@ -1088,7 +1304,7 @@ def _path_from_row(row: tuple[Any, ...]) -> tuple[int, int, list[bytes]]:
         raise CorruptCheckpoint(size, f"the stored path of record {seq} is damaged ({exc})") from exc
 
 
-def _horizon(connection: sqlite3.Connection) -> tuple[int, bytes]:
+def _horizon(connection: Database) -> tuple[int, bytes]:
     """``(seq, record_hash)`` of the last record archived and removed; ``(0, genesis)`` if none."""
     row = connection.execute("SELECT through_seq, record_hash FROM prune_horizon WHERE id = 1").fetchone()
     if row is None:
@@ -1129,3 +1345,11 @@ def _row_of(record: LogRecord, body_blob: str | None, leaf: bytes) -> tuple[obje
         record.body_storage,
         body_blob,
     )
+
+
+def _postgres_version(connection: Database) -> int | None:
+    """The schema version of the shard on ``connection``'s search path; None if it has none."""
+    if connection.execute("SELECT to_regclass('log_schema')").fetchone()[0] is None:
+        return None
+    row = connection.execute("SELECT max(version) FROM log_schema").fetchone()
+    return None if row is None or row[0] is None else int(row[0])

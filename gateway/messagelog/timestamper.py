@@ -54,7 +54,7 @@ from core.identifiers import IdentifierError, SecurityServerId
 from gateway.messagelog.checkpoint import Checkpoint, encode_path, inclusion_paths_after
 from gateway.messagelog.errors import MessageLogError, TimestampingOverdue, TsaUnavailable
 from gateway.messagelog.record import HASH_SIZE, LogRecord
-from gateway.messagelog.store import WAL_SAFETY_NET_PAGES, MessageLogStore
+from gateway.messagelog.store import WAL_SAFETY_NET_PAGES, LogLocation, MessageLogStore, PostgresLogShard
 from gateway.messagelog.storethread import StoreThread
 from trust.evidence import checkpoint_digest
 from trust.merkle import CompactRange
@@ -292,7 +292,7 @@ class Timestamper:
 
     def __init__(
         self,
-        store_path: Path,
+        store_path: LogLocation,
         origin: str,
         *,
         tsas: Callable[[], Sequence[TsaEndpoint]],
@@ -321,7 +321,7 @@ class Timestamper:
                 raise ValueError(f"{name} must be a positive number of seconds")
         if isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1:
             raise ValueError("max_batch must be a positive integer")
-        self._path = Path(store_path)
+        self._path = store_path if isinstance(store_path, PostgresLogShard) else Path(store_path)
         self._origin = origin
         self._tsas = tsas
         self._trust = trust

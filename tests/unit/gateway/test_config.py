@@ -102,7 +102,7 @@ def test_good_file_loads_into_typed_objects(tmp_path: Path) -> None:
     assert config.server_id == SecurityServerId(MemberId("NRW", "MUN", "05774032"), "ss1")
     assert config.anchor_path == tmp_path.resolve() / "anchor.json"
     assert config.data_dir == base / "data"
-    assert config.message_log_path == base / "data" / "messagelog.db"
+    assert config.message_log == base / "data" / "messagelog.db"
     assert config.globalconf_path == base / "data" / "globalconf.jws"
     assert config.client_listener == Listener("127.0.0.1", 5510)
     assert config.peer_listener == Listener("0.0.0.0", 5511)

@@ -116,7 +116,7 @@ def _fail_every_log_insert(path: Path, on: bool) -> None:
 async def test_a_failed_log_commit_makes_it_unready_until_a_commit_succeeds(tmp_path: Path, pki: Pki) -> None:
     async with running_backend() as backend:
         files = write_server(tmp_path, pki, backend.url)
-        log_path = files.config().message_log_path
+        log_path = files.config().message_log
         async with serving(files), aiohttp.ClientSession() as session:
             _fail_every_log_insert(log_path, on=True)
             failed = await exchange(session, files)
