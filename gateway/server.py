@@ -884,10 +884,10 @@ async def serve(config: GatewayConfig, clock: Clock | None = None, stop: asyncio
         gateway.auditor_queries.close()
 
 
-def main(config_path: str) -> int:
+def main(config_path: str, *, database_url: str | None = None) -> int:
     """Blocking entry point: run until SIGTERM or SIGINT; 0 on a clean stop, 1 if start-up failed."""
     try:
-        config = GatewayConfig.load(Path(config_path))
+        config = GatewayConfig.load(Path(config_path), database_url=database_url)
     except ConfigError as exc:
         log.error("gateway.config_invalid", path=config_path, error=str(exc))
         return 1

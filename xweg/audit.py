@@ -18,7 +18,9 @@ when verification found a problem (said in words), 2 for a usage or input error.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import json
 import sys
 import urllib.error
@@ -30,12 +32,13 @@ from typing import Any
 
 from cryptography import x509
 
+from gateway.database import is_postgres_url, redact_url
 from gateway.messagelog.archive import verify_archive_dir
 from gateway.messagelog.checkpoint import Checkpoint
 from gateway.messagelog.errors import MessageLogError
 from gateway.messagelog.evidence import EvidenceError, build_evidence
 from gateway.messagelog.record import format_time
-from gateway.messagelog.store import MessageLogStore
+from gateway.messagelog.store import LogLocation, MessageLogStore, PostgresLogShard, list_shards
 from gateway.messagelog.verify import CheckpointSignatureCheck, LogReport, SignatureCheck, verify_log_file
 from trust.anchor import Anchor, load_anchor
 from trust.certificates import CertificateTrust, fingerprint
@@ -112,7 +115,7 @@ def _pems(text: str | None) -> list[x509.Certificate]:
     return x509.load_pem_x509_certificates(text.encode()) if text else []
 
 
-def trust_for_log(path: Path, ca_file: Path | None, tsa_file: Path | None = None) -> AuditTrust:
+def trust_for_log(path: LogLocation, ca_file: Path | None, tsa_file: Path | None = None) -> AuditTrust:
     """Trust anchors from the auditor's own files when given, else those the server recorded.
 
     Intermediate CAs and TSA certificates are taken from the log when not given: they
@@ -142,7 +145,7 @@ def trust_for_log(path: Path, ca_file: Path | None, tsa_file: Path | None = None
     return AuditTrust(CertificateTrust(roots=tuple(roots), intermediates=tuple(intermediates)), tsas, source)
 
 
-def trust_from_anchor(path: Path, anchor: Anchor) -> AuditTrust:
+def trust_from_anchor(path: LogLocation, anchor: Anchor) -> AuditTrust:
     """Trust derived from the anchor alone: the signed global configurations the log kept.
 
     Every kept document must verify against the anchor at the time it was generated;
@@ -202,7 +205,7 @@ def is_zip(path: Path) -> bool:
 
 
 def verify_command(
-    path: Path,
+    path: LogLocation,
     ca_file: Path | None,
     as_json: bool,
     tsa_file: Path | None = None,
@@ -281,15 +284,31 @@ def evidence_verify_command(path: Path, anchor_file: Path, as_json: bool) -> int
 
 
 def verify_path_command(
-    path: Path,
+    path: Path | str,
     *,
     anchor_file: Path | None,
     ca_file: Path | None,
     tsa_file: Path | None,
     as_json: bool,
     kept_files: Sequence[Path] = (),
+    shard: str | None = None,
 ) -> int:
-    """``xweg audit verify PATH``: an evidence container (a ZIP, by content), a log, or an archive folder."""
+    """``xweg audit verify PATH``: an evidence container (a ZIP, by content), a log, an
+    archive folder, or (a ``postgresql://`` URL) the message-log shards in a database."""
+    if isinstance(path, str):
+        if is_postgres_url(path):
+            return verify_shards_command(
+                path,
+                shard,
+                anchor_file=anchor_file,
+                ca_file=ca_file,
+                tsa_file=tsa_file,
+                as_json=as_json,
+                kept_files=kept_files,
+            )
+        path = Path(path)
+    if shard is not None:
+        return _error("verify", "--shard names a shard of a PostgreSQL database: pass its postgresql:// URL")
     if path.is_dir():
         return archive_verify_command(path, ca_file, tsa_file, as_json)
     if not path.is_file():
@@ -299,6 +318,53 @@ def verify_path_command(
             return _error("verify", f"{path} is an evidence container; pass --anchor ANCHOR")
         return evidence_verify_command(path, anchor_file, as_json)
     return verify_command(path, ca_file, as_json, tsa_file, kept_files, anchor_file)
+
+
+def verify_shards_command(
+    url: str,
+    shard: str | None,
+    *,
+    anchor_file: Path | None,
+    ca_file: Path | None,
+    tsa_file: Path | None,
+    as_json: bool,
+    kept_files: Sequence[Path] = (),
+) -> int:
+    """Every message-log shard in the database at ``url`` (one per replica), or only ``shard``.
+
+    Each shard is a log of its own (chain, tree, checkpoints) and is verified as a file
+    is; the server's log is intact only if every shard is.  A kept checkpoint belongs to
+    one shard, so ``kept_files`` needs ``shard`` when the database holds several.
+    """
+    try:
+        shards = [PostgresLogShard(url, shard).shard] if shard is not None else list_shards(url)
+    except (ValueError, MessageLogError) as exc:
+        return _error("verify", str(exc))
+    if not shards:
+        return _error("verify", f"{redact_url(url)} holds no message-log shard")
+    if kept_files and len(shards) > 1:
+        return _error("verify", "a kept checkpoint belongs to one shard: name it with --shard")
+    codes: dict[str, int] = {}
+    summaries: dict[str, Any] = {}
+    for name in shards:
+        location = PostgresLogShard(url, name)
+        printed = io.StringIO()
+        try:
+            with contextlib.redirect_stdout(printed) if as_json else contextlib.nullcontext():
+                codes[name] = verify_command(location, ca_file, as_json, tsa_file, kept_files, anchor_file)
+        except MessageLogError as exc:
+            codes[name] = _error("verify", f"{location}: {exc}")
+        if as_json:
+            text = printed.getvalue()
+            summaries[name] = json.loads(text) if text.strip() else {"error": "see the message above"}
+    worst = max(codes.values())
+    if as_json:
+        print(json.dumps({"database": redact_url(url), "intact": worst == 0, "shards": summaries}, indent=2))
+    elif len(shards) > 1:
+        broken = [name for name, code in codes.items() if code != 0]
+        verdict = "every shard intact" if not broken else f"NOT intact: shard(s) {', '.join(broken)}"
+        print(f"{redact_url(url)}: {len(shards)} shard(s), {verdict}.")
+    return worst
 
 
 def archive_verify_command(path: Path, ca_file: Path | None, tsa_file: Path | None, as_json: bool) -> int:

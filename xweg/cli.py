@@ -21,10 +21,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo.add_argument("--once", action="store_true", help="exchange, verify, stop; exit 0 on success")
 
+    from xweg.federationcmd import add_federation_commands
+
+    add_federation_commands(sub)
+
     gateway = sub.add_parser("gateway", help="the security server")
     gateway_sub = gateway.add_subparsers(dest="action", required=True)
     serve = gateway_sub.add_parser("serve", help="run one security server")
     serve.add_argument("--config", type=Path, required=True)
+    serve.add_argument(
+        "--database-url",
+        help="the PostgreSQL database replicas of this server share (postgresql://...);"
+        " replaces the configuration file's database_url",
+    )
 
     from xweg.registercmd import add_register_commands
 
@@ -86,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
 
     backend = sub.add_parser("demo-backend", help="a demo information-system backend (used by xweg demo)")
     backend.add_argument("kind")
+    backend.add_argument("--host", default="127.0.0.1", help="the address to listen on (default 127.0.0.1)")
     backend.add_argument("--port", type=int, required=True)
     return parser
 
@@ -99,7 +109,13 @@ def _add_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     verify = audit_sub.add_parser(
         "verify", help="verify a message log, or an evidence container (ZIP) offline with --anchor"
     )
-    verify.add_argument("path", type=Path, help="a message log, or an evidence container")
+    # A string, not a Path: a Path would fold the // of a postgresql:// URL.
+    verify.add_argument(
+        "path",
+        help="a message log, an evidence container, an archive folder,"
+        " or the postgresql:// URL of replicas' shared database (every shard is verified)",
+    )
+    verify.add_argument("--shard", help="with a postgresql:// URL: verify only this replica's shard")
     verify.add_argument("--json", action="store_true", help="print a JSON summary")
     verify.add_argument(
         "--anchor",
@@ -159,6 +175,7 @@ def _run_audit(args: argparse.Namespace) -> int:
             tsa_file=args.tsa,
             as_json=args.json,
             kept_files=args.checkpoint,
+            shard=args.shard,
         )
     if args.action == "list":
         return audit.list_command(args.path, args.json)
@@ -217,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         from xweg.demo import run_demo
 
         return run_demo(args.data, once=args.once)
+    if args.command == "federation":
+        from xweg.federationcmd import run_federation_command
+
+        return run_federation_command(args)
     serving = args.command == "trust" and getattr(args, "trust_action", None) == "serve"
     if args.command == "gateway" and args.action == "register":
         from xweg.registercmd import run_register_command
@@ -259,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "gateway":
         from gateway.server import main as gateway_main
 
-        return gateway_main(str(args.config))
+        return gateway_main(str(args.config), database_url=args.database_url)
     if args.command == "registry":
         from registry.server import main as registry_main
 
@@ -287,5 +308,5 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo-backend":
         from xweg.backends import main as backend_main
 
-        return backend_main([args.kind, "--port", str(args.port)])
+        return backend_main([args.kind, "--host", args.host, "--port", str(args.port)])
     return 2

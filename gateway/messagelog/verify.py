@@ -63,7 +63,6 @@ import datetime as dt
 import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from cryptography import x509
@@ -74,7 +73,7 @@ from core.messages import MessageError, RequestHeader, ResponseHeader, sha512
 from gateway.messagelog.checkpoint import MAX_CLOCK_SKEW_S, Checkpoint, TreeLevels
 from gateway.messagelog.errors import CorruptRecord, MessageLogError
 from gateway.messagelog.record import GENESIS_HASH, Direction, LogRecord, chain_hash, encode_record
-from gateway.messagelog.store import MessageLogStore
+from gateway.messagelog.store import LogLocation, MessageLogStore
 from trust.merkle import MerkleError, verify_consistency, verify_inclusion
 from trust.timestamps import TimestampError, verify_timestamp_token
 
@@ -297,7 +296,7 @@ def _ignoring_ocsp(check_signature: SignatureCheck) -> CheckpointSignatureCheck:
 
 
 def verify_log_file(
-    path: Path,
+    path: LogLocation,
     check_signature: SignatureCheck,
     *,
     tsa_certificates: Sequence[x509.Certificate] | None = None,
@@ -306,7 +305,8 @@ def verify_log_file(
     check_checkpoint_signature: CheckpointSignatureCheck | None = None,
     kept: Sequence[Checkpoint] = (),
 ) -> LogReport:
-    """Verify the log file at ``path``, opened read-only (it is never changed or created).
+    """Verify the log at ``path`` (a file or a PostgreSQL shard), opened read-only (it is
+    never changed or created).
 
     Records first (:func:`verify_records`); then, if ``tsa_certificates`` is given (the
     approved TSAs; ``roots`` and ``intermediates`` the CAs they chain to), checkpoints,
