@@ -146,18 +146,8 @@ class Database:
         no other writer can change before the commit.
         """
         if self.dialect == "sqlite":
-            connection = self._sqlite
-            connection.execute("BEGIN IMMEDIATE")
-            try:
+            with self._sqlite_transaction("BEGIN IMMEDIATE"):
                 yield
-                connection.execute("COMMIT")
-            except BaseException:
-                # A failed COMMIT may already have ended the transaction; roll back only if open.
-                if connection.in_transaction:
-                    # The original error is the one to report, not a failed rollback.
-                    with contextlib.suppress(sqlite3.Error):
-                        connection.execute("ROLLBACK")
-                raise
             return
         self._ensure_open()
         with self._pg.transaction():
@@ -175,7 +165,8 @@ class Database:
     def transaction(self) -> Iterator[None]:
         """A plain transaction (SQLite's deferred ``BEGIN``): for writes that need no lock up front."""
         if self.dialect == "sqlite":
-            with self._sqlite:
+            # The connection is in autocommit mode, where ``with connection`` begins nothing.
+            with self._sqlite_transaction("BEGIN"):
                 yield
             return
         self._ensure_open()
@@ -186,6 +177,21 @@ class Database:
         self._connection.close()
 
     # -- helpers ---------------------------------------------------------------------
+
+    @contextmanager
+    def _sqlite_transaction(self, begin: str) -> Iterator[None]:
+        connection = self._sqlite
+        connection.execute(begin)
+        try:
+            yield
+            connection.execute("COMMIT")
+        except BaseException:
+            # A failed COMMIT may already have ended the transaction; roll back only if open.
+            if connection.in_transaction:
+                # The original error is the one to report, not a failed rollback.
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            raise
 
     @property
     def _sqlite(self) -> sqlite3.Connection:

@@ -1,13 +1,22 @@
 """Operational monitoring: one record per exchange, with X-Road's pr-opmon fields.
 
 Each exchange, successful or not, leaves an :class:`OpmonRecord` (the consumer's side as
-``securityServerType`` ``Client``, the provider's as ``Producer``), written to SQLite at
-``data_dir/opmon.db`` (WAL) by a background writer.  Monitoring never delays or fails an
-exchange: :meth:`OperationalMonitor.record` only puts the record on a bounded queue; a
-full queue drops the record, and drops (and failed writes) are counted (``on_drop``, the
+``securityServerType`` ``Client``, the provider's as ``Producer``), written by a
+background writer to SQLite at ``data_dir/opmon.db`` (WAL) or, for replicas of one
+security server, to the schema ``opmon`` of their shared PostgreSQL database (see
+:mod:`gateway.database`).  Monitoring never delays or fails an exchange:
+:meth:`OperationalMonitor.record` only puts the record on a bounded queue; a full queue
+drops the record, and drops (and failed writes) are counted (``on_drop``, the
 ``xweg_opmon_records_dropped_total`` metric).  The writer takes what is queued in
 batches of up to :data:`MAX_BATCH` and inserts each batch in one transaction on a thread
 of its own, so the event loop never waits for the disk.
+
+On PostgreSQL the first replica to start creates the schema and its tables (under an
+advisory lock, so replicas may start together).  Every replica inserts its own records
+(ids come from the database), reads see the records of all of them, and any of them may
+prune.  A batch that fails because the database went away is counted as
+``write_failed``; the connection is opened again for the next batch, so writing resumes
+by itself once the database is back.
 
 Times are X-Road's: ``monitoringDataTs`` in seconds since the epoch, ``requestInTs``,
 ``requestOutTs``, ``responseInTs`` and ``responseOutTs`` in milliseconds.  ``requestSize``
@@ -38,7 +47,6 @@ import datetime as dt
 import functools
 import math
 import operator
-import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
@@ -49,6 +57,15 @@ import structlog
 
 from core.clock import Clock, require_utc
 from gateway.config import OpmonSettings
+from gateway.database import (
+    Database,
+    DatabaseErrors,
+    advisory_key,
+    connect_postgres,
+    connect_sqlite,
+    is_postgres_url,
+    redact_url,
+)
 from gateway.periodic import run_periodically
 
 __all__ = [
@@ -77,6 +94,10 @@ MAX_BATCH = 1_000
 #: The window of the health statistics (X-Road's default).
 HEALTH_PERIOD_S = 600
 _BUSY_TIMEOUT_S = 10.0
+#: The PostgreSQL schema of the records, in the database the replicas share.
+_PG_SCHEMA = "opmon"
+#: ``pg_advisory_xact_lock`` key under which a replica creates the schema and its tables.
+_PG_CREATE_LOCK = advisory_key("xweg.opmon.schema")
 
 
 class OpmonError(Exception):
@@ -170,63 +191,75 @@ _INTEGERS = frozenset(
         "responseOutTs",
         "requestSize",
         "responseSize",
-        "succeeded",
         "statusCode",
     }
 )
 _COLUMNS = ", ".join(f'"{name}"' for name in FIELDS)
-_COLUMN_TYPES = ", ".join(f'"{name}" ' + ("INTEGER" if name in _INTEGERS else "TEXT") for name in FIELDS)
-_SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS records (
-    id INTEGER PRIMARY KEY,
-    client_id TEXT,
-    service_id TEXT,
-    {_COLUMN_TYPES}
-);
-CREATE INDEX IF NOT EXISTS records_by_time ON records ("monitoringDataTs");
-CREATE INDEX IF NOT EXISTS records_by_client ON records (client_id, "monitoringDataTs");
-CREATE INDEX IF NOT EXISTS records_by_response ON records ("responseOutTs");
--- The last successful and failed request per service, kept beside the records so that
--- health answers without reading a week of them.
-CREATE TABLE IF NOT EXISTS last_requests (
-    service_id TEXT NOT NULL,
-    server_type TEXT NOT NULL,
-    succeeded INTEGER NOT NULL,
-    at_ms INTEGER NOT NULL,
-    PRIMARY KEY (service_id, server_type, succeeded)
-);
-"""
+
+
+def _schema(*, key: str, integer: str, boolean: str) -> tuple[str, ...]:
+    """The tables and indexes, one statement each, in the column types of one dialect."""
+
+    def column_type(name: str) -> str:
+        return boolean if name == "succeeded" else integer if name in _INTEGERS else "TEXT"
+
+    columns = ", ".join(f'"{name}" {column_type(name)}' for name in FIELDS)
+    return (
+        f"CREATE TABLE IF NOT EXISTS records (id {key}, client_id TEXT, service_id TEXT, {columns})",
+        'CREATE INDEX IF NOT EXISTS records_by_time ON records ("monitoringDataTs")',
+        'CREATE INDEX IF NOT EXISTS records_by_client ON records (client_id, "monitoringDataTs")',
+        'CREATE INDEX IF NOT EXISTS records_by_response ON records ("responseOutTs")',
+        # The last successful and failed request per service, kept beside the records so that
+        # health answers without reading a week of them.
+        "CREATE TABLE IF NOT EXISTS last_requests ("
+        f"service_id TEXT NOT NULL, server_type TEXT NOT NULL, succeeded {boolean} NOT NULL,"
+        f" at_ms {integer} NOT NULL, PRIMARY KEY (service_id, server_type, succeeded))",
+    )
+
+
+# SQLite: the rowid is the id.  PostgreSQL: the database numbers the rows of all replicas.
+_SQLITE_SCHEMA = _schema(key="INTEGER PRIMARY KEY", integer="INTEGER", boolean="INTEGER")
+_POSTGRES_SCHEMA = (
+    f"CREATE SCHEMA IF NOT EXISTS {_PG_SCHEMA}",
+    *_schema(key="BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY", integer="BIGINT", boolean="BOOLEAN"),
+)
 # Built from the constant field names only; values are always bound parameters.
 _PLACEHOLDERS = ", ".join("?" * (len(FIELDS) + 2))
 _INSERT = f"INSERT INTO records (client_id, service_id, {_COLUMNS}) VALUES ({_PLACEHOLDERS})"  # noqa: S608
+# Both dialects: a time never replaces a later one, whichever replica wrote that.
 _UPSERT_LAST = """
 INSERT INTO last_requests (service_id, server_type, succeeded, at_ms) VALUES (?, ?, ?, ?)
-ON CONFLICT (service_id, server_type, succeeded) DO UPDATE SET at_ms = max(at_ms, excluded.at_ms)
+ON CONFLICT (service_id, server_type, succeeded) DO UPDATE SET at_ms = excluded.at_ms
+WHERE excluded.at_ms > last_requests.at_ms
 """
 
 
 class OperationalMonitor:
-    """Operational monitoring records of one security server, in ``path`` (SQLite).
+    """Operational monitoring records of one security server.
 
-    ``on_drop(reason)`` is told of every record lost: ``queue_full`` or ``write_failed``.
+    ``location``: an SQLite file, or the URL (``postgresql://...``) of the PostgreSQL
+    database the server's replicas share.  ``on_drop(reason)`` is told of every record
+    lost: ``queue_full`` or ``write_failed``.
     """
 
     def __init__(
         self,
-        path: Path,
+        location: Path | str,
         settings: OpmonSettings,
         clock: Clock,
         *,
         on_drop: Callable[[str], None] | None = None,
     ) -> None:
-        self._path = path
+        if isinstance(location, str) and not is_postgres_url(location):
+            raise ValueError(f"not a PostgreSQL URL: {redact_url(location)} (an SQLite file is a Path)")
+        self._location = location
         self._settings = settings
         self._clock = clock
         self._on_drop = on_drop
         self._queue: collections.deque[OpmonRecord] = collections.deque()
         self._wakeup = asyncio.Event()
         self._executor: ThreadPoolExecutor | None = None
-        self._connection: sqlite3.Connection | None = None
+        self._database: Database | None = None
         self._writer: asyncio.Task[None] | None = None
         self._pruner: asyncio.Task[None] | None = None
         self._closing = False
@@ -406,51 +439,65 @@ class OperationalMonitor:
     async def _read(self, function: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
         try:
             return await self._call(function, *args, **kwargs)
-        except sqlite3.Error as exc:
+        except DatabaseErrors as exc:
             raise OpmonError(f"the operational monitoring records could not be read: {exc}") from exc
 
     def _open(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        connection = sqlite3.connect(self._path, timeout=_BUSY_TIMEOUT_S)
+        if isinstance(self._location, Path):
+            self._location.parent.mkdir(parents=True, exist_ok=True)
+            database = connect_sqlite(self._location, timeout_s=_BUSY_TIMEOUT_S)
+        else:
+            database = connect_postgres(self._location, schema=_PG_SCHEMA)
         try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            # Monitoring data may lose the last moments before a crash; it needs no fsync per batch.
-            connection.execute("PRAGMA synchronous=NORMAL")
-            connection.executescript(_SCHEMA)
+            if database.dialect == "sqlite":
+                database.execute("PRAGMA journal_mode=WAL")
+                # Monitoring data may lose the last moments before a crash; it needs no fsync per batch.
+                database.execute("PRAGMA synchronous=NORMAL")
+            with database.write_transaction(timeout_s=_BUSY_TIMEOUT_S):
+                if database.dialect == "sqlite":
+                    statements = _SQLITE_SCHEMA
+                else:
+                    # Replicas starting together would race to create the same catalogue
+                    # entries (IF NOT EXISTS does not prevent that): one at a time.
+                    database.execute("SELECT pg_advisory_xact_lock(?)", (_PG_CREATE_LOCK,))
+                    statements = _POSTGRES_SCHEMA
+                for statement in statements:
+                    database.execute(statement)
         except BaseException:
-            connection.close()
+            database.close()
             raise
-        self._connection = connection
+        self._database = database
 
     def _close_connection(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        if self._database is not None:
+            self._database.close()
+            self._database = None
 
-    def _db(self) -> sqlite3.Connection:
-        if self._connection is None:
-            raise sqlite3.ProgrammingError("the operational monitoring database is closed")
-        return self._connection
+    def _db(self) -> Database:
+        if self._database is None:
+            raise OpmonError("the operational monitoring database is closed")
+        return self._database
 
     def _insert(self, batch: list[OpmonRecord]) -> None:
-        connection = self._db()
-        last: dict[tuple[str, str, int], int] = {}
+        database = self._db()
+        last: dict[tuple[str, str, bool], int] = {}
         rows = []
         for record in batch:
             service = record.service_id
             rows.append((record.client_id, service, *_values(record)))
             if service is not None and record.response_out_ts is not None:
-                key = (service, record.security_server_type, int(record.succeeded))
+                key = (service, record.security_server_type, record.succeeded)
                 last[key] = max(last.get(key, 0), record.response_out_ts)
-        with connection:
-            connection.executemany(_INSERT, rows)
-            connection.executemany(_UPSERT_LAST, [(*key, at) for key, at in last.items()])
+        with database.write_transaction(timeout_s=_BUSY_TIMEOUT_S):
+            database.executemany(_INSERT, rows)
+            # In key order, so that two replicas' batches never wait for each other's rows crosswise.
+            database.executemany(_UPSERT_LAST, [(*key, at) for key, at in sorted(last.items())])
 
     def _delete_before(self, cutoff_s: int) -> int:
-        connection = self._db()
-        with connection:
-            removed = connection.execute('DELETE FROM records WHERE "monitoringDataTs" < ?', (cutoff_s,))
-            connection.execute("DELETE FROM last_requests WHERE at_ms < ?", (cutoff_s * 1000,))
+        database = self._db()
+        with database.write_transaction(timeout_s=_BUSY_TIMEOUT_S):
+            removed = database.execute('DELETE FROM records WHERE "monitoringDataTs" < ?', (cutoff_s,))
+            database.execute("DELETE FROM last_requests WHERE at_ms < ?", (cutoff_s * 1000,))
         return removed.rowcount
 
     def _select_records(self, low: int, high: int, client: str | None, limit: int) -> list[dict[str, Any]]:
@@ -470,7 +517,7 @@ class OperationalMonitor:
         return out
 
     def _select_health(self, since_ms: int) -> list[dict[str, Any]]:
-        connection = self._db()
+        database = self._db()
         services: dict[tuple[str, str], dict[str, Any]] = {}
 
         def entry(service: str, server_type: str) -> dict[str, Any]:
@@ -491,12 +538,12 @@ class OperationalMonitor:
                 }
             return services[key]
 
-        for service, server_type, succeeded, at_ms in connection.execute(
+        for service, server_type, succeeded, at_ms in database.execute(
             "SELECT service_id, server_type, succeeded, at_ms FROM last_requests"
         ):
             name = "lastSuccessfulRequestTimestamp" if succeeded else "lastUnsuccessfulRequestTimestamp"
             entry(service, server_type)[name] = at_ms
-        window = connection.execute(
+        window = database.execute(
             'SELECT service_id, "securityServerType", "succeeded", COUNT(*),'
             ' AVG("responseOutTs" - "requestInTs"), MAX("responseOutTs" - "requestInTs")'
             ' FROM records WHERE "responseOutTs" >= ? AND service_id IS NOT NULL'
@@ -507,7 +554,8 @@ class OperationalMonitor:
             prefix = "successful" if succeeded else "unsuccessful"
             item = entry(service, server_type)
             item[f"{prefix}RequestCount"] = count
-            item[f"{prefix}RequestAverageDuration"] = mean
+            # PostgreSQL's average of integers is a Decimal.
+            item[f"{prefix}RequestAverageDuration"] = None if mean is None else float(mean)
             item[f"{prefix}RequestMaxDuration"] = longest
         return [services[key] for key in sorted(services)]
 

@@ -231,6 +231,8 @@ def gateway_keys() -> dict[str, set[str]]:
         keys.setdefault(table, set()).update(read)
     for table, cls in GATEWAY_TABLES.items():
         keys.setdefault(table, set()).update(f.name for f in dataclasses.fields(cls))
+    # Keys a table's own loader reads besides its dataclass's fields (shard_env).
+    keys["[messagelog]"] |= _keys_read(_function(gateway.config, "_messagelog_settings"), "raw")
     return keys
 
 

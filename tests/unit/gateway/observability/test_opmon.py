@@ -1,18 +1,26 @@
 """Operational monitoring: records stored and queried, pruned after the retention period,
-health statistics over the last ten minutes, and a full queue that drops instead of waiting."""
+health statistics over the last ten minutes, and a full queue that drops instead of waiting.
+
+The storage tests run on an SQLite file and on a fresh PostgreSQL database (127.0.0.1:5432,
+trust authentication for ``postgres``); the PostgreSQL-only ones are about replicas
+sharing the database and about the database going away.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import math
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from psycopg import sql
 
 from core.clock import FixedClock, utc
 from gateway.config import ConfigError, GatewayConfig, OpmonSettings
@@ -21,8 +29,10 @@ from gateway.observability.opmon import (
     FIELDS,
     MAX_RECORDS,
     OperationalMonitor,
+    OpmonError,
     OpmonRecord,
 )
+from tests.databases import POSTGRES_DSN, fresh_postgres_database
 
 NOW = utc(2025, 3, 1, 12)
 GEWERBEAMT = ("NRW", "MUN", "05774032", "gewerbeamt")
@@ -85,9 +95,34 @@ def clock() -> FixedClock:
     return FixedClock(NOW)
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Path | str]:
+    """Where a monitor keeps its records: an SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        yield tmp_path / "opmon.db"
+        return
+    yield from fresh_postgres_database("xweg_opmon")
+
+
 @pytest.fixture
-async def monitor(tmp_path: Path, clock: FixedClock) -> AsyncIterator[OperationalMonitor]:
-    opmon = OperationalMonitor(tmp_path / "opmon.db", OpmonSettings(), clock)
+def postgres_url() -> Iterator[str]:
+    yield from fresh_postgres_database("xweg_opmon")
+
+
+def count_rows(location: Path | str, table: str = "records") -> int:
+    """Rows in one of the monitor's tables, read past the monitor."""
+    if isinstance(location, Path):
+        with contextlib.closing(sqlite3.connect(location)) as db:
+            return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])  # noqa: S608
+    with psycopg.connect(location) as db:
+        row = db.execute(sql.SQL("SELECT count(*) FROM opmon.{}").format(sql.Identifier(table))).fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+@pytest.fixture
+async def monitor(location: Path | str, clock: FixedClock) -> AsyncIterator[OperationalMonitor]:
+    opmon = OperationalMonitor(location, OpmonSettings(), clock)
     await opmon.start()
     yield opmon
     await opmon.close()
@@ -186,9 +221,9 @@ async def test_the_limit_is_kept_and_capped(monitor: OperationalMonitor) -> None
 
 
 async def test_prune_removes_what_is_older_than_the_retention_period(
-    tmp_path: Path, clock: FixedClock
+    location: Path | str, clock: FixedClock
 ) -> None:
-    opmon = OperationalMonitor(tmp_path / "opmon.db", OpmonSettings(retention_s=3600), clock)
+    opmon = OperationalMonitor(location, OpmonSettings(retention_s=3600), clock)
     await opmon.start()
     try:
         opmon.record(record(NOW - dt.timedelta(minutes=90), message_id="old"))
@@ -209,21 +244,20 @@ async def test_prune_removes_what_is_older_than_the_retention_period(
         await opmon.close()
 
 
-async def test_records_are_pruned_when_the_monitor_starts(tmp_path: Path, clock: FixedClock) -> None:
-    path = tmp_path / "opmon.db"
-    first = OperationalMonitor(path, OpmonSettings(retention_s=3600), clock)
+async def test_records_are_pruned_when_the_monitor_starts(location: Path | str, clock: FixedClock) -> None:
+    first = OperationalMonitor(location, OpmonSettings(retention_s=3600), clock)
     await first.start()
     first.record(record(NOW - dt.timedelta(minutes=30)))
     await first.close()
 
     clock.advance(3600)
-    second = OperationalMonitor(path, OpmonSettings(retention_s=3600), clock)
+    assert count_rows(location) == 1
+    second = OperationalMonitor(location, OpmonSettings(retention_s=3600), clock)
     await second.start()
     try:
         # The first prune round runs right after start.
         for _ in range(100):
-            with sqlite3.connect(path) as db:
-                left = db.execute("SELECT COUNT(*) FROM records").fetchone()[0]
+            left = count_rows(location)
             if left == 0:
                 break
             await asyncio.sleep(0.01)
@@ -321,7 +355,7 @@ async def test_a_record_without_a_service_is_stored_but_not_in_health(monitor: O
     assert await monitor.records(start=NOW, end=NOW) == [unread.to_json()]
 
 
-async def test_a_full_queue_drops_and_counts_without_waiting(tmp_path: Path, clock: FixedClock) -> None:
+async def test_a_full_queue_drops_and_counts_without_waiting(location: Path | str, clock: FixedClock) -> None:
     metrics = GatewayMetrics(clock)
     dropped: list[str] = []
 
@@ -330,7 +364,7 @@ async def test_a_full_queue_drops_and_counts_without_waiting(tmp_path: Path, clo
         metrics.count_opmon_dropped(reason)
 
     # Not started yet: nothing is written, so the queue fills.
-    opmon = OperationalMonitor(tmp_path / "opmon.db", OpmonSettings(max_queue=2), clock, on_drop=on_drop)
+    opmon = OperationalMonitor(location, OpmonSettings(max_queue=2), clock, on_drop=on_drop)
     assert opmon.record(record(NOW, message_id="1"))
     assert opmon.record(record(NOW, message_id="2"))
     assert not opmon.record(record(NOW, message_id="3"))
@@ -363,9 +397,8 @@ async def test_a_full_queue_drops_and_counts_without_waiting(tmp_path: Path, clo
         await opmon.close()
 
 
-async def test_close_writes_what_is_queued(tmp_path: Path, clock: FixedClock) -> None:
-    path = tmp_path / "opmon.db"
-    opmon = OperationalMonitor(path, OpmonSettings(), clock)
+async def test_close_writes_what_is_queued(location: Path | str, clock: FixedClock) -> None:
+    opmon = OperationalMonitor(location, OpmonSettings(), clock)
     await opmon.start()
     for number in range(50):
         opmon.record(record(NOW, message_id=str(number)))
@@ -374,9 +407,168 @@ async def test_close_writes_what_is_queued(tmp_path: Path, clock: FixedClock) ->
     assert not opmon.record(record(NOW))
     assert opmon.dropped == {"write_failed": 1}
 
-    with sqlite3.connect(path) as db:
-        assert db.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 50
-        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert count_rows(location) == 50
+    if isinstance(location, Path):
+        with contextlib.closing(sqlite3.connect(location)) as db:
+            assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_the_last_request_time_never_goes_back(monitor: OperationalMonitor) -> None:
+    monitor.record(record(NOW - dt.timedelta(minutes=1), message_id="newer"))
+    await monitor.flush()
+    # A slower exchange that ended earlier is written after it.
+    monitor.record(record(NOW - dt.timedelta(minutes=5), message_id="older"))
+
+    [health] = await monitor.health()
+
+    assert health["lastSuccessfulRequestTimestamp"] == ms(NOW - dt.timedelta(minutes=1))
+    assert health["successfulRequestCount"] == 2
+
+
+# -- PostgreSQL: replicas sharing one database -------------------------------------------
+
+
+@pytest.mark.postgres
+async def test_postgres_keeps_the_records_in_the_opmon_schema(postgres_url: str, clock: FixedClock) -> None:
+    opmon = OperationalMonitor(postgres_url, OpmonSettings(), clock)
+    await opmon.start()
+    opmon.record(record(NOW, message_id="a"))
+    opmon.record(record(NOW, message_id="b", succeeded=False))
+    await opmon.close()
+
+    with psycopg.connect(postgres_url) as db:
+        tables = db.execute(
+            "SELECT table_schema, table_name FROM information_schema.tables"
+            " WHERE table_schema NOT IN ('pg_catalog', 'information_schema') ORDER BY table_name"
+        ).fetchall()
+        assert tables == [("opmon", "last_requests"), ("opmon", "records")]
+        columns = {
+            name: (data_type, identity)
+            for name, data_type, identity in db.execute(
+                "SELECT column_name, data_type, identity_generation FROM information_schema.columns"
+                " WHERE table_schema = 'opmon' AND table_name = 'records'"
+            )
+        }
+        assert columns["id"] == ("bigint", "ALWAYS")
+        assert columns["monitoringDataTs"] == ("bigint", None)
+        assert columns["succeeded"] == ("boolean", None)
+        assert columns["messageId"] == ("text", None)
+        assert len(columns) == len(FIELDS) + 3
+        rows = db.execute('SELECT id, "messageId", succeeded FROM opmon.records ORDER BY id').fetchall()
+        assert [(message, succeeded) for _, message, succeeded in rows] == [("a", True), ("b", False)]
+        assert rows[0][0] < rows[1][0]
+        last = db.execute("SELECT succeeded, at_ms FROM opmon.last_requests ORDER BY succeeded").fetchall()
+        assert last == [(False, ms(NOW)), (True, ms(NOW))]
+
+
+@pytest.mark.postgres
+async def test_replicas_share_records_health_and_pruning(postgres_url: str, clock: FixedClock) -> None:
+    first = OperationalMonitor(postgres_url, OpmonSettings(retention_s=3600), clock)
+    second = OperationalMonitor(postgres_url, OpmonSettings(retention_s=3600), clock)
+    await first.start()
+    await second.start()
+    try:
+        first.record(record(NOW - dt.timedelta(minutes=4), duration_ms=100, message_id="first-1"))
+        second.record(record(NOW - dt.timedelta(minutes=3), duration_ms=300, message_id="second-1"))
+        first.record(record(NOW - dt.timedelta(minutes=2), duration_ms=200, message_id="first-2"))
+        second.record(
+            record(NOW - dt.timedelta(minutes=1), duration_ms=1000, succeeded=False, message_id="second-2")
+        )
+        await asyncio.gather(first.flush(), second.flush())
+        # Written after the first replica's later success: the later time stays the last.
+        second.record(record(NOW - dt.timedelta(minutes=5), duration_ms=100, message_id="second-3"))
+        await second.flush()
+        assert (first.written, second.written) == (2, 3)
+
+        window: dict[str, Any] = {"start": NOW - dt.timedelta(hours=1), "end": NOW}
+        newest_first = ["second-2", "first-2", "second-1", "first-1", "second-3"]
+        for replica in (first, second):
+            assert [r["messageId"] for r in await replica.records(**window)] == newest_first
+            [health] = await replica.health()
+            assert health["successfulRequestCount"] == 4
+            assert health["successfulRequestAverageDuration"] == 175.0
+            assert health["successfulRequestMaxDuration"] == 300
+            assert health["unsuccessfulRequestCount"] == 1
+            assert health["unsuccessfulRequestMaxDuration"] == 1000
+            assert health["lastSuccessfulRequestTimestamp"] == ms(NOW - dt.timedelta(minutes=2))
+            assert health["lastUnsuccessfulRequestTimestamp"] == ms(NOW - dt.timedelta(minutes=1))
+
+        # One replica prunes for all; another pruning after it finds nothing left.
+        clock.advance(3600 + 60)
+        assert await first.prune() == 5
+        assert await second.prune() == 0
+        assert await second.records(start=NOW - dt.timedelta(days=1), end=clock.now()) == []
+        assert await second.health() == []
+    finally:
+        await first.close()
+        await second.close()
+
+
+@pytest.mark.postgres
+async def test_replicas_may_start_together_on_a_new_database(postgres_url: str, clock: FixedClock) -> None:
+    # Several rounds, each from an empty database, to give the race a chance to show.
+    for round_ in range(3):
+        monitors = [OperationalMonitor(postgres_url, OpmonSettings(), clock) for _ in range(4)]
+        try:
+            started = await asyncio.gather(*(m.start() for m in monitors), return_exceptions=True)
+            assert started == [None] * len(monitors)
+            for number, opmon in enumerate(monitors):
+                assert opmon.record(record(NOW, message_id=f"{round_}-{number}"))
+            await asyncio.gather(*(m.flush() for m in monitors))
+            for opmon in monitors:
+                found = await opmon.records(start=NOW, end=NOW)
+                assert sorted(r["messageId"] for r in found) == [f"{round_}-{n}" for n in range(4)]
+        finally:
+            await asyncio.gather(*(m.close() for m in monitors))
+        with psycopg.connect(postgres_url, autocommit=True) as db:
+            db.execute("DROP SCHEMA opmon CASCADE")
+
+
+@pytest.mark.postgres
+async def test_a_write_while_the_database_is_away_is_counted_and_writing_resumes(
+    postgres_url: str, clock: FixedClock
+) -> None:
+    dropped: list[str] = []
+    opmon = OperationalMonitor(postgres_url, OpmonSettings(), clock, on_drop=dropped.append)
+    database = postgres_url.rsplit("/", 1)[1]
+    name = sql.Identifier(database)
+    admin = psycopg.connect(POSTGRES_DSN, autocommit=True)
+    await opmon.start()
+    try:
+        opmon.record(record(NOW, message_id="before"))
+        await opmon.flush()
+        assert opmon.written == 1
+
+        # The database goes away: the monitor's connection is cut and no new one is let in.
+        admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS false").format(name))
+        terminated = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = %s AND pid <> pg_backend_pid()",
+            (database,),
+        ).fetchall()
+        assert terminated == [(True,)]
+        # The first batch meets the broken connection, the second cannot open a new one.
+        assert opmon.record(record(NOW, message_id="lost-1"))
+        await opmon.flush()
+        assert opmon.record(record(NOW, message_id="lost-2"))
+        await opmon.flush()
+        assert dropped == ["write_failed", "write_failed"]
+        assert opmon.dropped == {"write_failed": 2}
+        assert opmon.written == 1
+        with pytest.raises(OpmonError, match="could not be read"):
+            await opmon.records(start=NOW, end=NOW)
+
+        # Back again: the writer opens a new connection by itself.
+        admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(name))
+        assert opmon.record(record(NOW, message_id="after"))
+        await opmon.flush()
+        assert opmon.written == 2
+        assert dropped == ["write_failed", "write_failed"]
+        assert [r["messageId"] for r in await opmon.records(start=NOW, end=NOW)] == ["after", "before"]
+    finally:
+        admin.execute(sql.SQL("ALTER DATABASE {} ALLOW_CONNECTIONS true").format(name))
+        await opmon.close()
+        admin.close()
 
 
 MINIMAL_CONFIG = """\
@@ -395,7 +587,7 @@ def test_settings_come_from_the_opmon_table(tmp_path: Path) -> None:
     path.write_text(MINIMAL_CONFIG)
     defaults = GatewayConfig.load(path, environ={})
     assert defaults.opmon == OpmonSettings(retention_s=7 * 24 * 3600.0, max_queue=10_000)
-    assert defaults.opmon_path == tmp_path.resolve() / "opmon.db"
+    assert defaults.opmon_location == tmp_path.resolve() / "opmon.db"
 
     path.write_text(MINIMAL_CONFIG + "[opmon]\nretention_s = 86400\nmax_queue = 500\n")
     assert GatewayConfig.load(path, environ={}).opmon == OpmonSettings(retention_s=86400, max_queue=500)
