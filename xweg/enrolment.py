@@ -110,7 +110,10 @@ async def _register_servers(layout: Layout, store: RegistryStore, say: Report) -
             if known is not None and auth_fp in known.auth_cert_fingerprints:
                 say(f"  {server.name}: {server.id.slash()} is registered (kept from the last run)")
             else:
-                request_id = pending_auth.get(auth_fp) or (await registry.auth_cert(_now())).id
+                # The address the others reach it at, not the one it binds (0.0.0.0 in a container).
+                address = layout.address(server.slug + ".peer")
+                request_id = pending_auth.get(auth_fp)
+                request_id = request_id or (await registry.auth_cert(_now(), address=address)).id
                 await _approve(store, request_id)
                 say(
                     f"  {server.name}: {server.id.slash()} asked to register its auth certificate "

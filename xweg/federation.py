@@ -4,6 +4,9 @@
 certificate and configuration file under a data folder; :class:`RunningFederation`
 starts each component as its own OS process and waits until every security server
 holds current global configuration.  ``xweg demo`` and the integration tests use it.
+With ``network=Network.COMPOSE``, :func:`prepare` lays the same files out for
+``deploy/compose`` instead, whose containers run :func:`component_commands`
+(``xweg federation prepare|enrol`` take the steps one at a time).
 
 Key handling mirrors production: each security server generates its own keys and
 certificate signing requests; the CA only ever sees the CSRs.  All demo keys share
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import enum
 import json
 import os
 import secrets
@@ -54,6 +58,11 @@ __all__ = [
     "ServerPlan",
     "FederationPlan",
     "Layout",
+    "Network",
+    "COMPOSE_PORTS",
+    "compose_service",
+    "component_commands",
+    "open_layout",
     "prepare",
     "RunningFederation",
     "OWL",
@@ -235,6 +244,64 @@ OWL = FederationPlan(
 
 # ---------------------------------------------------------------- preparing the folder
 
+#: deploy/compose: the port each listener has in its own container (the components' defaults).
+COMPOSE_PORTS = {
+    "registry": 8080,
+    "ocsp": 8090,
+    "tsa": 3180,
+    "client": 5510,
+    "peer": 5511,
+    "management": 5588,
+    "backend": 8000,
+}
+_INFRASTRUCTURE = ("registry", "ocsp", "tsa")
+
+
+def compose_service(name: str) -> str:
+    """The deploy/compose service that runs a component or listener.
+
+    ``name`` is a component (``registry``, ``ocsp``, ``tsa``, ``backend.<kind>``, a server's
+    slug) or a listener, as :attr:`Layout.ports` names them (``<slug>.client``, ...).  The
+    services are ``registry``, ``ocsp``, ``tsa``, ``backend-<kind>`` and ``ss-<slug>``.
+    """
+    if name.startswith("backend."):
+        return "backend-" + name.removeprefix("backend.")
+    if name in _INFRASTRUCTURE:
+        return name
+    return "ss-" + name.partition(".")[0]
+
+
+class Network(enum.Enum):
+    """Where the components of a prepared federation listen, and how they reach each other.
+
+    ``loopback`` (``xweg demo``, the tests): every listener on 127.0.0.1, at a free port
+    recorded in ``ports.json``.  ``compose`` (``deploy/compose``): each component in a
+    container of its own, listening on every address at a fixed port (:data:`COMPOSE_PORTS`)
+    and reached by the name of its compose service (:func:`compose_service`).
+    """
+
+    LOOPBACK = "loopback"
+    COMPOSE = "compose"
+
+    @property
+    def bind(self) -> str:
+        """The address every listener binds."""
+        return "127.0.0.1" if self is Network.LOOPBACK else "0.0.0.0"  # noqa: S104 -- a container's own
+
+    def host(self, listener: str) -> str:
+        """The host name other components reach ``listener`` (a key of :attr:`Layout.ports`) by."""
+        return "127.0.0.1" if self is Network.LOOPBACK else compose_service(listener)
+
+    def fixed_ports(self, plan: FederationPlan) -> dict[str, int]:
+        """Every listener's port where the network fixes them (compose); loopback has none."""
+        if self is Network.LOOPBACK:
+            return {}
+        ports = {}
+        for name in _listener_names(plan):
+            head, _, tail = name.partition(".")
+            ports[name] = COMPOSE_PORTS["backend" if head == "backend" else tail or head]
+        return ports
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -243,6 +310,9 @@ class Layout:
     root: Path
     plan: FederationPlan
     ports: dict[str, int]
+    network: Network = Network.LOOPBACK
+    # The registry's store; None: the SQLite file registry/registry.db.
+    registry_database: str | None = None
 
     @property
     def passphrase_file(self) -> Path:
@@ -261,13 +331,17 @@ class Layout:
     def tsa_dir(self) -> Path:
         return self.root / "trust" / "tsa"
 
+    def address(self, listener: str) -> str:
+        """``host:port`` at which other components reach ``listener`` (a key of :attr:`ports`)."""
+        return f"{self.network.host(listener)}:{self.ports[listener]}"
+
     @property
     def ocsp_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['ocsp']}/"
+        return f"http://{self.address('ocsp')}/"
 
     @property
     def tsa_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['tsa']}/"
+        return f"http://{self.address('tsa')}/"
 
     @property
     def anchor(self) -> Path:
@@ -280,11 +354,11 @@ class Layout:
     @property
     def registry_database_url(self) -> str:
         """The registry's store: members, servers, requests; it persists across runs."""
-        return f"sqlite:///{self.root / 'registry' / 'registry.db'}"
+        return self.registry_database or f"sqlite:///{self.root / 'registry' / 'registry.db'}"
 
     @property
     def registry_url(self) -> str:
-        return f"http://127.0.0.1:{self.ports['registry']}"
+        return f"http://{self.address('registry')}"
 
     def server_dir(self, slug: str) -> Path:
         return self.root / "servers" / slug
@@ -296,18 +370,23 @@ class Layout:
         return self.server_dir(slug) / "data" / "messagelog.db"
 
     def client_url(self, slug: str) -> str:
-        return f"http://127.0.0.1:{self.ports[slug + '.client']}"
+        return f"http://{self.address(slug + '.client')}"
 
     def management_url(self, slug: str) -> str:
         """The server's management API (HTTPS with its internal TLS certificate)."""
-        return f"https://127.0.0.1:{self.ports[slug + '.management']}"
+        return f"https://{self.address(slug + '.management')}"
 
     def internal_tls_certificate(self, slug: str) -> Path:
         """The internal TLS certificate the server makes on first start (what clients pin)."""
         return self.server_dir(slug) / "data" / INTERNAL_TLS_CERTIFICATE_FILE
 
     def backend_url(self, kind: str) -> str:
-        return f"http://127.0.0.1:{self.ports['backend.' + kind]}"
+        return f"http://{self.address('backend.' + kind)}"
+
+    def monitoring_certificate(self, slug: str) -> Path:
+        """A copy of the server's internal TLS certificate for Prometheus (compose network only):
+        ``monitoring/`` holds nothing else, so it can be lent to Prometheus on its own."""
+        return self.root / "monitoring" / f"{slug}.pem"
 
     def server_for_client(self, client: ClientId) -> ServerPlan:
         return next(s for s in self.plan.servers if client in s.clients)
@@ -330,11 +409,17 @@ def _port_is_free(port: int) -> bool:
         return True
 
 
-def _ports(root: Path, plan: FederationPlan) -> dict[str, int]:
-    names = ["registry", "ocsp", "tsa"]
+def _listener_names(plan: FederationPlan) -> list[str]:
+    """Every listener of the federation, as :attr:`Layout.ports` names them."""
+    names = list(_INFRASTRUCTURE)
     for server in plan.servers:
         names += [f"{server.slug}.client", f"{server.slug}.peer", f"{server.slug}.management"]
     names += [f"backend.{kind}" for kind in _demo_backend_kinds(plan)]
+    return names
+
+
+def _ports(root: Path, plan: FederationPlan) -> dict[str, int]:
+    names = _listener_names(plan)
     path = root / "ports.json"
     known: dict[str, int] = {}
     with contextlib.suppress(FileNotFoundError, ValueError):
@@ -387,16 +472,76 @@ def _key_pair(
     save_certificate(issue(make_csr(key, common_name)), cert_path)
 
 
-def prepare(root: Path, plan: FederationPlan = OWL) -> Layout:
-    """Create or reuse keys, certificates and configuration for ``plan`` under ``root``."""
+#: What a folder was prepared for (network, registry store); absent: loopback, SQLite.
+DEPLOYMENT_FILE = "deployment.json"
+
+
+def _record_deployment(root: Path, network: Network, registry_database_url: str | None) -> None:
+    """Remember what ``root`` is prepared for (:func:`open_layout` reads it back), refusing
+    another network: the registry's store keeps the addresses, and certificates name hosts."""
+    path = root / DEPLOYMENT_FILE
+    recorded: str | None = None
+    with contextlib.suppress(FileNotFoundError, ValueError, KeyError, TypeError):
+        recorded = str(json.loads(path.read_text())["network"])
+    if recorded is None and (root / "ports.json").exists():
+        recorded = Network.LOOPBACK.value
+    if recorded is not None and recorded != network.value:
+        raise FederationError(
+            f"{root} is prepared for the {recorded} network, not for {network.value}: use another folder"
+        )
+    if network is not Network.LOOPBACK or registry_database_url is not None or path.exists():
+        record = {"network": network.value, "registry_database_url": registry_database_url}
+        write_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
+
+
+def _prepare_internal_tls(layout: Layout, server: ServerPlan, passphrase: bytes, now: dt.datetime) -> None:
+    """Make a server's internal TLS key and certificate before its first start, naming the
+    host the others reach it by, and put a copy of the certificate under ``monitoring/``.
+
+    On loopback the server makes them itself on first start; in a container the host name
+    it would put in the certificate is the container's id, which nobody connects to.
+    """
+    from gateway.internaltls import INTERNAL_TLS_KEY_FILE, InternalTlsError, internal_tls_certificate
+    from trust.keyfiles import create_if_absent, load_or_create_private_key
+
+    key = load_or_create_private_key(
+        layout.server_dir(server.slug) / "data" / INTERNAL_TLS_KEY_FILE,
+        passphrase,
+        what="internal TLS key",
+        error=InternalTlsError,
+    )
+    certificate = internal_tls_certificate(
+        key, host_name=layout.network.host(server.slug + ".management"), now=now
+    )
+    path = layout.internal_tls_certificate(server.slug)
+    create_if_absent(path, certificate.public_bytes(Encoding.PEM), mode=0o644)
+    lent = layout.monitoring_certificate(server.slug)
+    lent.parent.mkdir(exist_ok=True)
+    write_atomic(lent, path.read_bytes())
+
+
+def prepare(
+    root: Path,
+    plan: FederationPlan = OWL,
+    *,
+    network: Network = Network.LOOPBACK,
+    registry_database_url: str | None = None,
+) -> Layout:
+    """Create or reuse keys, certificates and configuration for ``plan`` under ``root``.
+
+    ``network`` says where the components will run (:class:`Network`);
+    ``registry_database_url`` is the registry's store (default: SQLite in ``registry/``),
+    which must be reachable from here: the registry's administrator sets it up now.
+    """
     root = root.resolve()
     for sub in ("trust", "registry", "servers", "logs"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     if not (root / "passphrase").exists():
         write_atomic(root / "passphrase", secrets.token_hex(24).encode(), mode=0o600)
     passphrase = (root / "passphrase").read_bytes().strip()
-    ports = _ports(root, plan)
-    layout = Layout(root, plan, ports)
+    _record_deployment(root, network, registry_database_url)
+    ports = _ports(root, plan) if network is Network.LOOPBACK else network.fixed_ports(plan)
+    layout = Layout(root, plan, ports, network, registry_database_url)
     now = dt.datetime.now(dt.UTC)
 
     # The state's trust services: a root CA, an issuing CA and its OCSP responder ...
@@ -411,7 +556,7 @@ def prepare(root: Path, plan: FederationPlan = OWL) -> Layout:
             [
                 'ca_dir = "ca"',
                 f"passphrase_file = {_toml_str(str(layout.passphrase_file))}",
-                'host = "127.0.0.1"',
+                f"host = {_toml_str(network.bind)}",
                 f"port = {ports['ocsp']}",
                 f"validity_s = {float(plan.ocsp_freshness_s)}",
                 "",
@@ -435,7 +580,7 @@ def prepare(root: Path, plan: FederationPlan = OWL) -> Layout:
                 'key = "tsa.key"',
                 f"passphrase_file = {_toml_str(str(layout.passphrase_file))}",
                 'serial_state = "serial.json"',
-                'host = "127.0.0.1"',
+                f"host = {_toml_str(network.bind)}",
                 f"port = {ports['tsa']}",
                 "",
             ]
@@ -480,6 +625,8 @@ def prepare(root: Path, plan: FederationPlan = OWL) -> Layout:
             )
         _write_server_config(layout, server)
         _prepare_store(layout, server, now)
+        if network is not Network.LOOPBACK:
+            _prepare_internal_tls(layout, server, passphrase, now)
 
     _write_registry_files(layout)
     ca.close()
@@ -526,15 +673,15 @@ def _write_server_config(layout: Layout, server: ServerPlan) -> None:
         'data_dir = "data"',
         "",
         "[client_listener]",
-        'host = "127.0.0.1"',
+        f"host = {_toml_str(layout.network.bind)}",
         f"port = {layout.ports[server.slug + '.client']}",
         "",
         "[peer_listener]",
-        'host = "127.0.0.1"',
+        f"host = {_toml_str(layout.network.bind)}",
         f"port = {layout.ports[server.slug + '.peer']}",
         "",
         "[management_listener]        # management API and /metrics (HTTPS, internal TLS certificate)",
-        'host = "127.0.0.1"',
+        f"host = {_toml_str(layout.network.bind)}",
         f"port = {layout.ports[server.slug + '.management']}",
         "",
         "[globalconf]",
@@ -566,7 +713,7 @@ def _write_server_config(layout: Layout, server: ServerPlan) -> None:
             f'certificate = "keys/sign-{member.member_code}.pem"',
         ]
     for client in server.clients:
-        # The demo's information systems call over plain HTTP on loopback.
+        # The demo's information systems call over plain HTTP (loopback, or the compose network).
         lines += ["", "[[clients]]", f"id = {_toml_str(client.slash())}", 'connection = "http"']
     for service in server.services:
         base_url = service.base_url or layout.backend_url(service.backend) + service.backend_path
@@ -587,10 +734,11 @@ def _write_server_config(layout: Layout, server: ServerPlan) -> None:
 
 def _write_registry_files(layout: Layout) -> None:
     plan = layout.plan
+    database = layout.registry_database or "sqlite:///registry.db"
     reg = [
-        'database_url = "sqlite:///registry.db"',
+        f"database_url = {_toml_str(database)}",
         'state_dir = "state"',
-        'host = "127.0.0.1"',
+        f"host = {_toml_str(layout.network.bind)}",
         f"port = {layout.ports['registry']}",
         f"interval_s = {plan.registry_interval_s}",
         f"validity_s = {plan.registry_validity_s}",
@@ -603,6 +751,38 @@ def _write_registry_files(layout: Layout) -> None:
         f"passphrase_file = {_toml_str(str(layout.passphrase_file))}",
     ]
     write_atomic(layout.registry_config, ("\n".join(reg) + "\n").encode())
+
+
+def open_layout(root: Path, plan: FederationPlan = OWL) -> Layout:
+    """The layout of a folder :func:`prepare` made, read back without changing anything."""
+    root = root.resolve()
+    if not (root / "anchor.json").is_file():
+        raise FederationError(f"{root} holds no prepared federation (no anchor.json)")
+    record: dict[str, Any] = {}
+    with contextlib.suppress(FileNotFoundError):
+        record = json.loads((root / DEPLOYMENT_FILE).read_text())
+    network = Network(record.get("network", Network.LOOPBACK.value))
+    if network is Network.LOOPBACK:
+        ports = {k: int(v) for k, v in json.loads((root / "ports.json").read_text()).items()}
+    else:
+        ports = network.fixed_ports(plan)
+    return Layout(root, plan, ports, network, record.get("registry_database_url"))
+
+
+def component_commands(layout: Layout) -> dict[str, list[str]]:
+    """The ``xweg`` arguments each long-running component is started with, by component:
+    ``registry``, ``ocsp``, ``tsa``, ``backend.<kind>`` and each server's slug."""
+    commands = {
+        "registry": ["registry", "serve", "--config", str(layout.registry_config)],
+        "ocsp": ["trust", "ocsp", "serve", "--config", str(layout.root / "trust" / "ocsp.toml")],
+        "tsa": ["trust", "tsa", "serve", "--config", str(layout.tsa_dir / "tsa.toml")],
+    }
+    for kind in _demo_backend_kinds(layout.plan):
+        port = str(layout.ports["backend." + kind])
+        commands["backend." + kind] = ["demo-backend", kind, "--host", layout.network.bind, "--port", port]
+    for server in layout.plan.servers:
+        commands[server.slug] = ["gateway", "serve", "--config", str(layout.server_config(server.slug))]
+    return commands
 
 
 # ---------------------------------------------------------------- running it
@@ -692,31 +872,19 @@ class RunningFederation:
         self.layout = layout
         self.report = report
         logs = layout.root / "logs"
+        commands = component_commands(layout)
         self.processes: dict[str, Process] = {
-            "registry": Process(
-                "registry",
-                ["registry", "serve", "--config", str(layout.registry_config)],
-                logs / "registry.log",
-            )
+            "registry": Process("registry", commands["registry"], logs / "registry.log")
         }
-        self.processes["ocsp"] = Process(
-            "ocsp",
-            ["trust", "ocsp", "serve", "--config", str(layout.root / "trust" / "ocsp.toml")],
-            logs / "ocsp.log",
-        )
-        self.processes["tsa"] = Process(
-            "tsa", ["trust", "tsa", "serve", "--config", str(layout.tsa_dir / "tsa.toml")], logs / "tsa.log"
-        )
+        self.processes["ocsp"] = Process("ocsp", commands["ocsp"], logs / "ocsp.log")
+        self.processes["tsa"] = Process("tsa", commands["tsa"], logs / "tsa.log")
         for kind in _demo_backend_kinds(layout.plan):
-            port = layout.ports["backend." + kind]
             self.processes["backend." + kind] = Process(
-                kind, ["demo-backend", kind, "--port", str(port)], logs / f"backend-{kind}.log"
+                kind, commands["backend." + kind], logs / f"backend-{kind}.log"
             )
         for server in layout.plan.servers:
             self.processes[server.slug] = Process(
-                server.slug,
-                ["gateway", "serve", "--config", str(layout.server_config(server.slug))],
-                logs / f"server-{server.slug}.log",
+                server.slug, commands[server.slug], logs / f"server-{server.slug}.log"
             )
 
     def start(self, timeout_s: float = 60.0) -> None:
