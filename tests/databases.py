@@ -17,7 +17,14 @@ import psycopg
 import pytest
 from psycopg import sql
 
-__all__ = ["POSTGRES_DSN", "fresh_postgres_database", "postgres_requested", "TEST_DATABASE_VARIABLE"]
+__all__ = [
+    "POSTGRES_DSN",
+    "fresh_postgres_database",
+    "new_postgres_database",
+    "drop_postgres_databases",
+    "postgres_requested",
+    "TEST_DATABASE_VARIABLE",
+]
 
 #: Trust authentication, user postgres (.ci/run starts the server if it is not running).
 POSTGRES_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
@@ -32,11 +39,13 @@ def postgres_requested() -> bool:
     return value == "postgresql"
 
 
-def fresh_postgres_database(prefix: str = "xweg_test") -> Iterator[str]:
-    """Yield the URL of a new, empty database; drop it afterwards."""
-    name = f"{prefix}_{secrets.token_hex(6)}"
+#: Databases made by :func:`new_postgres_database`, each the prefix of those made beside it.
+_made: list[str] = []
+
+
+def _admin() -> psycopg.Connection:
     try:
-        admin = psycopg.connect(POSTGRES_DSN, autocommit=True)
+        return psycopg.connect(POSTGRES_DSN, autocommit=True)
     except psycopg.OperationalError as exc:
         reason = " ".join(str(exc).split())
         pytest.fail(
@@ -44,6 +53,34 @@ def fresh_postgres_database(prefix: str = "xweg_test") -> Iterator[str]:
             "`pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start` (.ci/run does)",
             pytrace=False,
         )
+
+
+def new_postgres_database(prefix: str = "xweg_test") -> str:
+    """The URL of a new, empty database, dropped by :func:`drop_postgres_databases` with every
+    database whose name starts with its own (what ``prepare`` makes beside it)."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    with _admin() as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    _made.append(name)
+    return f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
+def drop_postgres_databases() -> None:
+    """Drop what :func:`new_postgres_database` made (at the end of the session)."""
+    if not _made:
+        return
+    with psycopg.connect(POSTGRES_DSN, autocommit=True) as admin:
+        names = [row[0] for row in admin.execute("SELECT datname FROM pg_database")]
+        for name in names:
+            if any(name.startswith(made) for made in _made):
+                admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+    _made.clear()
+
+
+def fresh_postgres_database(prefix: str = "xweg_test") -> Iterator[str]:
+    """Yield the URL of a new, empty database; drop it afterwards."""
+    name = f"{prefix}_{secrets.token_hex(6)}"
+    admin = _admin()
     try:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         yield f"postgresql://postgres@127.0.0.1:5432/{name}"

@@ -20,6 +20,11 @@ def _parser() -> argparse.ArgumentParser:
         "--data", type=Path, default=Path("demo-data"), help="state folder (default ./demo-data)"
     )
     demo.add_argument("--once", action="store_true", help="exchange, verify, stop; exit 0 on success")
+    demo.add_argument(
+        "--database-url",
+        help="PostgreSQL (postgresql://user@host/db) for the registry's store, with a database"
+        " <db>_<server> beside it for each security server (created; the user needs CREATEDB)",
+    )
 
     from xweg.federationcmd import add_federation_commands
 
@@ -233,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "demo":
         from xweg.demo import run_demo
 
-        return run_demo(args.data, once=args.once)
+        return run_demo(args.data, once=args.once, database_url=args.database_url)
     if args.command == "federation":
         from xweg.federationcmd import run_federation_command
 

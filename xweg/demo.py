@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from core.identifiers import ClientId, ServiceId, SubsystemId
+from gateway.database import redact_url
 from trust.anchor import load_anchor
 from xweg.audit import checkpoint_signature_check, signature_check, trust_from_anchor
 from xweg.federation import (
@@ -457,12 +458,19 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def run_demo(data: Path, *, once: bool) -> int:
+def run_demo(data: Path, *, once: bool, database_url: str | None = None) -> int:
     # SIGTERM (e.g. from a supervisor or `timeout`) stops the federation as Ctrl-C does.
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
     print(f"Preparing the OWL federation under {data} ...")
-    layout = prepare(data, OWL)
+    try:
+        layout = prepare(data, OWL, database_url=database_url)
+    except FederationError as exc:
+        print(f"Cannot prepare the federation: {exc}")
+        return 1
+    if database_url is not None:
+        shown = redact_url(database_url)
+        print(f"  in PostgreSQL: the registry in {shown}, each security server in a database beside it")
     federation = RunningFederation(layout, report=print)
     try:
         print("Starting the trust services, the registry and the demo backends as separate processes;")

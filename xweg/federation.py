@@ -37,7 +37,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from core.identifiers import ClientId, MemberId, SecurityServerId, ServiceId, SubsystemId
+from gateway.database import is_postgres_url, redact_url
 from gateway.internaltls import INTERNAL_TLS_CERTIFICATE_FILE
+from gateway.messagelog.store import LogLocation, PostgresLogShard
 from trust.anchor import Anchor, AnchorKey, save_anchor
 from trust.castore import CaStore
 from trust.keys import (
@@ -313,6 +315,21 @@ class Layout:
     network: Network = Network.LOOPBACK
     # The registry's store; None: the SQLite file registry/registry.db.
     registry_database: str | None = None
+    # PostgreSQL beside which each security server has a database of its own
+    # (server_database_url); None: every server keeps SQLite files in its data folder.
+    database_url: str | None = None
+
+    def server_database_url(self, slug: str) -> str | None:
+        """The PostgreSQL database of server ``slug``: ``<database>_<slug>`` beside
+        :attr:`database_url`, where its replicas would share their message-log shards,
+        operational monitoring and configuration store.  None without a database_url."""
+        if self.database_url is None:
+            return None
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.database_url)
+        named = url.set(database=f"{url.database}_{slug.replace('-', '_')}")
+        return named.render_as_string(hide_password=False)
 
     @property
     def passphrase_file(self) -> Path:
@@ -366,7 +383,11 @@ class Layout:
     def server_config(self, slug: str) -> Path:
         return self.server_dir(slug) / "server.toml"
 
-    def message_log(self, slug: str) -> Path:
+    def message_log(self, slug: str) -> LogLocation:
+        """Server ``slug``'s message log: its SQLite file, or its one shard in PostgreSQL."""
+        database = self.server_database_url(slug)
+        if database is not None:
+            return PostgresLogShard(database, "main")
         return self.server_dir(slug) / "data" / "messagelog.db"
 
     def client_url(self, slug: str) -> str:
@@ -476,7 +497,32 @@ def _key_pair(
 DEPLOYMENT_FILE = "deployment.json"
 
 
-def _record_deployment(root: Path, network: Network, registry_database_url: str | None) -> None:
+def _create_server_databases(layout: Layout) -> None:
+    """Create each server's PostgreSQL database beside ``layout.database_url`` if missing."""
+    if layout.database_url is None:
+        return
+    import psycopg
+    from psycopg import sql
+    from sqlalchemy.engine import make_url
+
+    conninfo = "postgresql://" + layout.database_url.split("://", 1)[1]
+    try:
+        with psycopg.connect(conninfo, autocommit=True, connect_timeout=10) as admin:
+            existing = {row[0] for row in admin.execute("SELECT datname FROM pg_database")}
+            for server in layout.plan.servers:
+                name = make_url(str(layout.server_database_url(server.slug))).database
+                if name not in existing:
+                    admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(str(name))))
+    except psycopg.Error as exc:
+        raise FederationError(
+            f"cannot create the security servers' databases beside {redact_url(layout.database_url)}"
+            f" (the user needs CREATEDB): {' '.join(str(exc).split())}"
+        ) from exc
+
+
+def _record_deployment(
+    root: Path, network: Network, registry_database_url: str | None, database_url: str | None = None
+) -> None:
     """Remember what ``root`` is prepared for (:func:`open_layout` reads it back), refusing
     another network: the registry's store keeps the addresses, and certificates name hosts."""
     path = root / DEPLOYMENT_FILE
@@ -490,7 +536,11 @@ def _record_deployment(root: Path, network: Network, registry_database_url: str 
             f"{root} is prepared for the {recorded} network, not for {network.value}: use another folder"
         )
     if network is not Network.LOOPBACK or registry_database_url is not None or path.exists():
-        record = {"network": network.value, "registry_database_url": registry_database_url}
+        record = {
+            "network": network.value,
+            "registry_database_url": registry_database_url,
+            "database_url": database_url,
+        }
         write_atomic(path, (json.dumps(record, indent=2) + "\n").encode())
 
 
@@ -526,22 +576,31 @@ def prepare(
     *,
     network: Network = Network.LOOPBACK,
     registry_database_url: str | None = None,
+    database_url: str | None = None,
 ) -> Layout:
     """Create or reuse keys, certificates and configuration for ``plan`` under ``root``.
 
     ``network`` says where the components will run (:class:`Network`);
     ``registry_database_url`` is the registry's store (default: SQLite in ``registry/``),
     which must be reachable from here: the registry's administrator sets it up now.
+    ``database_url`` (PostgreSQL) puts everything in PostgreSQL: the registry's store
+    there (unless ``registry_database_url`` names another), and each security server in
+    a database of its own beside it (:meth:`Layout.server_database_url`), created here.
     """
+    if database_url is not None:
+        if not is_postgres_url(database_url):
+            raise FederationError(f"database_url must be a PostgreSQL URL, not {redact_url(database_url)}")
+        registry_database_url = registry_database_url or database_url
     root = root.resolve()
     for sub in ("trust", "registry", "servers", "logs"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     if not (root / "passphrase").exists():
         write_atomic(root / "passphrase", secrets.token_hex(24).encode(), mode=0o600)
     passphrase = (root / "passphrase").read_bytes().strip()
-    _record_deployment(root, network, registry_database_url)
+    _record_deployment(root, network, registry_database_url, database_url)
     ports = _ports(root, plan) if network is Network.LOOPBACK else network.fixed_ports(plan)
-    layout = Layout(root, plan, ports, network, registry_database_url)
+    layout = Layout(root, plan, ports, network, registry_database_url, database_url)
+    _create_server_databases(layout)
     now = dt.datetime.now(dt.UTC)
 
     # The state's trust services: a root CA, an issuing CA and its OCSP responder ...
@@ -671,6 +730,11 @@ def _write_server_config(layout: Layout, server: ServerPlan) -> None:
         f"server_id = {_toml_str(server.id.slash())}",
         f"anchor = {_toml_str(str(layout.anchor))}",
         'data_dir = "data"',
+        *(
+            []
+            if layout.database_url is None
+            else [f"database_url = {_toml_str(str(layout.server_database_url(server.slug)))}"]
+        ),
         "",
         "[client_listener]",
         f"host = {_toml_str(layout.network.bind)}",
@@ -766,7 +830,7 @@ def open_layout(root: Path, plan: FederationPlan = OWL) -> Layout:
         ports = {k: int(v) for k, v in json.loads((root / "ports.json").read_text()).items()}
     else:
         ports = network.fixed_ports(plan)
-    return Layout(root, plan, ports, network, record.get("registry_database_url"))
+    return Layout(root, plan, ports, network, record.get("registry_database_url"), record.get("database_url"))
 
 
 def component_commands(layout: Layout) -> dict[str, list[str]]:

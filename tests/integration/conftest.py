@@ -5,14 +5,17 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from core.identifiers import SecurityServerId
+from tests.databases import drop_postgres_databases, new_postgres_database, postgres_requested
 from xweg.federation import (
     DETMOLD,
     GEWERBEANZEIGE,
     KREIS_PB,
+    OWL,
     PADERBORN,
     FederationPlan,
     Layout,
@@ -80,9 +83,17 @@ def two_server_plan(**timing: float) -> FederationPlan:
     )
 
 
+def prepare_federation(root: Path, plan: FederationPlan = OWL, **options: Any) -> Layout:
+    """:func:`prepare`, on PostgreSQL when the run asks for it (``XWEG_TEST_DATABASE=postgresql``):
+    the registry in a fresh database, each security server in one of its own beside it."""
+    if postgres_requested() and "database_url" not in options:
+        options["database_url"] = new_postgres_database("xweg_fed")
+    return prepare(root, plan, **options)
+
+
 @pytest.fixture(scope="module")
 def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningFederation]:
-    layout: Layout = prepare(tmp_path_factory.mktemp("federation"), two_server_plan())
+    layout: Layout = prepare_federation(tmp_path_factory.mktemp("federation"), two_server_plan())
     running = RunningFederation(layout)
     with running.running(timeout_s=90):
         yield running
@@ -95,3 +106,8 @@ def layout(federation: RunningFederation) -> Layout:
 
 def data_dir(layout: Layout) -> Path:
     return layout.root
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    # Federations on PostgreSQL outlive their tests' fixtures (module scope, processes).
+    drop_postgres_databases()

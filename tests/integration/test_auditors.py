@@ -27,10 +27,10 @@ from typing import Any
 import pytest
 
 from gateway.messagelog.store import MessageLogStore
-from tests.integration.conftest import GEWERBEAMT, two_server_plan
+from tests.integration.conftest import GEWERBEAMT, prepare_federation, two_server_plan
 from tests.integration.test_exchange import ANZEIGE
 from xweg.demo import Exchange, call
-from xweg.federation import GEWERBEANZEIGE, Layout, RunningFederation, prepare, rest_path
+from xweg.federation import GEWERBEANZEIGE, Layout, RunningFederation, rest_path
 
 pytestmark = pytest.mark.integration
 
@@ -45,7 +45,7 @@ AUDIT = "/audit/v1"
 
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Layout]:
-    layout = prepare(tmp_path_factory.mktemp("audited"), two_server_plan(timestamp_interval_s=1.0))
+    layout = prepare_federation(tmp_path_factory.mktemp("audited"), two_server_plan(timestamp_interval_s=1.0))
     with RunningFederation(layout).running(timeout_s=90):
         yield layout
 
@@ -58,7 +58,9 @@ def minimising(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Layout]:
         dataclasses.replace(s, omit_bodies_for=(GEWERBEAMT.slash(),)) if s.slug == "detmold" else s
         for s in plan.servers
     )
-    layout = prepare(tmp_path_factory.mktemp("minimising"), dataclasses.replace(plan, servers=servers))
+    layout = prepare_federation(
+        tmp_path_factory.mktemp("minimising"), dataclasses.replace(plan, servers=servers)
+    )
     with RunningFederation(layout).running(timeout_s=90):
         yield layout
 

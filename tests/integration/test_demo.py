@@ -9,7 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psycopg
 import pytest
+
+from tests.databases import new_postgres_database
 
 pytestmark = pytest.mark.integration
 
@@ -102,3 +105,44 @@ def test_demo_once_exchanges_and_leaves_verifiable_logs(tmp_path: Path) -> None:
     # The registry's store persisted: nothing is registered twice.
     assert "asked to register" not in again.stdout
     assert again.stdout.count("is registered (kept from the last run)") == 5
+
+
+def test_demo_once_on_postgresql(tmp_path: Path) -> None:
+    """``xweg demo --once --database-url``: the registry in the given database, each security
+    server in one of its own beside it, and nothing of theirs left in SQLite files."""
+    base = new_postgres_database("xweg_demo")
+    data = tmp_path / "demo"
+    run = _xweg("demo", "--once", "--data", str(data), "--database-url", base)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "in PostgreSQL: the registry in " + base in run.stdout
+    assert "Demo succeeded." in run.stdout
+    for slug in ("nrw", "detmold", "paderborn", "delbrueck", "bielefeld"):
+        assert re.search(
+            rf"intact, [1-9][0-9]* records, .* timestamped +shard main of {base}_{slug}\n", run.stdout
+        )
+        folder = data / "servers" / slug / "data"
+        assert not {"messagelog.db", "opmon.db", "serverconf.db"} & {p.name for p in folder.iterdir()}
+        # Each server's database holds its log's shard, its monitoring and its configuration.
+        with psycopg.connect(f"{base}_{slug}") as connection:
+            schemas = {
+                row[0]
+                for row in connection.execute(
+                    "SELECT DISTINCT table_schema FROM information_schema.tables"
+                    " WHERE table_schema IN ('messagelog_main', 'opmon', 'public')"
+                )
+            }
+            services = connection.execute("SELECT count(*) FROM services").fetchone()
+        assert schemas == {"messagelog_main", "opmon", "public"}
+        assert services is not None
+    assert not (data / "registry" / "registry.db").exists()
+    with psycopg.connect(base) as connection:
+        members = connection.execute("SELECT count(*) FROM members").fetchone()
+    assert members is not None and members[0] >= 5
+
+    # An auditor verifies a server's every shard with the anchor alone.
+    anchor = data / "anchor.json"
+    audit = _xweg("audit", "verify", f"{base}_detmold", "--anchor", str(anchor), "--json")
+    assert audit.returncode == 0, audit.stdout + audit.stderr
+    report = json.loads(audit.stdout)
+    assert report["intact"] is True and list(report["shards"]) == ["main"]
+    assert report["shards"]["main"]["records"] >= 4

@@ -11,8 +11,8 @@ import pytest
 
 from gateway.config import GatewayConfig
 from gateway.serverconf.store import AuditContext, ServerConfStore
-from tests.integration.conftest import two_server_plan
-from xweg.federation import GEWERBEANZEIGE, prepare
+from tests.integration.conftest import prepare_federation, two_server_plan
+from xweg.federation import GEWERBEANZEIGE
 
 pytestmark = pytest.mark.integration
 
@@ -23,7 +23,7 @@ def _store(config: GatewayConfig) -> ServerConfStore:
 
 def test_a_moved_backend_is_followed_and_nothing_else_is_touched(tmp_path: Path) -> None:
     plan = two_server_plan()
-    layout = prepare(tmp_path, plan)
+    layout = prepare_federation(tmp_path, plan)
     config = GatewayConfig.load(layout.server_config("detmold"))
     store = _store(config)  # as the server's first start does: seeded from the file
     store.seed(config.seed_snapshot(), AuditContext("configuration-file", dt.datetime.now(dt.UTC)))
@@ -38,7 +38,7 @@ def test_a_moved_backend_is_followed_and_nothing_else_is_touched(tmp_path: Path)
     moved = ports["backend.gewerbeanzeige"] + 1
     ports["backend.gewerbeanzeige"] = moved
     (tmp_path / "ports.json").write_text(json.dumps(ports))
-    layout = prepare(tmp_path, plan)
+    layout = prepare_federation(tmp_path, plan)
 
     store = _store(config)
     try:

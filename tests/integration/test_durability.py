@@ -34,7 +34,7 @@ from aiohttp import web
 from core.identifiers import SecurityServerId
 from gateway.messagelog.record import Direction
 from gateway.messagelog.store import MessageLogStore
-from tests.integration.conftest import ARBEITSSCHUTZ, GEWERBEAMT
+from tests.integration.conftest import ARBEITSSCHUTZ, GEWERBEAMT, prepare_federation
 from xweg.federation import (
     DETMOLD,
     PADERBORN,
@@ -44,7 +44,6 @@ from xweg.federation import (
     RunningFederation,
     ServerPlan,
     ServicePlan,
-    prepare,
     rest_path,
 )
 
@@ -129,7 +128,7 @@ def _plan(backend_port: int) -> FederationPlan:
 @pytest.fixture
 def chain(tmp_path: Path) -> Iterator[tuple[RunningFederation, NotingBackend]]:
     with NotingBackend() as backend:
-        running = RunningFederation(prepare(tmp_path / "federation", _plan(backend.port)))
+        running = RunningFederation(prepare_federation(tmp_path / "federation", _plan(backend.port)))
         with running.running(timeout_s=90):
             yield running, backend
 
@@ -302,7 +301,8 @@ def _ready(layout: Layout) -> int:
 def test_a_full_disk_refuses_traffic_with_logging_failed_and_recovers(tmp_path: Path) -> None:
     root = tmp_path / "federation"
     with NotingBackend() as backend, _small_disk(root / "servers" / "paderborn" / "data", 48) as data:
-        running = RunningFederation(prepare(root, _plan(backend.port)))
+        # SQLite on purpose, whatever the run's database: this is the full disk of that path.
+        running = RunningFederation(prepare_federation(root, _plan(backend.port), database_url=None))
         with running.running(timeout_s=90):
             layout = running.layout
             status, headers, _ = _post(layout)

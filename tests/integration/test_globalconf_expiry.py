@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import GEWERBEAMT, two_server_plan
+from tests.integration.conftest import GEWERBEAMT, prepare_federation, two_server_plan
 from tests.integration.test_exchange import ANZEIGE, assert_xroad_error
 from xweg.demo import call
-from xweg.federation import GEWERBEANZEIGE, RunningFederation, prepare, rest_path
+from xweg.federation import GEWERBEANZEIGE, RunningFederation, rest_path
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +25,7 @@ def _current_serial(federation: RunningFederation, slug: str) -> int | None:
 
 def test_expired_global_configuration_refuses_traffic_until_renewed(tmp_path: Path) -> None:
     plan = two_server_plan(registry_interval_s=1.0, registry_validity_s=3.0, globalconf_poll_s=1.0)
-    federation = RunningFederation(prepare(tmp_path, plan))
+    federation = RunningFederation(prepare_federation(tmp_path, plan))
     url = federation.layout.client_url("paderborn") + rest_path(GEWERBEANZEIGE, "/anzeigen")
     with federation.running(timeout_s=90):
         assert call(url, "POST", GEWERBEAMT, ANZEIGE).status == 201

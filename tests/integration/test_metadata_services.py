@@ -35,6 +35,7 @@ from core.identifiers import ClientId, SecurityServerId, ServiceId, SubsystemId
 from core.messages import RequestHeader
 from gateway.messagelog.record import LogRecord
 from gateway.messagelog.store import MessageLogStore
+from tests.integration.conftest import prepare_federation
 from xweg.demo import call
 from xweg.federation import (
     BIELEFELD,
@@ -45,7 +46,6 @@ from xweg.federation import (
     RunningFederation,
     ServerPlan,
     ServicePlan,
-    prepare,
 )
 
 pytestmark = pytest.mark.integration
@@ -142,7 +142,7 @@ def layout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Layout]:
     thread = threading.Thread(target=openapi_server.serve_forever, daemon=True)
     thread.start()
     try:
-        prepared = prepare(tmp_path_factory.mktemp("metadata-federation"), metadata_plan())
+        prepared = prepare_federation(tmp_path_factory.mktemp("metadata-federation"), metadata_plan())
         _describe_anzeigen(prepared, f"http://127.0.0.1:{openapi_server.server_port}/openapi.json")
         running = RunningFederation(prepared)
         with running.running(timeout_s=90):

@@ -26,6 +26,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from core.identifiers import SecurityServerId
+from tests.integration.conftest import prepare_federation
 from xweg.demo import call
 from xweg.federation import (
     BIELEFELD,
@@ -36,7 +37,6 @@ from xweg.federation import (
     RunningFederation,
     ServerPlan,
     ServicePlan,
-    prepare,
     rest_path,
 )
 
@@ -69,7 +69,7 @@ def plan() -> FederationPlan:
 
 @pytest.fixture(scope="module")
 def layout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Layout]:
-    prepared = prepare(tmp_path_factory.mktemp("operations"), plan())
+    prepared = prepare_federation(tmp_path_factory.mktemp("operations"), plan())
     with RunningFederation(prepared).running(timeout_s=90):
         yield prepared
 

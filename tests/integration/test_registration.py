@@ -14,16 +14,22 @@ import pytest
 
 from core.identifiers import SubsystemId
 from registry.store import RegistryStore
-from tests.integration.conftest import ARBEITSSCHUTZ, GEWERBEAMT, KREISVERWALTUNG, two_server_plan
+from tests.integration.conftest import (
+    ARBEITSSCHUTZ,
+    GEWERBEAMT,
+    KREISVERWALTUNG,
+    prepare_federation,
+    two_server_plan,
+)
 from xweg.enrolment import OFFICER, _published
-from xweg.federation import DETMOLD, KREIS_PB, PADERBORN, Layout, RunningFederation, prepare
+from xweg.federation import DETMOLD, KREIS_PB, PADERBORN, Layout, RunningFederation
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def layout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Layout]:
-    layout = prepare(tmp_path_factory.mktemp("registration"), two_server_plan())
+    layout = prepare_federation(tmp_path_factory.mktemp("registration"), two_server_plan())
     with RunningFederation(layout).running(timeout_s=90):
         yield layout
 

@@ -35,6 +35,7 @@ from core.identifiers import SecurityServerId, ServiceId
 from core.messages import Protocol, RequestHeader, ResponseHeader, sha512
 from gateway.messagelog.record import LogRecord
 from gateway.messagelog.store import MessageLogStore
+from tests.integration.conftest import prepare_federation
 from xweg.demo import call
 from xweg.federation import (
     BIELEFELD,
@@ -45,7 +46,6 @@ from xweg.federation import (
     RunningFederation,
     ServerPlan,
     ServicePlan,
-    prepare,
     rest_path,
 )
 
@@ -115,7 +115,7 @@ def soap_plan() -> FederationPlan:
 
 @pytest.fixture(scope="module")
 def layout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Layout]:
-    prepared = prepare(tmp_path_factory.mktemp("soap-federation"), soap_plan())
+    prepared = prepare_federation(tmp_path_factory.mktemp("soap-federation"), soap_plan())
     running = RunningFederation(prepared)
     with running.running(timeout_s=90):
         yield prepared

@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from tests.integration.conftest import GEWERBEAMT, two_server_plan
+from tests.integration.conftest import GEWERBEAMT, prepare_federation, two_server_plan
 from tests.integration.test_exchange import ANZEIGE, assert_xroad_error, received_by_backend
 from trust.castore import CaStore
 from trust.keys import load_certificate
 from xweg.demo import Exchange, call
-from xweg.federation import GEWERBEANZEIGE, Layout, RunningFederation, prepare, rest_path
+from xweg.federation import GEWERBEANZEIGE, Layout, RunningFederation, rest_path
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +35,7 @@ def short_lived(tmp_path: Path) -> Iterator[RunningFederation]:
         timestamp_interval_s=1.0,
         timestamp_acceptable_s=4.0,
     )
-    federation = RunningFederation(prepare(tmp_path, plan))
+    federation = RunningFederation(prepare_federation(tmp_path, plan))
     with federation.running(timeout_s=90):
         yield federation
 
