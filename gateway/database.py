@@ -173,6 +173,19 @@ class Database:
         with self._pg.transaction():
             yield
 
+    @contextmanager
+    def read_snapshot(self) -> Iterator[None]:
+        """A read-only transaction in which every query sees one and the same state."""
+        if self.dialect == "sqlite":
+            # In WAL mode a read transaction keeps the snapshot of its first read.
+            with self._sqlite_transaction("BEGIN"):
+                yield
+            return
+        self._ensure_open()
+        with self._pg.transaction():
+            self._pg.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            yield
+
     def close(self) -> None:
         self._connection.close()
 

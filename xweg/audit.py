@@ -399,6 +399,26 @@ def archive_verify_command(path: Path, ca_file: Path | None, tsa_file: Path | No
 # --------------------------------------------------------------------------- list
 
 
+def copy_command(source: str, shard: str | None, out: Path) -> int:
+    """``xweg audit copy``: one consistent state of a log, as a new SQLite file to verify offline."""
+    location: LogLocation
+    try:
+        if is_postgres_url(source):
+            location = PostgresLogShard(source, shard or "main")
+        elif shard is not None:
+            return _error(
+                "copy", "--shard names a shard of a PostgreSQL database: pass its postgresql:// URL"
+            )
+        else:
+            location = Path(source)
+        with MessageLogStore.open_readonly(location) as store:
+            records = store.copy_to(out)
+    except (ValueError, MessageLogError) as exc:
+        return _error("copy", str(exc))
+    print(f"{location}: {records} records copied to {out}")
+    return 0
+
+
 def list_command(path: Path, as_json: bool) -> int:
     """One line per record: message id, time, direction, client, service, status."""
     if not path.is_file():

@@ -137,6 +137,13 @@ def _add_audit_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         help="a checkpoint file kept earlier: the log must be consistent with it (repeatable)",
     )
 
+    copying = audit_sub.add_parser(
+        "copy", help="copy a message log (a file, or a replica's shard in PostgreSQL) to a new file"
+    )
+    copying.add_argument("source", help="a message log file, or the postgresql:// URL of a server's database")
+    copying.add_argument("--shard", help="with a postgresql:// URL: the replica's shard (default main)")
+    copying.add_argument("--out", type=Path, required=True, help="the new SQLite file (blobs beside it)")
+
     listing = audit_sub.add_parser("list", help="list a message log's records, one line each")
     listing.add_argument("path", type=Path)
     listing.add_argument("--json", action="store_true", help="print a JSON list")
@@ -184,6 +191,8 @@ def _run_audit(args: argparse.Namespace) -> int:
         )
     if args.action == "list":
         return audit.list_command(args.path, args.json)
+    if args.action == "copy":
+        return audit.copy_command(args.source, args.shard, args.out)
     if args.action == "export":
         from core.clock import SystemClock
 

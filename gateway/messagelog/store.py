@@ -1215,6 +1215,50 @@ class MessageLogStore:
             raise LogWriteError(f"{what}: the blob store returned another digest")
         return digest
 
+    # -- copying ---------------------------------------------------------------------
+
+    def copy_to(self, target: Path) -> int:
+        """Write a copy of this log, as one consistent state, to the new SQLite file
+        ``target`` (blob bodies to its blob folder beside it); return the records copied.
+
+        What an auditor takes away: a PostgreSQL shard, or a file that is being written,
+        becomes a file to verify offline with ``xweg audit verify``.  Rows are copied as
+        they are stored, not re-encoded, so the copy shows whatever the original holds.
+        """
+        target = Path(target)
+        if target.exists():
+            raise LogWriteError(f"cannot copy the message log to {target}: it exists")
+        try:
+            return self._copy_to(target)
+        except BaseException:
+            # No half-made copy stays behind to be mistaken for the log (blobs may be shared).
+            for leftover in (target, Path(f"{target}-wal"), Path(f"{target}-shm")):
+                leftover.unlink(missing_ok=True)
+            raise
+
+    def _copy_to(self, target: Path) -> int:
+        copied = 0
+        with MessageLogStore.open(target) as copy:
+            with (
+                self._use(LogReadError, f"cannot copy the log to {target}") as source,
+                source.read_snapshot(),
+                copy._use(LogWriteError, f"cannot write {target}") as out,
+                _transaction(out, copy._write_lock),
+            ):
+                for table, key in _COPIED_TABLES:
+                    rows = _copy_table(source, out, table, key)
+                    copied = rows if table == "records" else copied
+                digests = [row[0] for row in source.execute(_BLOB_DIGESTS).fetchall()]
+            for digest in digests:
+                # Read back through this log's blob store (hash-checked), then written and synced.
+                try:
+                    body = self._blobs.get(digest)
+                except (BlobError, ValueError) as exc:
+                    raise LogReadError(f"cannot copy body blob {digest!r}: {exc}") from exc
+                with copy._use(LogWriteError, f"cannot write {target}") as out:
+                    copy._put_blob(out, body, f"cannot copy body blob {digest}")
+        return copied
+
     # -- closing ---------------------------------------------------------------------
 
     def close(self) -> None:
@@ -1292,6 +1336,46 @@ def _transaction(
             yield
     finally:
         write_lock.release()
+
+
+#: What :meth:`MessageLogStore.copy_to` copies, each table with the column it pages by
+#: (None: the table is small and copied at once).
+_COPIED_TABLES: tuple[tuple[str, str | None], ...] = (
+    ("meta", None),
+    ("globalconf", None),
+    ("prune_horizon", None),
+    ("archives", None),
+    ("blob_gc", None),
+    ("checkpoints", None),
+    ("pruned_leaves", "seq"),
+    ("records", "seq"),
+    ("record_paths", "seq"),
+)
+_BLOB_DIGESTS = "SELECT DISTINCT body_blob FROM records WHERE body_blob IS NOT NULL ORDER BY body_blob"
+
+
+def _copy_table(source: Database, target: Database, table: str, key: str | None) -> int:
+    """Copy every row of ``table`` as stored; return how many."""
+    # Table and column names come from _COPIED_TABLES and the cursor, never from outside.
+    select = f"SELECT * FROM {table}"  # noqa: S608
+    copied, after = 0, None
+    while True:
+        if key is None:
+            cursor = source.execute(select)
+        elif after is None:
+            cursor = source.execute(f"{select} ORDER BY {key} LIMIT ?", (_PAGE_ROWS,))
+        else:
+            cursor = source.execute(f"{select} WHERE {key} > ? ORDER BY {key} LIMIT ?", (after, _PAGE_ROWS))
+        names = [column[0] for column in cursor.description]
+        rows = [tuple(row) for row in cursor.fetchall()]
+        if rows:
+            columns = ", ".join(names)
+            marks = ", ".join("?" * len(names))
+            target.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", rows)  # noqa: S608
+        copied += len(rows)
+        if key is None or len(rows) < _PAGE_ROWS:
+            return copied
+        after = rows[-1][names.index(key)]
 
 
 def _path_from_row(row: tuple[Any, ...]) -> tuple[int, int, list[bytes]]:

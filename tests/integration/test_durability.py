@@ -33,7 +33,7 @@ from aiohttp import web
 
 from core.identifiers import SecurityServerId
 from gateway.messagelog.record import Direction
-from gateway.messagelog.store import MessageLogStore
+from gateway.messagelog.store import MessageLogStore, PostgresLogShard
 from tests.integration.conftest import ARBEITSSCHUTZ, GEWERBEAMT, prepare_federation
 from xweg.federation import (
     DETMOLD,
@@ -175,15 +175,26 @@ def _logged(layout: Layout, slug: str) -> dict[Direction, set[str]]:
 
 
 def _audit(layout: Layout, slug: str) -> dict[str, object]:
+    """``xweg audit verify --json`` of a server's log (its file, or its shard in PostgreSQL)."""
+    location = layout.message_log(slug)
+    target = (
+        [location.url, "--shard", location.shard]
+        if isinstance(location, PostgresLogShard)
+        else [str(location)]
+    )
     done = subprocess.run(
-        [sys.executable, "-m", "xweg", "audit", "verify", str(layout.message_log(slug)), "--json"],
+        [sys.executable, "-m", "xweg", "audit", "verify", *target, "--json"],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    return json.loads(done.stdout)  # type: ignore[no-any-return]
+    summary = json.loads(done.stdout)
+    if isinstance(location, PostgresLogShard):
+        assert summary["intact"] is True, summary
+        return summary["shards"][location.shard]  # type: ignore[no-any-return]
+    return summary  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize("victim", ["detmold", "paderborn"])

@@ -114,3 +114,40 @@ def test_shard_needs_a_database(tmp_path: Path, capsys: pytest.CaptureFixture[st
     code, _, err = run(capsys, "verify", log, "--shard", "a")
     assert code == 2
     assert "--shard names a shard of a PostgreSQL database" in err
+
+
+def test_a_shard_copied_to_a_file_verifies_offline_and_keeps_what_it_was(
+    two_replicas: str, anchor: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    copy = tmp_path / "replica_a.db"
+    code, out, _ = run(capsys, "copy", two_replicas, "--shard", "replica_a", "--out", copy)
+    assert code == 0
+    assert out.strip().endswith(f"10 records copied to {copy}")
+    code, out, _ = run(capsys, "verify", copy, "--anchor", anchor, "--json")
+    assert code == 0
+    copied = json.loads(out)
+    assert (copied["first_error"], copied["tree_size"], copied["checkpoints"]) == (None, 10, 2)
+
+    # Rows are copied as stored: a change made before the copy shows in the copy too ...
+    with psycopg.connect(two_replicas, autocommit=True) as connection:
+        connection.execute("UPDATE messagelog_replica_a.records SET status = 599 WHERE seq = 2")
+    changed = tmp_path / "changed.db"
+    assert run(capsys, "copy", two_replicas, "--shard", "replica_a", "--out", changed)[0] == 0
+    code, out, _ = run(capsys, "verify", changed, "--anchor", anchor)
+    assert code == 1 and "First bad record: 2" in out
+    # ... and the earlier copy is a witness of what the shard held before.
+    assert run(capsys, "verify", copy, "--anchor", anchor)[0] == 0
+
+
+def test_a_copy_never_overwrites_and_leaves_nothing_when_it_fails(
+    two_replicas: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    existing = tmp_path / "existing.db"
+    existing.write_bytes(b"keep me")
+    code, _, err = run(capsys, "copy", two_replicas, "--shard", "replica_a", "--out", existing)
+    assert code == 2 and "it exists" in err
+    assert existing.read_bytes() == b"keep me"
+    missing = tmp_path / "missing.db"
+    code, _, err = run(capsys, "copy", two_replicas, "--shard", "nosuch", "--out", missing)
+    assert code == 2 and "does not exist" in err
+    assert not missing.exists()

@@ -334,6 +334,49 @@ def test_a_body_over_the_inline_limit_is_a_blob(location: LogLocation, signers: 
     assert (report.ok, report.records, report.bodies_omitted) == (True, 2, 0)
 
 
+def test_a_copy_holds_the_same_log_with_its_blobs(
+    location: LogLocation, signers: Signers, tmp_path: Path
+) -> None:
+    large = b'{"document":"' + b"B" * 5000 + b'"}'
+    exchange = make_exchange(signers, 1)
+    with MessageLogStore.open(location, body_policy=BodyPolicy(inline_limit_bytes=1024)) as store:
+        store.append([exchange.request, with_body(signers, exchange, large)])
+        store.append(exchanges(signers, (2, 3)))
+        store.set_meta("server_id", "NRW/GOV/057/ss1")
+    copy = tmp_path / "copy" / "messagelog.db"
+    copy.parent.mkdir()
+    with MessageLogStore.open_readonly(location) as store:
+        assert store.copy_to(copy) == 6
+        original = [(r.seq, r.record_hash, r.body) for r in store.iter_records()]
+    with MessageLogStore.open_readonly(copy) as copied:
+        assert [(r.seq, r.record_hash, r.body) for r in copied.iter_records()] == original
+        assert copied.get_meta("server_id") == "NRW/GOV/057/ss1"
+    assert (default_blob_root(copy) / body_digest(large)[:2] / body_digest(large)).read_bytes() == large
+    assert verify_log_file(copy, signers.check).ok
+
+
+def test_a_copy_that_fails_leaves_no_file(location: LogLocation, signers: Signers, tmp_path: Path) -> None:
+    large = b'{"document":"' + b"C" * 5000 + b'"}'
+    exchange = make_exchange(signers, 1)
+    with MessageLogStore.open(location, body_policy=BodyPolicy(inline_limit_bytes=1024)) as store:
+        store.append([exchange.request, with_body(signers, exchange, large)])
+    # The blob a record relies on is gone: the copy cannot be whole, so there is none.
+    if isinstance(location, PostgresLogShard):
+        tamper(location, "DELETE FROM blobs")
+    else:
+        digest = body_digest(large)
+        (default_blob_root(location) / digest[:2] / digest).unlink()
+    copy = tmp_path / "copy" / "messagelog.db"
+    copy.parent.mkdir()
+    with (
+        MessageLogStore.open_readonly(location) as store,
+        pytest.raises(LogReadError, match="cannot copy body blob"),
+    ):
+        store.copy_to(copy)
+    assert not copy.exists()
+    assert not Path(f"{copy}-wal").exists()
+
+
 def test_archived_records_are_pruned_and_their_blobs_collected(
     location: LogLocation, tmp_path: Path, signers: Signers, pki: Pki, tsa_identity: TsaIdentity
 ) -> None:
