@@ -20,7 +20,9 @@ import contextlib
 import functools
 import hashlib
 import re
+import secrets
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -257,6 +259,12 @@ def connect_postgres(
     connection holds while it lives (taken again after a reconnection); if another
     session holds it, connecting fails with :class:`DatabaseInUse`.  PostgreSQL releases
     it when the session ends, a killed process's included.
+
+    After a network partition the server may not yet know that this connection's
+    previous session is gone, and that session still holds the lock (for as long as the
+    server's TCP keepalive takes, two hours by default).  Every session of one
+    :class:`Database` carries the same unique ``application_name``; reconnecting, it ends
+    a session of its own that still holds the lock, and only such a session.
     """
     if not is_postgres_url(url):
         raise ValueError(f"not a PostgreSQL URL: {redact_url(url)}")
@@ -264,12 +272,15 @@ def connect_postgres(
     if schema is not None:
         check_schema_name(schema)
 
+    # Unique to this Database: how a reconnection recognises a session of its own.
+    application_name = f"xweg {secrets.token_hex(8)}" if session_lock is not None else "xweg"
+
     def connect() -> psycopg.Connection[Any]:
         connection = psycopg.connect(
             conninfo,
             autocommit=True,
             connect_timeout=max(1, int(timeout_s)),
-            application_name="xweg",
+            application_name=application_name,
             # A peer that vanished without closing the socket is noticed in seconds, not hours.
             keepalives=1,
             keepalives_idle=10,
@@ -293,11 +304,7 @@ def connect_postgres(
             if readonly:
                 connection.execute("SET default_transaction_read_only = on")
             if session_lock is not None:
-                row = connection.execute(
-                    "SELECT pg_try_advisory_lock(%s)", (advisory_key(session_lock),)
-                ).fetchone()
-                if row is None or not row[0]:
-                    raise DatabaseInUse(f"{session_lock} is held by another session")
+                _take_session_lock(connection, session_lock, application_name, timeout_s)
         except BaseException:
             connection.close()
             raise
@@ -305,6 +312,26 @@ def connect_postgres(
 
     described = redact_url(url) if schema is None else f"{redact_url(url)} (schema {schema})"
     return Database("postgresql", connect(), describe=described, reconnect=connect)
+
+
+def _take_session_lock(
+    connection: psycopg.Connection[Any], name: str, application_name: str, timeout_s: float
+) -> None:
+    key = advisory_key(name)
+    deadline = time.monotonic() + timeout_s
+    while True:
+        row = connection.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+        if row is not None and row[0]:
+            return
+        # Sessions of this Database left over from before a partition: ended, then try again.
+        ended = connection.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE application_name = %s AND pid <> pg_backend_pid()",
+            (application_name,),
+        ).fetchall()
+        if not ended or time.monotonic() > deadline:
+            raise DatabaseInUse(f"{name} is held by another session")
+        time.sleep(0.05)  # the ended session lets go of its locks as it exits
 
 
 def advisory_key(name: str) -> int:

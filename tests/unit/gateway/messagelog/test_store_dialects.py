@@ -41,6 +41,7 @@ from gateway.messagelog.store import (
 )
 from gateway.messagelog.verify import LogReport, RecordProblem, verify_log_file
 from tests.databases import POSTGRES_DSN, fresh_postgres_database
+from tests.tcpproxy import TcpProxy
 from tests.unit.gateway.messagelog.helpers import (
     CHECKPOINT_SIGNERS,
     NOW,
@@ -554,6 +555,33 @@ def test_the_store_recovers_after_its_connection_is_killed(shard: PostgresLogSha
             MessageLogStore.open(shard, exclusive=True)
         assert store.count() == 4
     report = verify_log_file(shard, signers.check)
+    assert report == LogReport(records=4, first_error=None)
+
+
+@postgres
+def test_after_a_partition_the_writer_takes_its_shard_back(database: str, signers: Signers) -> None:
+    with TcpProxy([5432]) as network:
+        shard = PostgresLogShard(database.replace(":5432/", f":{network.port}/"), "main")
+        with MessageLogStore.open(shard, exclusive=True) as store:
+            store.append(exchanges(signers, (1,)))
+            # The network breaks; the database does not notice: the old session, and the
+            # shard's writer lock it holds, live on there.
+            network.partition()
+            with pytest.raises(LogWriteError, match="cannot write 2 record"):
+                store.append(exchanges(signers, (2,), start=10))
+            network.restore()
+            with admin(database) as connection:
+                stale = connection.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND application_name LIKE 'xweg %'"
+                ).fetchone()
+            assert stale == (1,)
+            # Reconnecting, the store ends its own stale session and writes on.
+            assert [r.seq for r in store.append(exchanges(signers, (3,), start=20))] == [3, 4]
+            # Another writer still cannot take the shard: only the store's own session was ended.
+            with pytest.raises(LogOpenError, match="being written by another"):
+                MessageLogStore.open(PostgresLogShard(database, "main"), exclusive=True)
+    report = verify_log_file(PostgresLogShard(database, "main"), signers.check)
     assert report == LogReport(records=4, first_error=None)
 
 
