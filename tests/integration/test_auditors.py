@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
-import shutil
 import sqlite3
 import subprocess
 import sys
@@ -142,18 +141,10 @@ def _wait_timestamped(layout: Layout, message_id: str, *slugs: str, timeout_s: f
 
 
 def _snapshot(layout: Layout, slug: str, target: Path) -> Path:
-    """A consistent copy of a live log (SQLite online backup), with its blob store if it has one."""
+    """A consistent copy of a live log (a file or a shard), with its blobs beside it."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    source = layout.message_log(slug)
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-    dst = sqlite3.connect(target)
-    with dst:
-        src.backup(dst)
-    src.close()
-    dst.close()
-    blobs = source.parent / "blobs"
-    if blobs.is_dir():
-        shutil.copytree(blobs, target.parent / "blobs")
+    with MessageLogStore.open_readonly(layout.message_log(slug)) as store:
+        store.copy_to(target)
     return target
 
 

@@ -25,7 +25,7 @@ import pytest
 from core.canonical import b64, request_digest
 from core.identifiers import ClientId, SecurityServerId, ServiceId
 from core.messages import Protocol, RequestHeader, ResponseHeader, sha512
-from gateway.messagelog.store import MessageLogStore, default_blob_root
+from gateway.messagelog.store import LogLocation, MessageLogStore
 from gateway.transport.client import EXCHANGE_PATH, PeerClient
 from gateway.transport.frame import CONTENT_TYPE, encode_frame
 from tests.integration.conftest import DEAD_SERVICE, GEWERBEAMT, KREISVERWALTUNG, SLOW_SERVICE
@@ -418,18 +418,10 @@ async def test_consumer_refuses_a_provider_with_the_wrong_certificate(layout: La
 # ------------------------------------------------------------------ auditors
 
 
-def _snapshot(source: Path, target: Path) -> Path:
-    # The online backup API copies a consistent state while the server keeps writing.
-    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
-    dst = sqlite3.connect(target)
-    with dst:
-        src.backup(dst)
-    src.close()
-    dst.close()
-    # Large bodies are kept beside the log (content-addressed, so logs may share the folder).
-    blobs = default_blob_root(source)
-    if blobs.is_dir():
-        shutil.copytree(blobs, default_blob_root(target), dirs_exist_ok=True)
+def _snapshot(source: LogLocation, target: Path) -> Path:
+    # One consistent state of the live log (a file or a shard), as an auditor takes it away.
+    with MessageLogStore.open_readonly(source) as store:
+        store.copy_to(target)
     return target
 
 

@@ -447,12 +447,8 @@ def test_audit_verify_accepts_soap_records(layout: Layout, tmp_path: Path) -> No
     assert post_soap(layout, request).status == 200
     for slug in ("delbrueck", "bielefeld"):
         copy = tmp_path / f"{slug}.db"
-        source = sqlite3.connect(f"file:{layout.message_log(slug)}?mode=ro", uri=True)
-        target = sqlite3.connect(copy)
-        with target:
-            source.backup(target)
-        source.close()
-        target.close()
+        with MessageLogStore.open_readonly(layout.message_log(slug)) as store:
+            store.copy_to(copy)
         result = _audit(copy, "--json", "--ca", str(layout.ca_certificate))
         assert result.returncode == 0, result.stdout + result.stderr
         summary = json.loads(result.stdout)
