@@ -38,7 +38,7 @@ def test_a_moved_backend_is_followed_and_nothing_else_is_touched(tmp_path: Path)
     moved = ports["backend.gewerbeanzeige"] + 1
     ports["backend.gewerbeanzeige"] = moved
     (tmp_path / "ports.json").write_text(json.dumps(ports))
-    layout = prepare_federation(tmp_path, plan)
+    layout = prepare_federation(tmp_path, plan, database_url=layout.database_url)
 
     store = _store(config)
     try:

@@ -160,7 +160,7 @@ def test_enrolment_resumes_a_request_left_pending(layout: Layout) -> None:
         ),
     )
     lines: list[str] = []
-    enrol(Layout(layout.root, grown, layout.ports), report=lines.append, timeout_s=30)
+    enrol(dataclasses.replace(layout, plan=grown), report=lines.append, timeout_s=30)
     assert any(f"client {new_client.slash()} (request {left_pending[:8]}" in line for line in lines), lines
     with RegistryStore.open(layout.registry_database_url) as store:
         assert store.registration(left_pending).status == "approved"
