@@ -164,8 +164,10 @@ class Database:
             yield
 
     @contextmanager
-    def transaction(self) -> Iterator[None]:
-        """A plain transaction (SQLite's deferred ``BEGIN``): for writes that need no lock up front."""
+    def transaction(self, *, snapshot: bool = False) -> Iterator[None]:
+        """A plain transaction (SQLite's deferred ``BEGIN``): for writes that need no lock
+        up front.  ``snapshot``: read-only, every query seeing one and the same state (in
+        WAL mode an SQLite read transaction keeps the snapshot of its first read)."""
         if self.dialect == "sqlite":
             # The connection is in autocommit mode, where ``with connection`` begins nothing.
             with self._sqlite_transaction("BEGIN"):
@@ -173,19 +175,8 @@ class Database:
             return
         self._ensure_open()
         with self._pg.transaction():
-            yield
-
-    @contextmanager
-    def read_snapshot(self) -> Iterator[None]:
-        """A read-only transaction in which every query sees one and the same state."""
-        if self.dialect == "sqlite":
-            # In WAL mode a read transaction keeps the snapshot of its first read.
-            with self._sqlite_transaction("BEGIN"):
-                yield
-            return
-        self._ensure_open()
-        with self._pg.transaction():
-            self._pg.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            if snapshot:
+                self._pg.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield
 
     def close(self) -> None:

@@ -1241,7 +1241,7 @@ class MessageLogStore:
         with MessageLogStore.open(target) as copy:
             with (
                 self._use(LogReadError, f"cannot copy the log to {target}") as source,
-                source.read_snapshot(),
+                source.transaction(snapshot=True),
                 copy._use(LogWriteError, f"cannot write {target}") as out,
                 _transaction(out, copy._write_lock),
             ):

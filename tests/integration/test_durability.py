@@ -281,7 +281,11 @@ def _fill(folder: Path) -> Path:
 
 
 def _post(layout: Layout) -> tuple[int, dict[str, str], bytes]:
-    port = _client_port(layout)
+    return post_journal(_client_port(layout))
+
+
+def post_journal(port: int) -> tuple[int, dict[str, str], bytes]:
+    """One exchange with the journal service through the client listener at ``port``."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         connection.request(
@@ -297,13 +301,19 @@ def _post(layout: Layout) -> tuple[int, dict[str, str], bytes]:
 
 
 def _ready(layout: Layout) -> int:
-    port = _client_port(layout)
+    return readiness(_client_port(layout))
+
+
+def readiness(port: int) -> int:
+    """The status ``/readyz`` answers at ``port``; 0 if nothing answers."""
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     try:
         connection.request("GET", "/readyz")
         response = connection.getresponse()
         response.read()
         return response.status
+    except (OSError, http.client.HTTPException):
+        return 0
     finally:
         connection.close()
 

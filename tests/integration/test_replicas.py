@@ -28,10 +28,10 @@ import pytest
 from gateway.messagelog.record import Direction
 from gateway.messagelog.store import MessageLogStore, PostgresLogShard
 from tests.databases import new_postgres_database
-from tests.integration.conftest import GEWERBEAMT, prepare_federation
-from tests.integration.test_durability import JOURNAL, NotingBackend, _plan
+from tests.integration.conftest import prepare_federation
+from tests.integration.test_durability import NotingBackend, _plan, post_journal, readiness
 from tests.tcpproxy import TcpProxy
-from xweg.federation import Layout, Process, RunningFederation, rest_path
+from xweg.federation import Layout, Process, RunningFederation
 
 pytestmark = pytest.mark.integration
 
@@ -44,40 +44,12 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _get(port: int, path: str) -> int:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    try:
-        connection.request("GET", path)
-        response = connection.getresponse()
-        response.read()
-        return response.status
-    except (OSError, http.client.HTTPException):
-        return 0
-    finally:
-        connection.close()
-
-
-def _post(port: int) -> tuple[int, dict[str, str], bytes]:
-    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    try:
-        connection.request(
-            "POST",
-            rest_path(JOURNAL, "/eintrag"),
-            body=b'{"n": 1}',
-            headers={"X-Road-Client": GEWERBEAMT.slash(), "Content-Type": "application/json"},
-        )
-        response = connection.getresponse()
-        return response.status, dict(response.headers), response.read()
-    finally:
-        connection.close()
-
-
 def _send(port: int, stop: threading.Event, acknowledged: list[tuple[float, str]]) -> None:
     """POST one exchange after another, a connection each (so the balancer spreads them);
     note the time and message id of every 200."""
     while not stop.is_set():
         try:
-            status, headers, _ = _post(port)
+            status, headers, _ = post_journal(port)
         except (OSError, http.client.HTTPException):
             time.sleep(0.05)  # the replica died under this request: not acknowledged
             continue
@@ -113,7 +85,7 @@ def _second_replica(layout: Layout, slug: str, shard: str) -> tuple[Process, int
     )
     process.start()
     deadline = time.monotonic() + 60
-    while _get(client_port, "/readyz") != 200:
+    while readiness(client_port) != 200:
         assert process.alive(), process.log_tail()
         assert time.monotonic() < deadline, "the second replica did not get ready\n" + process.log_tail()
         time.sleep(0.2)
@@ -213,28 +185,28 @@ def test_the_database_going_away_refuses_traffic_and_recovers(tmp_path: Path, ba
         federation = RunningFederation(layout)
         with federation.running(timeout_s=90):
             port = int(layout.client_url("paderborn").rsplit(":", 1)[1])
-            assert _post(port)[0] == 200
+            assert post_journal(port)[0] == 200
             before = backend.snapshot()
 
             database.cut()
-            refused = [_post(port) for _ in range(3)]
+            refused = [post_journal(port) for _ in range(3)]
             for status, headers, body in refused:
                 assert status == 500
                 assert headers["X-Road-Error"] == "Server.ClientProxy.LoggingFailed"
                 assert json.loads(body)["type"] == "Server.ClientProxy.LoggingFailed"
             # Nothing was forwarded: a request is logged before it leaves, or it does not leave.
             assert backend.snapshot() == before
-            assert _get(port, "/readyz") == 503
+            assert readiness(port) == 503
 
             database.restore()
             deadline = time.monotonic() + 30
-            while (status := _post(port)[0]) != 200 and time.monotonic() < deadline:
+            while (status := post_journal(port)[0]) != 200 and time.monotonic() < deadline:
                 time.sleep(0.5)
             assert status == 200, "the server did not serve again after the database came back"
             deadline = time.monotonic() + 30
-            while _get(port, "/readyz") != 200 and time.monotonic() < deadline:
+            while readiness(port) != 200 and time.monotonic() < deadline:
                 time.sleep(0.5)
-            assert _get(port, "/readyz") == 200
+            assert readiness(port) == 200
         for slug in ("paderborn", "detmold"):
             report = _audit(str(layout.server_database_url(slug)).replace(f":{database.port}/", ":5432/"))
             assert report["intact"] is True, report

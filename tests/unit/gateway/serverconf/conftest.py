@@ -1,45 +1,31 @@
 """The server configuration store on a fresh SQLite file and on a fresh PostgreSQL database.
 
 PostgreSQL runs on 127.0.0.1:5432 with trust authentication for user ``postgres`` (CI
-starts it).  Where it cannot be reached, the PostgreSQL variants are skipped with the
-reason; the SQLite variants always run.
+starts it).  Where it cannot be reached, the PostgreSQL variants fail, saying how to
+start it; the SQLite variants always run.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from psycopg import sql
 
 from gateway.serverconf.store import AuditContext, ServerConfStore
+from tests.databases import fresh_postgres_database as fresh_database
 
-POSTGRES_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
 NOW = dt.datetime(2025, 3, 1, 12, 0, tzinfo=dt.UTC)
 
 
 def fresh_postgres_database() -> Iterator[str]:
     """A new, empty PostgreSQL database for one test, dropped afterwards."""
-    name = f"xweg_serverconf_{secrets.token_hex(6)}"
-    try:
-        admin = psycopg.connect(POSTGRES_DSN, autocommit=True)
-    except psycopg.OperationalError as exc:
-        reason = " ".join(str(exc).split())
-        pytest.skip(f"PostgreSQL on 127.0.0.1:5432 is unreachable ({reason}); only the SQLite variant runs")
-    try:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
-    finally:
-        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        admin.close()
+    yield from fresh_database("xweg_serverconf")
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
