@@ -7,6 +7,7 @@ import copy
 import re
 import shutil
 import subprocess
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,8 @@ import yaml
 from kubernetes_validate.utils import ValidationError
 
 from gateway.config import GatewayConfig
+from gateway.database import is_postgres_url
+from gateway.messagelog.store import PostgresLogShard
 from registry.server import RegistrySettings
 from xweg.cli import _parser
 
@@ -117,6 +120,29 @@ def config_in_pod(workload: Object, root: Path) -> Path:
     return loadable
 
 
+def pod_environ(workload: Object, ordinal: int = 0) -> dict[str, str]:
+    """The container's environment variables as its pod number ``ordinal`` sees them:
+    literal values, and the pod's name (a StatefulSet's pods are NAME-0, NAME-1, ...)."""
+    pod_name = f"{workload['metadata']['name']}-{ordinal}"
+    environ = {}
+    for env in container(workload).get("env", []):
+        if "value" in env:
+            environ[env["name"]] = env["value"]
+        elif env.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "metadata.name":
+            environ[env["name"]] = pod_name
+    return environ
+
+
+def server_toml(workload: Object) -> Object:
+    """The container's configuration file as TOML, before any loader has read it."""
+    args = _parser().parse_args(container(workload)["args"])
+    volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
+    mount = mount_for(workload, str(args.config))
+    data = one("ConfigMap", volumes[mount["name"]]["configMap"]["name"])["data"]
+    loaded: Object = tomllib.loads(data[Path(str(args.config)).name])
+    return loaded
+
+
 def mount_for(workload: Object, path: str) -> Object:
     """The volume mount a path inside the container lies on (the longest matching mount path)."""
     mounts = [
@@ -213,7 +239,9 @@ def test_kustomize_renders_the_base_into_valid_objects_in_one_namespace() -> Non
 def test_the_security_servers_configmap_loads_with_the_mounted_files(tmp_path: Path) -> None:
     workload = gateway()
     pod_files(workload, tmp_path)
-    config = GatewayConfig.load(config_in_pod(workload, tmp_path), environ={})
+    environ = pod_environ(workload, 0)
+    assert environ["POD_NAME"] == "xweg-gateway-0"
+    config = GatewayConfig.load(config_in_pod(workload, tmp_path), environ=environ)
 
     # Every file the configuration names is provided by a mounted ConfigMap or Secret.
     named = [config.anchor_path, config.auth_key_path, config.auth_certificate_path]
@@ -232,7 +260,14 @@ def test_the_security_servers_configmap_loads_with_the_mounted_files(tmp_path: P
     assert data_mount["mountPath"] == data_dir and not data_mount.get("readOnly", False)
     (claim,) = workload["spec"]["volumeClaimTemplates"]
     assert data_mount["name"] == claim["metadata"]["name"]
-    assert config.serverconf.database_url.startswith("sqlite:///"), "a relative SQLite path under data_dir"
+
+    # The message log is this pod's shard of the shared PostgreSQL database, which also
+    # holds the server configuration store.
+    assert config.messagelog.shard == "xweg_gateway_0"
+    assert isinstance(config.message_log, PostgresLogShard)
+    assert config.message_log.url == config.database_url
+    assert config.message_log.schema == "messagelog_xweg_gateway_0"
+    assert config.serverconf.database_url == config.database_url
 
     # Other pods reach the listeners only on the pod's own addresses.
     listeners = [config.client_listener, config.peer_listener, config.management_listener]
@@ -272,6 +307,30 @@ def test_the_registrys_configmap_loads_with_the_mounted_files(tmp_path: Path) ->
     assert re.search(r"^password=", service_conf, re.MULTILINE)
 
 
+def test_the_security_server_finds_its_database_in_a_service_file_from_a_secret(tmp_path: Path) -> None:
+    workload = gateway()
+    pod_files(workload, tmp_path)
+    config = GatewayConfig.load(config_in_pod(workload, tmp_path), environ=pod_environ(workload))
+
+    # Where the database is and the password come from a Secret, not the ConfigMap: the
+    # URL names a libpq service, defined in the service file PGSERVICEFILE points at.
+    assert config.database_url is not None
+    match = re.fullmatch(r"postgresql(?:\+psycopg)?:///\?service=([\w-]+)", config.database_url)
+    assert match, config.database_url
+    service_file = pod_environ(workload)["PGSERVICEFILE"]
+    mount = mount_for(workload, service_file)
+    assert mount["readOnly"] is True
+    volumes = {v["name"]: v for v in workload["spec"]["template"]["spec"]["volumes"]}
+    assert "secret" in volumes[mount["name"]], f"{service_file} is not in a Secret"
+    service_conf = (tmp_path / service_file.lstrip("/")).read_text()
+    assert f"[{match.group(1)}]" in service_conf.splitlines()
+    assert re.search(r"^password=", service_conf, re.MULTILINE)
+    # A CA file the service file names is in a mounted Secret too.
+    for root_cert in re.findall(r"^sslrootcert=(.+)$", service_conf, re.MULTILINE):
+        assert (tmp_path / root_cert.strip().lstrip("/")).is_file(), root_cert
+        assert mount_for(workload, root_cert.strip())["readOnly"] is True
+
+
 @pytest.mark.parametrize("workload", [gateway(), registry()], ids=["security-server", "registry"])
 def test_the_container_runs_a_command_xweg_has(workload: Object) -> None:
     parsed = _parser().parse_args(container(workload)["args"])
@@ -284,7 +343,7 @@ def test_the_container_runs_a_command_xweg_has(workload: Object) -> None:
 
 def gateway_config(tmp_path: Path) -> GatewayConfig:
     pod_files(gateway(), tmp_path)
-    return GatewayConfig.load(config_in_pod(gateway(), tmp_path), environ={})
+    return GatewayConfig.load(config_in_pod(gateway(), tmp_path), environ=pod_environ(gateway()))
 
 
 def test_the_probes_ask_the_client_listener(tmp_path: Path) -> None:
@@ -323,15 +382,82 @@ def test_container_ports_and_services_are_the_listeners(tmp_path: Path) -> None:
     assert one("Service", "xweg-gateway-pods")["spec"]["clusterIP"] == "None"
 
 
-def test_one_replica_until_the_message_log_can_be_shared() -> None:
-    workload = gateway()
-    assert workload["spec"]["replicas"] == 1
-    text = (MANIFESTS / "gateway-statefulset.yaml").read_text()
-    assert "not supported yet" in text, "the comment saying why there is one replica"
+def replica_problems(workload: Object, server: Object) -> list[str]:
+    """Why the replicas of ``workload`` with configuration ``server`` (server.toml as TOML)
+    would not share one message log correctly, if they are several; none: they would."""
+    if workload["spec"].get("replicas", 1) < 2:
+        return []
+    problems = []
+    if not is_postgres_url(server.get("database_url")):
+        problems.append("several replicas without a PostgreSQL database_url keep separate SQLite logs")
+    messagelog = server.get("messagelog", {})
+    variable = messagelog.get("shard_env")
+    if variable is None:
+        problems.append("several replicas with one [messagelog] shard: the second is refused at start")
+        return problems
+    env = {e["name"]: e for e in container(workload).get("env", [])}
+    source = env.get(variable, {}).get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+    if source != "metadata.name":
+        problems.append(f"[messagelog] shard_env names {variable}, which is not the pod's name")
+    return problems
+
+
+def test_replicas_share_postgresql_each_writing_a_shard_of_its_own(tmp_path: Path) -> None:
+    workload, server = gateway(), server_toml(gateway())
+    assert workload["spec"]["replicas"] >= 2
+    assert replica_problems(workload, server) == []
+
+    # The real loader gives each pod a shard of its own, in the one database.
+    shards = set()
+    for ordinal in range(workload["spec"]["replicas"]):
+        root = tmp_path / f"pod-{ordinal}"
+        pod_files(workload, root)
+        config = GatewayConfig.load(config_in_pod(workload, root), environ=pod_environ(workload, ordinal))
+        assert isinstance(config.message_log, PostgresLogShard)
+        assert config.message_log.url == server["database_url"]
+        shards.add(config.message_log.shard)
+    assert shards == {f"xweg_gateway_{n}" for n in range(workload["spec"]["replicas"])}
+
+    # Each pod keeps its volume: scaling down or deleting leaves the archives of its shard.
     assert workload["spec"]["persistentVolumeClaimRetentionPolicy"] == {
         "whenDeleted": "Retain",
         "whenScaled": "Retain",
     }
+
+    # Preferably on different nodes, so that one node going away leaves a replica serving.
+    affinity = workload["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    (preferred,) = affinity["preferredDuringSchedulingIgnoredDuringExecution"]
+    term = preferred["podAffinityTerm"]
+    assert term["topologyKey"] == "kubernetes.io/hostname"
+    assert term["labelSelector"]["matchLabels"] == workload["spec"]["selector"]["matchLabels"]
+
+
+def _set_env(workload: Object, name: str, source: Object) -> None:
+    (env,) = [e for e in container(workload)["env"] if e["name"] == name]
+    env.pop("value", None)
+    env.pop("valueFrom", None)
+    env.update(source)
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (lambda w, s: s.pop("database_url"), "without a PostgreSQL database_url"),
+        (lambda w, s: s.update(database_url="sqlite:///shared.db"), "without a PostgreSQL database_url"),
+        (lambda w, s: s["messagelog"].pop("shard_env"), "one [messagelog] shard"),
+        (lambda w, s: _set_env(w, "POD_NAME", {"value": "xweg-gateway"}), "not the pod's name"),
+        (lambda w, s: s["messagelog"].update(shard_env="PGSERVICEFILE"), "not the pod's name"),
+    ],
+    ids=["no-database", "sqlite", "one-shard", "fixed-name", "other-variable"],
+)
+def test_the_replica_check_refuses_replicas_that_cannot_share_a_log(change: Any, problem: str) -> None:
+    # The check above is only worth something if each way of getting it wrong fails it.
+    workload, server = copy.deepcopy(gateway()), server_toml(gateway())
+    change(workload, server)
+    problems = replica_problems(workload, server)
+    assert any(problem in p for p in problems), problems
+    workload["spec"]["replicas"] = 1
+    assert replica_problems(workload, server) == []
 
 
 def test_the_server_may_finish_exchanges_in_flight_before_it_is_killed(tmp_path: Path) -> None:
@@ -347,7 +473,13 @@ def test_the_disruption_budget_covers_the_servers_pods() -> None:
     selector = budget["spec"]["selector"]["matchLabels"]
     assert selector == workload["spec"]["selector"]["matchLabels"]
     assert selector.items() <= workload["spec"]["template"]["metadata"]["labels"].items()
-    assert budget["spec"]["minAvailable"] == workload["spec"]["replicas"]
+    # A drain may take one replica at a time, never the last one serving.
+    replicas = workload["spec"]["replicas"]
+    spec = budget["spec"]
+    assert ("minAvailable" in spec) != ("maxUnavailable" in spec)
+    evictable = spec["maxUnavailable"] if "maxUnavailable" in spec else replicas - spec["minAvailable"]
+    assert isinstance(evictable, int), "a number of pods, not a percentage"
+    assert 1 <= evictable < replicas
 
 
 def test_resources_fit_a_server_of_about_120_mb() -> None:
