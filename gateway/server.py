@@ -49,6 +49,7 @@ from core.clock import Clock, SystemClock
 from core.errors import ErrorCode, Origin, XwegError, correlation_scope
 from gateway.auditapi import AuditQueryLog, make_auditor_app
 from gateway.clientauth import ClientConnection
+from gateway.confclient.state import PostgresStateStore
 from gateway.confclient.trusted import TrustedGlobalConf
 from gateway.confclient.updater import GlobalConfUpdater
 from gateway.config import ConfigError, GatewayConfig, Listener
@@ -661,7 +662,13 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
         task.add_done_callback(_finished_in_background)
 
     updater = GlobalConfUpdater(
-        TrustedGlobalConf(anchor), config.globalconf_path, config.globalconf, clock, on_update=remember_trust
+        TrustedGlobalConf(anchor),
+        config.globalconf_path,
+        config.globalconf,
+        clock,
+        on_update=remember_trust,
+        # Replicas share one serial floor and trusted key set; alone, the files in data_dir.
+        store=PostgresStateStore(config.database_url) if config.database_url is not None else None,
     )
     peers = PeerClient(
         config.auth_certificate_path,

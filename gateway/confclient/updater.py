@@ -10,6 +10,11 @@ Beside the document, ``<document>.serial`` (one atomic write) holds the serial f
 the trusted anchor: after a key rotation the new key set survives a restart, and the
 old keys stay refused.  An anchor installed out of band that is newer (``generated_at``)
 than the persisted one wins; the registry URLs always come from the configured anchor.
+
+Replicas of one security server keep both in their shared PostgreSQL database instead
+(``store``, see :mod:`gateway.confclient.state`): a replica starting afresh takes the
+highest serial any of them adopted as its floor, and a document that another replica
+has already gone beyond is not adopted.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -26,6 +30,7 @@ import structlog
 
 from core.clock import Clock
 from gateway.confclient.fetcher import FetchError, fetch_document
+from gateway.confclient.state import FileStateStore, Persisted, StateStore, StateStoreError
 from gateway.confclient.trusted import TrustedGlobalConf
 from gateway.config import GlobalConfClientSettings
 from gateway.periodic import run_periodically
@@ -38,22 +43,6 @@ __all__ = ["GlobalConfUpdater"]
 log = structlog.get_logger("xweg.confclient")
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 class GlobalConfUpdater:
     def __init__(
         self,
@@ -63,11 +52,13 @@ class GlobalConfUpdater:
         clock: Clock,
         *,
         on_update: Callable[[GlobalConf], None] | None = None,
+        store: StateStore | None = None,
     ) -> None:
+        """``store``: where the document and its state are kept (the updater closes it);
+        by default ``document_path`` and ``<document_path>.serial``."""
         self.trusted = trusted
         self._configured_anchor = trusted.anchor
-        self._path = document_path
-        self._state_path = document_path.with_name(document_path.name + ".serial")
+        self._store: StateStore = store if store is not None else FileStateStore(document_path)
         self._settings = settings
         self._clock = clock
         self._on_update = on_update
@@ -86,7 +77,7 @@ class GlobalConfUpdater:
         try:
             persisted = Anchor.from_json(text.encode("utf-8"))
         except (AnchorInvalid, UnicodeError) as exc:
-            log.error("globalconf.persisted_anchor_invalid", path=str(self._state_path), error=str(exc))
+            log.error("globalconf.persisted_anchor_invalid", path=self._store.state_location, error=str(exc))
             return configured
         if persisted.instance != configured.instance or persisted.generated_at < configured.generated_at:
             return configured
@@ -100,23 +91,27 @@ class GlobalConfUpdater:
         return json.dumps(state).encode()
 
     def load_persisted(self) -> None:
-        """Adopt the document on disk if it still verifies; remember its serial and key set regardless."""
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            state = json.loads(self._state_path.read_text())
-            recorded = int(state["serial"])
-            floor = max(recorded, self.trusted.min_serial or recorded)
-            self.trusted = TrustedGlobalConf(self._persisted_anchor(state), min_serial=floor)
-        try:
-            document = self._path.read_bytes()
-        except FileNotFoundError:
+        """Adopt the persisted document if it still verifies; remember its serial and key set regardless."""
+        self._use_persisted(self._store.load())
+
+    def _use_persisted(self, persisted: Persisted) -> None:
+        if persisted.state is not None:
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                state = json.loads(persisted.state)
+                recorded = int(state["serial"])
+                floor = max(recorded, self.trusted.min_serial or recorded)
+                self.trusted = TrustedGlobalConf(self._persisted_anchor(state), min_serial=floor)
+        document = persisted.document
+        if document is None:
             return
+        location = self._store.document_location
         try:
             conf = self.trusted.update(document, self._clock.now())
             self._announce(conf)
         except GlobalConfExpired:
-            log.warning("globalconf.persisted_expired", path=str(self._path))
+            log.warning("globalconf.persisted_expired", path=location)
         except GlobalConfError as exc:
-            log.error("globalconf.persisted_invalid", path=str(self._path), error=str(exc))
+            log.error("globalconf.persisted_invalid", path=location, error=str(exc))
 
     def _announce(self, conf: GlobalConf) -> None:
         log.info("globalconf.adopted", serial=conf.serial, expires_at=conf.expires_at.isoformat())
@@ -155,13 +150,19 @@ class GlobalConfUpdater:
                 return True
             # Persist before use: a restart must never go back behind what was acted on.
             try:
-                # Two fsyncs each: off the event loop, so exchanges in flight do not stall.
-                await asyncio.to_thread(_write_atomically, self._path, document)
+                # Files: two fsyncs each; a database: a round trip. Off the event loop, so
+                # exchanges in flight do not stall.
                 state = self._state(conf, self.trusted.next_anchor(conf))
-                await asyncio.to_thread(_write_atomically, self._state_path, state)
-            except OSError as exc:
-                log.error("globalconf.persist_failed", path=str(self._path), error=str(exc))
+                stored = await asyncio.to_thread(self._store.save, document, conf.serial, state)
+            except (OSError, StateStoreError) as exc:
+                log.error("globalconf.persist_failed", path=self._store.document_location, error=str(exc))
                 return False
+            if stored > conf.serial:
+                # Another replica has adopted a newer one: this one would be a rollback.
+                log.warning(
+                    "globalconf.persist_superseded", url=url, serial=conf.serial, stored_serial=stored
+                )
+                continue
             self.trusted.adopt(document, conf)
             self._announce(conf)
             return True
@@ -169,7 +170,7 @@ class GlobalConfUpdater:
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession()
-        self.load_persisted()
+        self._use_persisted(await asyncio.to_thread(self._store.load))
         interval = self._settings.poll_interval_s
         self._task = asyncio.create_task(
             run_periodically(self.refresh_once, interval_s=interval, retry_s=interval, name="globalconf"),
@@ -183,8 +184,11 @@ class GlobalConfUpdater:
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await self._task
         finally:
-            if self._session is not None:
-                await self._session.close()
+            try:
+                if self._session is not None:
+                    await self._session.close()
+            finally:
+                await asyncio.to_thread(self._store.close)
 
     def current(self) -> GlobalConf | None:
         return self.trusted.current(self._clock.now())
