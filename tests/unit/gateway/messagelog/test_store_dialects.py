@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from core.canonical import canonical_json, response_digest
+from core.canonical import canonical_json
 from core.messages import ResponseHeader, sha512
 from gateway.database import Database, connect_postgres, connect_sqlite
 from gateway.messagelog.archive import prune_archived, verify_archive_dir, write_archive
@@ -47,12 +47,12 @@ from tests.unit.gateway.messagelog.helpers import (
     NOW,
     POISON,
     SERVICE,
-    Exchange,
     Signers,
     add_failing_trigger,
     make_exchange,
     poisoned,
 )
+from tests.unit.gateway.messagelog.test_body_storage import with_response_body
 from tests.unit.gateway.messagelog.tsa import ORIGIN, Pki, TsaIdentity, timestamp_log
 from trust.merkle import root, verify_consistency, verify_inclusion
 
@@ -102,17 +102,6 @@ def tamper(location: LogLocation, statement: str, *params: object) -> None:
         database.execute(statement, params)
     finally:
         database.close()
-
-
-def with_body(signers: Signers, exchange: Exchange, body: bytes) -> NewRecord:
-    """The exchange's response answering ``body`` instead, signed by the provider."""
-    header = dataclasses.replace(exchange.response_header, body_sha512=sha512(body), body_size=len(body))
-    return dataclasses.replace(
-        exchange.response,
-        header=canonical_json(header.to_dict()),
-        body=body,
-        signature=signers.sign(SERVICE.member.slash(), response_digest(header)),
-    )
 
 
 def problem_of(location: LogLocation, signers: Signers) -> tuple[LogReport, RecordProblem]:
@@ -314,7 +303,7 @@ def test_checkpoints_paths_and_proofs(location: LogLocation, signers: Signers) -
 def test_a_body_over_the_inline_limit_is_a_blob(location: LogLocation, signers: Signers) -> None:
     large = b'{"document":"' + b"A" * 5000 + b'"}'
     exchange = make_exchange(signers, 1)
-    response = with_body(signers, exchange, large)
+    response = with_response_body(signers, exchange, large)
     with MessageLogStore.open(location, body_policy=BodyPolicy(inline_limit_bytes=1024)) as store:
         stored = store.append([exchange.request, response])
     assert [r.body_storage for r in stored] == ["inline", "blob"]
@@ -341,7 +330,7 @@ def test_a_copy_holds_the_same_log_with_its_blobs(
     large = b'{"document":"' + b"B" * 5000 + b'"}'
     exchange = make_exchange(signers, 1)
     with MessageLogStore.open(location, body_policy=BodyPolicy(inline_limit_bytes=1024)) as store:
-        store.append([exchange.request, with_body(signers, exchange, large)])
+        store.append([exchange.request, with_response_body(signers, exchange, large)])
         store.append(exchanges(signers, (2, 3)))
         store.set_meta("server_id", "NRW/GOV/057/ss1")
     copy = tmp_path / "copy" / "messagelog.db"
@@ -360,7 +349,7 @@ def test_a_copy_that_fails_leaves_no_file(location: LogLocation, signers: Signer
     large = b'{"document":"' + b"C" * 5000 + b'"}'
     exchange = make_exchange(signers, 1)
     with MessageLogStore.open(location, body_policy=BodyPolicy(inline_limit_bytes=1024)) as store:
-        store.append([exchange.request, with_body(signers, exchange, large)])
+        store.append([exchange.request, with_response_body(signers, exchange, large)])
     # The blob a record relies on is gone: the copy cannot be whole, so there is none.
     if isinstance(location, PostgresLogShard):
         tamper(location, "DELETE FROM blobs")
