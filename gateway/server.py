@@ -86,13 +86,7 @@ from gateway.pipeline.provider import handle_exchange
 from gateway.runtime import BackendPool, Gateway, load_signers
 from gateway.serverconf.live import LiveServerConf
 from gateway.serverconf.store import AuditContext, ServerConfStore
-from gateway.tokens import (
-    TokenKeyError,
-    auditor_token_key_path,
-    client_token_key_path,
-    load_or_create_client_token_key,
-    load_or_create_token_key,
-)
+from gateway.tokens import TokenKey, TokenKeyError, load_token_key
 from gateway.transport.client import EXCHANGE_PATH, OCSP_PATH, PeerClient
 from gateway.transport.frame import CONTENT_TYPE, MAX_METADATA_BYTES
 from gateway.transport.receive import read_frame
@@ -750,12 +744,8 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
         auth_certificate=auth_certificate,
         own_ocsp=own_ocsp,
         timestamper=timestamper,
-        auditor_token_key=load_or_create_token_key(
-            auditor_token_key_path(config.data_dir), config.key_passphrase
-        ),
-        client_token_key=load_or_create_client_token_key(
-            client_token_key_path(config.data_dir), config.key_passphrase
-        ),
+        auditor_token_key=load_token_key(config, TokenKey.AUDITOR),
+        client_token_key=load_token_key(config, TokenKey.CLIENT),
         auditor_queries=AuditQueryLog.open(config.data_dir / "auditor-queries.db"),
         archiver=Archiver(
             config.message_log,

@@ -22,6 +22,7 @@ __all__ = [
     "generate_private_key",
     "save_private_key",
     "load_private_key",
+    "private_key_from_pem",
     "save_certificate",
     "load_certificate",
     "load_certificates",
@@ -101,14 +102,18 @@ def save_private_key(key: ec.EllipticCurvePrivateKey, path: Path, passphrase: by
 
 def load_private_key(path: Path, passphrase: bytes | None) -> ec.EllipticCurvePrivateKey:
     """Read a PEM private key; it must be an EC P-256 key."""
-    data = _read_bounded(Path(path))
+    return private_key_from_pem(_read_bounded(Path(path)), passphrase, source=str(path))
+
+
+def private_key_from_pem(data: bytes, passphrase: bytes | None, *, source: str) -> ec.EllipticCurvePrivateKey:
+    """The EC P-256 key in PEM ``data``; ``source`` says where it came from in errors."""
     try:
         key = serialization.load_pem_private_key(data, password=passphrase or None)
     except (TypeError, ValueError) as exc:
         # cryptography says TypeError for a missing or superfluous passphrase: one error for callers.
-        raise ValueError(f"cannot load private key {path}: {exc}") from exc
+        raise ValueError(f"cannot load private key {source}: {exc}") from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey) or not isinstance(key.curve, ec.SECP256R1):
-        raise ValueError(f"{path} does not hold an EC P-256 private key")
+        raise ValueError(f"{source} does not hold an EC P-256 private key")
     return key
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from core.clock import Clock, SystemClock
 from core.identifiers import IdentifierError, parse_client_slash
 from gateway.config import GatewayConfig
-from gateway.tokens import client_token_key_path, load_or_create_client_token_key
+from gateway.tokens import TokenKey, load_token_key
 from trust.clienttokens import DEFAULT_TTL_S, MAX_TTL_S, issue_client_token, verify_client_token
 from xweg.tokencmd import parse_ttl, reported
 
@@ -53,7 +53,7 @@ def _issue(args: argparse.Namespace, clock: Clock) -> int:
         client = parse_client_slash(args.client)
     except IdentifierError as exc:
         raise ValueError(f"{args.client!r} is not a client id: {exc}") from exc
-    key = load_or_create_client_token_key(client_token_key_path(config.data_dir), config.key_passphrase)
+    key = load_token_key(config, TokenKey.CLIENT)
     now = clock.now()
     token = issue_client_token(key, server_id=config.server_id, client=client, now=now, ttl_s=args.ttl)
     verified = verify_client_token(token, key.public_key(), issuer=config.server_id, client=client, now=now)

@@ -26,13 +26,7 @@ from typing import Any
 from core.clock import Clock, SystemClock
 from gateway.config import ConfigError, GatewayConfig
 from gateway.management.tokens import ROLES, issue_management_token, verify_management_token
-from gateway.tokens import (
-    TokenKeyError,
-    auditor_token_key_path,
-    load_or_create_management_token_key,
-    load_or_create_token_key,
-    management_token_key_path,
-)
+from gateway.tokens import TokenKey, TokenKeyError, load_token_key
 from trust.tokens import DEFAULT_TTL_S, MAX_TTL_S, ROLE_AUDITOR, issue_auditor_token, verify_auditor_token
 
 __all__ = [
@@ -77,7 +71,7 @@ def add_token_commands(subparsers: Any) -> argparse.ArgumentParser:
 
 def _issue(args: argparse.Namespace, clock: Clock) -> int:
     config = GatewayConfig.load(args.config)
-    key = load_or_create_token_key(auditor_token_key_path(config.data_dir), config.key_passphrase)
+    key = load_token_key(config, TokenKey.AUDITOR)
     now = clock.now()
     issuer = config.server_id.slash()
     token = issue_auditor_token(
@@ -118,9 +112,7 @@ def add_gateway_token_commands(gateway_sub: argparse._SubParsersAction[argparse.
 
 def _issue_management(args: argparse.Namespace, clock: Clock) -> int:
     config = GatewayConfig.load(args.config)
-    key = load_or_create_management_token_key(
-        management_token_key_path(config.data_dir), config.key_passphrase
-    )
+    key = load_token_key(config, TokenKey.MANAGEMENT)
     now = clock.now()
     token = issue_management_token(
         key, server_id=config.server_id, subject=args.subject, role=args.role, now=now, ttl_s=args.ttl

@@ -19,7 +19,7 @@ from aiohttp import web
 from gateway.config import Listener
 from gateway.internaltls import internal_tls_fingerprint, load_or_create_internal_tls
 from gateway.management.api import ManagedGateway, RegisterClient, make_management_app
-from gateway.tokens import load_or_create_management_token_key, management_token_key_path
+from gateway.tokens import TokenKey, load_token_key
 
 __all__ = ["management_tls_context", "start_management_listener"]
 
@@ -40,9 +40,7 @@ async def start_management_listener(
     """Serve the management API on ``listener``; the caller cleans the runner up."""
     config = gateway.config
     certificate, key = load_or_create_internal_tls(config.data_dir, config.key_passphrase)
-    token_key = load_or_create_management_token_key(
-        management_token_key_path(config.data_dir), config.key_passphrase
-    )
+    token_key = load_token_key(config, TokenKey.MANAGEMENT)
     tls = management_tls_context(certificate, key, config.key_passphrase)
     app = make_management_app(gateway, token_key.public_key(), register_client=register_client)
     # Its own bounds are the server's: stopping waits no longer for it than for the others.

@@ -4,7 +4,8 @@
   the message log each) behind a round-robin TCP balancer.  One replica is killed with
   SIGKILL under load: the other keeps serving, and every exchange the client saw succeed
   has its request and response in one of the two shards and in the provider's log.  An
-  auditor verifies both shards with one command.
+  auditor verifies both shards with one command.  The replicas share their token keys
+  through the database: a token issued for one is accepted by the other.
 * The database of both servers goes away (the connection to it is cut): exchanges are
   refused with ``Server.ClientProxy.LoggingFailed`` and nothing is forwarded; when it is
   back, the servers serve again and their logs verify.
@@ -57,10 +58,10 @@ def _send(port: int, stop: threading.Event, acknowledged: list[tuple[float, str]
             acknowledged.append((time.monotonic(), headers["X-Road-Id"]))
 
 
-def _second_replica(layout: Layout, slug: str, shard: str) -> tuple[Process, int]:
+def _second_replica(layout: Layout, slug: str, shard: str) -> tuple[Process, Path, int]:
     """Another replica of server ``slug``: the same identity, keys and database, listeners
-    of its own, its own data folder (with the token keys and internal TLS certificate of
-    the first, so that either replica accepts what the other issued) and its own shard."""
+    of its own, its own data folder (with the internal TLS certificate of the first: the
+    token keys are in the database they share) and its own shard."""
     config = layout.server_config(slug)
     text = config.read_text()
     for listener in ("client", "peer", "management"):
@@ -75,9 +76,8 @@ def _second_replica(layout: Layout, slug: str, shard: str) -> tuple[Process, int
     replica_config.write_text(text)
     first, second = layout.server_dir(slug) / "data", layout.server_dir(slug) / f"data-{shard}"
     second.mkdir()
-    for name in ("auditor-token.key", "client-token.key", "management-token.key", "internal-tls.key"):
+    for name in ("internal-tls.key", "internal-tls.pem"):
         shutil.copy2(first / name, second / name)
-    shutil.copy2(first / "internal-tls.pem", second / "internal-tls.pem")
     process = Process(
         f"{slug}-{shard}",
         ["gateway", "serve", "--config", str(replica_config)],
@@ -89,7 +89,31 @@ def _second_replica(layout: Layout, slug: str, shard: str) -> tuple[Process, int
         assert process.alive(), process.log_tail()
         assert time.monotonic() < deadline, "the second replica did not get ready\n" + process.log_tail()
         time.sleep(0.2)
-    return process, client_port
+    return process, replica_config, client_port
+
+
+def _auditor_token(config: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "xweg", "token", "issue", "--role", "auditor", "--subject", "Prüfamt"]
+        + ["--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout.strip()
+
+
+def _search_status(port: int, token: str) -> int:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        connection.request("GET", "/audit/v1/records?limit=1", headers={"Authorization": f"Bearer {token}"})
+        response = connection.getresponse()
+        response.read()
+        return response.status
+    finally:
+        connection.close()
 
 
 def _logged(location: PostgresLogShard) -> dict[Direction, set[str]]:
@@ -126,9 +150,14 @@ def test_two_replicas_behind_a_balancer_survive_the_loss_of_one(
     )
     federation = RunningFederation(layout)
     with federation.running(timeout_s=90):
-        replica_b, port_b = _second_replica(layout, "paderborn", "b")
+        replica_b, config_b, port_b = _second_replica(layout, "paderborn", "b")
         port_a = int(layout.client_url("paderborn").rsplit(":", 1)[1])
         try:
+            # One token key for both: what one replica's operator issued, the other accepts.
+            for token in (_auditor_token(layout.server_config("paderborn")), _auditor_token(config_b)):
+                assert _search_status(port_a, token) == 200
+                assert _search_status(port_b, token) == 200
+            assert not (layout.server_dir("paderborn") / "data-b" / "auditor-token.key").exists()
             with TcpProxy([port_a, port_b]) as balancer:
                 stop = threading.Event()
                 acknowledged: list[tuple[float, str]] = []
