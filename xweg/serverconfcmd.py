@@ -167,37 +167,56 @@ def add_serverconf_commands(gateway_sub: argparse._SubParsersAction[argparse.Arg
 
 
 def adopted_globalconf(config: GatewayConfig, now: dt.datetime) -> GlobalConf:
-    """The global configuration the server last adopted, verified again against the anchor.
+    """The global configuration the server last adopted, verified again against the anchor:
+    from ``data_dir``, or, for replicas sharing a ``database_url``, from that database.
 
     Raises :class:`gateway.serverconf.store.ServerConfError` saying why there is none.
     """
     from core.clock import FixedClock
+    from gateway.confclient.state import FileStateStore, PostgresStateStore, StateStore, StateStoreError
     from gateway.confclient.trusted import TrustedGlobalConf
     from gateway.confclient.updater import GlobalConfUpdater
     from gateway.serverconf.store import ServerConfError
     from trust.anchor import load_anchor
     from trust.errors import GlobalConfError
 
-    path = config.globalconf_path
-    if not path.is_file():
-        raise ServerConfError(
-            f"no global configuration at {path}: the server adopts one once it has reached the "
-            "registry; start it first"
+    store: StateStore = (
+        PostgresStateStore(config.database_url)
+        if config.database_url is not None
+        else FileStateStore(config.globalconf_path)
+    )
+    where = store.document_location
+    try:
+        try:
+            document = store.load().document
+        except (OSError, StateStoreError) as exc:
+            raise ServerConfError(f"the global configuration in {where} cannot be read: {exc}") from exc
+        if document is None:
+            raise ServerConfError(
+                f"no global configuration in {where}: the server adopts one once it has reached the "
+                "registry; start it first"
+            )
+        anchor = load_anchor(config.anchor_path)
+        updater = GlobalConfUpdater(
+            TrustedGlobalConf(anchor), config.globalconf_path, config.globalconf, FixedClock(now), store=store
         )
-    anchor = load_anchor(config.anchor_path)
-    updater = GlobalConfUpdater(TrustedGlobalConf(anchor), path, config.globalconf, FixedClock(now))
-    # The updater's log lines speak to a running server's operator; here the answer is
-    # the command's own line, or the refusal below.
-    with contextlib.redirect_stdout(io.StringIO()):
-        updater.load_persisted()
+        # The updater's log lines speak to a running server's operator; here the answer is
+        # the command's own line, or the refusal below.
+        with contextlib.redirect_stdout(io.StringIO()):
+            try:
+                updater.load_persisted()
+            except (OSError, StateStoreError) as exc:
+                raise ServerConfError(f"the global configuration in {where} cannot be read: {exc}") from exc
+    finally:
+        store.close()
     conf = updater.trusted.latest
     if conf is not None and not conf.is_expired(now):
         return conf
     try:
-        TrustedGlobalConf(updater.trusted.anchor).check(path.read_bytes(), now)
+        TrustedGlobalConf(updater.trusted.anchor).check(document, now)
     except GlobalConfError as exc:
-        raise ServerConfError(f"the global configuration at {path} is not usable: {exc}") from exc
-    raise ServerConfError(f"the global configuration at {path} is not usable")
+        raise ServerConfError(f"the global configuration in {where} is not usable: {exc}") from exc
+    raise ServerConfError(f"the global configuration in {where} is not usable")
 
 
 @dataclass

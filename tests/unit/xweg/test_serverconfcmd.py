@@ -24,8 +24,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from core.identifiers import GlobalGroupId, MemberId, SubsystemId
+from gateway.confclient.state import PostgresStateStore
 from gateway.serverconf.model import ConnectionType, ServiceEntry
 from gateway.serverconf.store import AuditContext, ServerConfStore
+from tests.databases import fresh_postgres_database
 from trust.anchor import Anchor, AnchorKey, save_anchor
 from trust.globalconf import GlobalConf, GlobalGroupInfo, MemberInfo, sign_global_conf
 from trust.keys import generate_private_key, public_key_pem
@@ -396,7 +398,7 @@ def test_without_an_adopted_global_configuration_only_local_facts_are_accepted(
 ) -> None:
     provider.globalconf.unlink()
     message = refused(capsys, provider, "acl", "grant", SERVICE, ARBEITSSCHUTZ.slash())
-    assert message.startswith(f"xweg gateway acl grant: no global configuration at {provider.globalconf}")
+    assert message.startswith(f"xweg gateway acl grant: no global configuration in {provider.globalconf}")
     assert "no global configuration" in refused(capsys, provider, "client", "add", SOZIALAMT.slash())
     assert "no global configuration" in refused(
         capsys, provider, "group", "member", "add", "pruefer", SOZIALAMT.slash()
@@ -406,16 +408,40 @@ def test_without_an_adopted_global_configuration_only_local_facts_are_accepted(
     ok(capsys, provider, "endpoint", "add", SERVICE, "GET", "/betriebe")
 
 
+@pytest.fixture
+def database_url() -> Iterator[str]:
+    yield from fresh_postgres_database("xweg_serverconfcmd")
+
+
+def test_replicas_check_against_the_global_configuration_they_share(
+    capsys: pytest.CaptureFixture[str], server: Server, database_url: str
+) -> None:
+    # A replica of a server on PostgreSQL keeps no globalconf.jws: the adopted document is
+    # in the shared database, and what is in data_dir (here, a stale file) is not read.
+    document = server.globalconf.read_bytes()
+    server.globalconf.write_bytes(b"not the adopted document")
+    server.config.write_text(f'database_url = "{database_url}"\n' + server.config.read_text())
+    message = refused(capsys, server, "client", "add", SOZIALAMT.slash())
+    assert "no global configuration in postgresql://postgres@127.0.0.1:5432/" in message
+    assert "(schema confclient)" in message
+    shared = PostgresStateStore(database_url)
+    try:
+        shared.save(document, 1, json.dumps({"serial": 1}).encode())
+    finally:
+        shared.close()
+    ok(capsys, server, "client", "add", SOZIALAMT.slash())
+
+
 def test_an_expired_or_forged_global_configuration_is_not_used(
     capsys: pytest.CaptureFixture[str], provider: Server
 ) -> None:
     provider.write_globalconf(expires_in=-dt.timedelta(minutes=5))
     message = refused(capsys, provider, "acl", "grant", SERVICE, ARBEITSSCHUTZ.slash())
-    assert f"the global configuration at {provider.globalconf} is not usable" in message
+    assert f"the global configuration in {provider.globalconf} is not usable" in message
     assert "expired" in message
     provider.write_globalconf(key=generate_private_key())  # not the anchor's key
     message = refused(capsys, provider, "acl", "grant", SERVICE, ARBEITSSCHUTZ.slash())
-    assert f"the global configuration at {provider.globalconf} is not usable" in message
+    assert f"the global configuration in {provider.globalconf} is not usable" in message
     provider.write_globalconf()
     ok(capsys, provider, "acl", "grant", SERVICE, ARBEITSSCHUTZ.slash())
 
