@@ -8,6 +8,22 @@ An aiohttp sub-application (:func:`make_auditor_app`), mounted by the server und
     records/by-message/{message_id}/evidence                                evidence container (ZIP)
     checkpoints/latest, checkpoints/{size}                                  checkpoints
     proofs/inclusion?seq=&tree_size=, proofs/consistency?old=&new=          Merkle proofs (hex)
+    shards                                                                  shards of the log (JSON)
+
+Replicas of one server that share a PostgreSQL database each write a shard of the
+message log: a log of its own, with its own sequence numbers, Merkle tree and
+checkpoints.  Behind a load balancer an auditor cannot choose the replica that
+answers, so any replica answers for every shard:
+
+* ``shards`` names them: ``{"own": <this replica's shard>, "shards": [...]}``, sorted
+  (404 when the log is one SQLite file, which has no shards);
+* every other route takes an optional ``shard=NAME`` and reads that shard instead of
+  this replica's own (400 for a malformed name, 404 for a name the database has no
+  shard of, 400 on an SQLite log);
+* search results and records on PostgreSQL carry ``"shard"``, since a ``seq`` means
+  something only within its shard's tree (on SQLite they are as they always were);
+* evidence without ``shard`` is built from this replica's shard if it holds the
+  message id, else from the first other shard that does, whichever replica logged it.
 
 Every request, in this order:
 
@@ -54,7 +70,7 @@ from core.identifiers import IdentifierError, ServiceId, parse_client_slash
 from gateway.messagelog import query
 from gateway.messagelog.errors import LogOpenError, LogReadError, MessageLogError
 from gateway.messagelog.record import MAX_MESSAGE_ID_LENGTH, format_time, parse_time
-from gateway.messagelog.store import LogLocation, PostgresLogShard
+from gateway.messagelog.store import LogLocation, PostgresLogShard, list_shards
 from trust.merkle import MerkleError
 from trust.tokens import AuditorIdentity, TokenForbidden, TokenInvalid, verify_auditor_token
 
@@ -100,7 +116,9 @@ class AuditQuery:
 
 
 AuditLog = Callable[[AuditQuery], Awaitable[None]]
-EvidenceSource = Callable[[str], Awaitable[bytes]]
+#: Builds the evidence container of a message id from the log at a location: the
+#: replica's own, or on PostgreSQL whichever shard of the server holds the message id.
+EvidenceSource = Callable[[str, LogLocation], Awaitable[bytes]]
 
 
 @dataclass(frozen=True)
@@ -277,8 +295,9 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _summary_json(summary: query.RecordSummary) -> dict[str, Any]:
-    return {
+def _summary_json(summary: query.RecordSummary, shard: str | None) -> dict[str, Any]:
+    """A record's metadata; on PostgreSQL with the shard whose tree its ``seq`` belongs to."""
+    data: dict[str, Any] = {
         "seq": summary.seq,
         "message_id": summary.message_id,
         "logged_at": format_time(summary.logged_at),
@@ -288,14 +307,17 @@ def _summary_json(summary: query.RecordSummary) -> dict[str, Any]:
         "status": summary.status,
         "body_size": summary.body_size,
     }
+    if shard is not None:
+        data["shard"] = shard
+    return data
 
 
-def _record_json(view: query.RecordView) -> dict[str, Any]:
+def _record_json(view: query.RecordView, shard: str | None) -> dict[str, Any]:
     try:
         header: Any = json.loads(view.header)
     except ValueError:
         header = None
-    data = _summary_json(view.summary)
+    data = _summary_json(view.summary, shard)
     data.update(
         {
             "header": header,
@@ -322,6 +344,71 @@ async def _run(settings: _Settings, function: Callable[..., Any], *args: Any, **
             return await asyncio.to_thread(function, *args, **kwargs)
 
 
+# -- shards --------------------------------------------------------------------------
+
+
+def _shard_name(location: LogLocation) -> str | None:
+    """The shard ``location`` is, or None for an SQLite file (which has no shards)."""
+    return location.shard if isinstance(location, PostgresLogShard) else None
+
+
+def _described(location: LogLocation) -> str:
+    """The log at ``location`` as an answer names it (never the database's URL)."""
+    shard = _shard_name(location)
+    return "the message log" if shard is None else f"shard {shard} of the message log"
+
+
+async def _location(settings: _Settings, params: Mapping[str, str]) -> LogLocation:
+    """The log a request reads: this replica's own, or the shard its ``shard`` parameter names.
+
+    The name is checked against the database (one more query), so that a name no
+    replica writes is a 404 naming it, not a 503 for a log that cannot be opened; this
+    replica's own name needs no look-up.
+    """
+    own = settings.log_path
+    if "shard" not in params:
+        return own
+    if not isinstance(own, PostgresLogShard):
+        raise _bad_request("this server's message log is a single file, not shards: 'shard' does not apply")
+    name = params["shard"]
+    try:
+        location = PostgresLogShard(own.url, name)
+    except ValueError as exc:
+        raise _bad_request(f"shard: {exc}") from exc
+    if name != own.shard and name not in await _run(settings, list_shards, own.url):
+        raise _not_found(f"this server's message log has no shard {name!r}")
+    return location
+
+
+async def _holding(
+    settings: _Settings, params: Mapping[str, str], message_id: str
+) -> tuple[LogLocation, int]:
+    """The log holding ``message_id`` and the seq of its first record there.
+
+    Without ``shard`` on PostgreSQL, this replica's own shard is searched first, then
+    the others in name order: the replica that logged the exchange need not be the one
+    the load balancer picked for the auditor.
+    """
+    own = settings.log_path
+    location = await _location(settings, params)
+    found = await _run(settings, query.search, location, message_id=message_id, limit=1)
+    if found:
+        return location, found[0].seq
+    if "shard" in params or not isinstance(own, PostgresLogShard):
+        raise _not_found(f"{_described(location)} holds no record of that message id")
+    for name in await _run(settings, list_shards, own.url):
+        if name == own.shard:
+            continue
+        try:
+            other = PostgresLogShard(own.url, name)
+        except ValueError:  # a schema named outside the shard rule is no replica's
+            continue
+        found = await _run(settings, query.search, other, message_id=message_id, limit=1)
+        if found:
+            return other, found[0].seq
+    raise _not_found("no shard of the message log holds a record of that message id")
+
+
 # -- routes --------------------------------------------------------------------------
 
 Route = Callable[[web.Request, _Settings, AuditorIdentity], Awaitable[web.StreamResponse]]
@@ -329,7 +416,8 @@ Route = Callable[[web.Request, _Settings, AuditorIdentity], Awaitable[web.Stream
 
 async def _search(request: web.Request, settings: _Settings, identity: AuditorIdentity) -> web.StreamResponse:
     params = _params(
-        request, frozenset({"since", "until", "client", "service", "message_id", "limit", "after_seq"})
+        request,
+        frozenset({"since", "until", "client", "service", "message_id", "limit", "after_seq", "shard"}),
     )
     filters: dict[str, Any] = {}
     for name in ("since", "until"):
@@ -352,65 +440,69 @@ async def _search(request: web.Request, settings: _Settings, identity: AuditorId
         limit = _integer(params["limit"], "limit", minimum=1, maximum=query.MAX_LIMIT)
     if "after_seq" in params:
         filters["after_seq"] = _integer(params["after_seq"], "after_seq", minimum=0)
-    found = await _run(settings, query.search, settings.log_path, limit=limit, **filters)
-    response = web.json_response([_summary_json(s) for s in found])
+    location = await _location(settings, params)
+    found = await _run(settings, query.search, location, limit=limit, **filters)
+    shard = _shard_name(location)
+    response = web.json_response([_summary_json(s, shard) for s in found])
     if len(found) == limit:  # there may be more: where the next page starts
         response.headers["X-Next-After-Seq"] = str(found[-1].seq)
     return response
 
 
 async def _record(request: web.Request, settings: _Settings, identity: AuditorIdentity) -> web.StreamResponse:
-    params = _params(request, frozenset({"body"}))
+    params = _params(request, frozenset({"body", "shard"}))
     seq = _integer(request.match_info["seq"], "seq", minimum=1)
     with_body = _flag(params.get("body", "false"), "body")
     # (3) bodies only for tokens that carry the right
     if with_body and not identity.may_read_bodies:
         raise _forbidden("this token does not carry the right to read message bodies")
-    view = await _run(settings, query.get_record, settings.log_path, seq, with_body=with_body)
+    location = await _location(settings, params)
+    view = await _run(settings, query.get_record, location, seq, with_body=with_body)
     if view is None:
-        raise _not_found(f"the message log holds no record {seq}")
-    return web.json_response(_record_json(view))
+        raise _not_found(f"{_described(location)} holds no record {seq}")
+    return web.json_response(_record_json(view, _shard_name(location)))
 
 
 async def _evidence(
     request: web.Request, settings: _Settings, identity: AuditorIdentity
 ) -> web.StreamResponse:
-    _params(request, frozenset())
+    params = _params(request, frozenset({"shard"}))
     message_id = _message_id(request.match_info["message_id"])
     # (3) an evidence container holds the bodies of the exchange
     if not identity.may_read_bodies:
         raise _forbidden("an evidence container holds message bodies; this token does not carry that right")
     if settings.evidence is None:
         raise _server_error(ErrorCode.UNKNOWN_SERVICE, "evidence export is not available on this server", 501)
-    found = await _run(settings, query.search, settings.log_path, message_id=message_id, limit=1)
-    if not found:
-        raise _not_found("the message log holds no record of that message id")
+    location, seq = await _holding(settings, params, message_id)
     async with settings.slots:  # building a container computes proofs over the log
         try:
-            container = await settings.evidence(message_id)
+            container = await settings.evidence(message_id, location)
         except LogReadError as exc:
             raise _server_error(ErrorCode.INTERNAL_ERROR, f"the message log cannot be read: {exc}") from exc
         except MessageLogError as exc:  # e.g. its records are not covered by a checkpoint yet
             raise _server_error(
                 ErrorCode.INTERNAL_ERROR, f"the evidence container cannot be built now: {exc}", 409
             ) from exc
+    shard = _shard_name(location)
+    filename = f"evidence-{seq}.zip" if shard is None else f"evidence-{shard}-{seq}.zip"
     return web.Response(
         body=container,
         content_type="application/zip",
-        headers={"Content-Disposition": f'attachment; filename="evidence-{found[0].seq}.zip"'},
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
 
 
 async def _checkpoint(
     request: web.Request, settings: _Settings, identity: AuditorIdentity
 ) -> web.StreamResponse:
-    _params(request, frozenset())
+    params = _params(request, frozenset({"shard"}))
     which = request.match_info["size"]
     size = None if which == "latest" else _integer(which, "checkpoint size", minimum=1)
-    found = await _run(settings, query.checkpoint, settings.log_path, size)
+    location = await _location(settings, params)
+    found = await _run(settings, query.checkpoint, location, size)
     if found is None:
         what = "no checkpoint yet" if size is None else f"no checkpoint of size {size}"
-        raise _not_found(f"the message log has {what}")
+        raise _not_found(f"{_described(location)} has {what}")
     # The checkpoint file an auditor keeps, byte for byte (canonical JSON).
     return web.Response(body=found.to_file_json(), content_type="application/json")
 
@@ -418,10 +510,11 @@ async def _checkpoint(
 async def _inclusion(
     request: web.Request, settings: _Settings, identity: AuditorIdentity
 ) -> web.StreamResponse:
-    params = _params(request, frozenset({"seq", "tree_size"}))
+    params = _params(request, frozenset({"seq", "tree_size", "shard"}))
     seq = _integer(_required(params, "seq"), "seq", minimum=1)
     tree_size = _integer(_required(params, "tree_size"), "tree_size", minimum=1)
-    proof = await _run(settings, query.inclusion_proof, settings.log_path, seq, tree_size)
+    location = await _location(settings, params)
+    proof = await _run(settings, query.inclusion_proof, location, seq, tree_size)
     body = {"seq": seq, "leaf_index": seq - 1, "tree_size": tree_size, "proof": [h.hex() for h in proof]}
     return web.json_response(body)
 
@@ -429,11 +522,21 @@ async def _inclusion(
 async def _consistency(
     request: web.Request, settings: _Settings, identity: AuditorIdentity
 ) -> web.StreamResponse:
-    params = _params(request, frozenset({"old", "new"}))
+    params = _params(request, frozenset({"old", "new", "shard"}))
     old = _integer(_required(params, "old"), "old", minimum=1)
     new = _integer(_required(params, "new"), "new", minimum=1)
-    proof = await _run(settings, query.consistency_proof, settings.log_path, old, new)
+    location = await _location(settings, params)
+    proof = await _run(settings, query.consistency_proof, location, old, new)
     return web.json_response({"old_size": old, "new_size": new, "proof": [h.hex() for h in proof]})
+
+
+async def _shards(request: web.Request, settings: _Settings, identity: AuditorIdentity) -> web.StreamResponse:
+    _params(request, frozenset())
+    own = settings.log_path
+    if not isinstance(own, PostgresLogShard):
+        raise _not_found("this server's message log is one SQLite file; it has no shards")
+    names = await _run(settings, list_shards, own.url)
+    return web.json_response({"own": own.shard, "shards": sorted(names)})
 
 
 async def _elsewhere(
@@ -523,7 +626,8 @@ def make_auditor_app(
     ``issuer`` is this security server's id (slash form), the ``iss`` its tokens carry;
     ``audit_log`` receives every request's :class:`AuditQuery` and must make it durable
     (an exception refuses the answer); ``evidence`` builds the evidence container of a
-    message id (None: the route answers 501).
+    message id from the log at the location it is given, this one or on PostgreSQL
+    another shard of the same database (None: the route answers 501).
     """
     if not isinstance(token_public_key, ec.EllipticCurvePublicKey):
         raise TypeError("token_public_key must be an EC public key")
@@ -547,6 +651,7 @@ def make_auditor_app(
     app.router.add_get("/checkpoints/{size}", _handler(_checkpoint))
     app.router.add_get("/proofs/inclusion", _handler(_inclusion))
     app.router.add_get("/proofs/consistency", _handler(_consistency))
+    app.router.add_get("/shards", _handler(_shards))
     # Everything else under the prefix, and every other method: authenticated, logged, refused.
     app.router.add_route("*", "/{tail:.*}", _handler(_elsewhere))
     return app

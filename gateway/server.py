@@ -533,9 +533,10 @@ def _auditor_app(gateway: Gateway) -> web.Application:
     """The read-only auditor API: JWT bearer tokens with role auditor, every query logged."""
     config = gateway.config
 
-    async def evidence(message_id: str) -> bytes:
+    async def evidence(message_id: str, location: LogLocation) -> bytes:
+        # On PostgreSQL the message may be in another replica's shard than this one's.
         def build() -> bytes:
-            with MessageLogStore.open_readonly(config.message_log) as store:
+            with MessageLogStore.open_readonly(location) as store:
                 return build_evidence(store, message_id, now=gateway.clock.now())
 
         return await asyncio.to_thread(build)

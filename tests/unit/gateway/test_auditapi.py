@@ -9,6 +9,7 @@ import hmac
 import json
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from core.clock import FixedClock
-from gateway.auditapi import AuditQuery, AuditQueryLog, make_auditor_app
+from gateway.auditapi import AuditQuery, AuditQueryLog, EvidenceSource, make_auditor_app
 from gateway.messagelog.checkpoint import Checkpoint
 from gateway.messagelog.errors import MessageLogError
 from gateway.messagelog.record import LogRecord
+from gateway.messagelog.store import LogLocation
 from tests.unit.gateway.audit_fixtures import ORIGIN, build_log
 from tests.unit.gateway.messagelog.helpers import CLIENT, SERVICE, Signers
 from trust import merkle
@@ -53,9 +55,9 @@ class Api:
     session: aiohttp.ClientSession
     key: ec.EllipticCurvePrivateKey
     records: list[LogRecord]
-    log_path: Path
+    log_path: LogLocation  # the log the API reads
     audited: list[AuditQuery] = field(default_factory=list)
-    evidence_calls: list[str] = field(default_factory=list)
+    evidence_calls: list[tuple[str, LogLocation]] = field(default_factory=list)  # (message id, log)
 
     def token(self, *, bodies: bool = False, subject: str = "auditor-1") -> str:
         return issue_auditor_token(
@@ -90,25 +92,41 @@ async def serve(
     key: ec.EllipticCurvePrivateKey,
     *,
     audit_log: Callable[[AuditQuery], Awaitable[None]] | None = None,
-    evidence: Callable[[str], Awaitable[bytes]] | None | bool = True,
+    evidence: EvidenceSource | None | bool = True,
     log_path: Path | None = None,
 ) -> AsyncIterator[Api]:
+    """The API over a fresh log file of three exchanges (or over ``log_path`` instead)."""
     path = tmp_path / "messagelog.db"
     records = build_log(path, signers)
+    async with serve_log(log_path or path, key, records, audit_log=audit_log, evidence=evidence) as api:
+        yield api
+
+
+@asynccontextmanager
+async def serve_log(
+    location: LogLocation,
+    key: ec.EllipticCurvePrivateKey,
+    records: list[LogRecord],
+    *,
+    audit_log: Callable[[AuditQuery], Awaitable[None]] | None = None,
+    evidence: EvidenceSource | None | bool = True,
+) -> AsyncIterator[Api]:
+    """The API over the log at ``location``; by default every query is collected in
+    ``Api.audited`` and the exporter records its calls and answers an empty ZIP."""
     api_holder: list[Api] = []
 
     async def collect(entry: AuditQuery) -> None:
         api_holder[0].audited.append(entry)
 
-    async def export(message_id: str) -> bytes:
-        api_holder[0].evidence_calls.append(message_id)
+    async def export(message_id: str, location: LogLocation) -> bytes:
+        api_holder[0].evidence_calls.append((message_id, location))
         return ZIP
 
     app = web.Application()
     app.add_subapp(
         PREFIX + "/",
         make_auditor_app(
-            log_path=log_path or path,
+            log_path=location,
             token_public_key=key.public_key(),
             issuer=ORIGIN,
             clock=FixedClock(NOW),
@@ -119,7 +137,7 @@ async def serve(
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     async with aiohttp.ClientSession() as session:
-        api = Api(str(server.make_url(PREFIX)), session, key, records, path)
+        api = Api(str(server.make_url(PREFIX)), session, key, records, location)
         api_holder.append(api)
         try:
             yield api
@@ -251,10 +269,10 @@ async def test_evidence_comes_from_the_exporter(api: Api) -> None:
     assert status == 200 and body == ZIP
     assert response.headers["Content-Type"] == "application/zip"
     assert response.headers["Content-Disposition"] == 'attachment; filename="evidence-1.zip"'
-    assert api.evidence_calls == [message_id]
+    assert api.evidence_calls == [(message_id, api.log_path)]
     status, data, _ = await api.get("/records/by-message/no-such-message/evidence", api.token(bodies=True))
     assert_error(data, "Client.InvalidRequest", 404, status)
-    assert api.evidence_calls == [message_id]
+    assert api.evidence_calls == [(message_id, api.log_path)]
 
 
 # -- authentication and rights: the attacker's side --------------------------------
@@ -401,6 +419,35 @@ async def test_the_api_is_read_only_and_has_no_other_routes(api: Api) -> None:
     assert_error(data, "Client.InvalidRequest", 404, status)
 
 
+# -- shards are PostgreSQL's (see test_auditapi_shards.py) ----------------------------
+
+
+async def test_a_log_file_has_no_shards(api: Api) -> None:
+    token = api.token(bodies=True)
+    status, data, _ = await api.get("/shards", token)
+    assert_error(data, "Client.InvalidRequest", 404, status)
+    assert "one SQLite file" in data["message"] and "no shards" in data["message"]
+    message_id = api.records[0].message_id
+    paths = [
+        "/records?shard=main",
+        "/records/1?shard=main",
+        "/checkpoints/latest?shard=main",
+        "/checkpoints/2?shard=main",
+        "/proofs/inclusion?seq=1&tree_size=6&shard=main",
+        "/proofs/consistency?old=2&new=6&shard=main",
+        f"/records/by-message/{message_id}/evidence?shard=main",
+    ]
+    for path in paths:
+        status, data, _ = await api.get(path, token)
+        assert_error(data, "Client.InvalidRequest", 400, status)
+        assert "a single file, not shards" in data["message"]
+    assert api.evidence_calls == []
+    assert [(e.path.removeprefix(PREFIX), e.query, e.status) for e in api.audited] == [
+        ("/shards", "", 404),
+        *((path.partition("?")[0], path.partition("?")[2], 400) for path in paths),
+    ]
+
+
 # -- every query is logged ---------------------------------------------------------
 
 
@@ -460,7 +507,7 @@ async def test_queries_are_kept_in_a_durable_table(
 async def test_an_exporter_failure_is_500_without_a_traceback(
     tmp_path: Path, signers: Signers, token_key: ec.EllipticCurvePrivateKey
 ) -> None:
-    async def exploding(message_id: str) -> bytes:
+    async def exploding(message_id: str, location: LogLocation) -> bytes:
         raise RuntimeError("secret internals at /srv/xweg")
 
     async for api in serve(tmp_path, signers, token_key, evidence=exploding):
@@ -474,7 +521,7 @@ async def test_an_exporter_failure_is_500_without_a_traceback(
 async def test_evidence_not_ready_yet_is_409(
     tmp_path: Path, signers: Signers, token_key: ec.EllipticCurvePrivateKey
 ) -> None:
-    async def not_yet(message_id: str) -> bytes:
+    async def not_yet(message_id: str, location: LogLocation) -> bytes:
         raise MessageLogError("its last record is not covered by a checkpoint yet")
 
     async for api in serve(tmp_path, signers, token_key, evidence=not_yet):
@@ -505,6 +552,7 @@ async def test_a_missing_log_is_503(
 async def test_a_damaged_record_is_named_not_crashed(api: Api) -> None:
     from tests.unit.gateway.messagelog.helpers import tamper
 
+    assert isinstance(api.log_path, Path)
     tamper(api.log_path, "UPDATE records SET logged_at = 'yesterday' WHERE seq = 2")
     status, data, _ = await api.get("/records/2", api.token())
     assert_error(data, "Server.ServerProxy.InternalError", 500, status)
