@@ -612,6 +612,11 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
         )
 
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    # The token keys too (on PostgreSQL they are in the database, and a replica with
+    # another passphrase is refused here, before it takes its shard).
+    auditor_token_key, client_token_key = await asyncio.to_thread(
+        lambda: (load_token_key(config, TokenKey.AUDITOR), load_token_key(config, TokenKey.CLIENT))
+    )
     anchor = load_anchor(config.anchor_path)
     serverconf = await open_serverconf(config, clock)
     policy = config.messagelog
@@ -745,8 +750,8 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
         auth_certificate=auth_certificate,
         own_ocsp=own_ocsp,
         timestamper=timestamper,
-        auditor_token_key=load_token_key(config, TokenKey.AUDITOR),
-        client_token_key=load_token_key(config, TokenKey.CLIENT),
+        auditor_token_key=auditor_token_key,
+        client_token_key=client_token_key,
         auditor_queries=AuditQueryLog.open(config.data_dir / "auditor-queries.db"),
         archiver=Archiver(
             config.message_log,

@@ -28,6 +28,7 @@ import enum
 import stat
 from pathlib import Path
 
+import structlog
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.config import GatewayConfig
@@ -50,6 +51,8 @@ __all__ = [
     "management_token_key_path",
     "load_or_create_token_key",
 ]
+
+log = structlog.get_logger("xweg.tokens")
 
 #: File name of the key inside the security server's data folder.
 AUDITOR_SIGNING_KEY_FILE = "auditor-token.key"
@@ -135,6 +138,13 @@ def load_token_key(config: GatewayConfig, key: TokenKey) -> ec.EllipticCurvePriv
     path = Path(config.data_dir) / key.file_name
     if config.database_url is None:
         return load_or_create_private_key(path, config.key_passphrase, what=key.what, error=TokenKeyError)
+    if not config.key_passphrase:
+        # A file is protected by its mode; a row by nothing but encryption: whoever can
+        # read the table or a dump of the database could otherwise sign tokens.
+        raise TokenKeyError(
+            f"the {key.what} of replicas on PostgreSQL is kept in the database, encrypted with "
+            "the key passphrase, and this server has none: set [keys] passphrase_file or passphrase_env"
+        )
     return _load_or_create_shared(config.database_url, key, config.key_passphrase, path)
 
 
@@ -171,10 +181,13 @@ def _load_or_create_shared(
     finally:
         database.close()
     try:
-        return private_key_from_pem(pem, passphrase, source=f"the {key.what} in {where}")
+        shared = private_key_from_pem(pem, passphrase, source=f"the {key.what} in {where}")
     except ValueError as exc:
         # Replicas must share the key passphrase as they share the key.
         raise TokenKeyError(f"{exc} (is the key passphrase the same on every replica?)") from exc
+    if file.exists():
+        _warn_if_superseded(file, key, passphrase, shared)
+    return shared
 
 
 def _stored_pem(database: Database, name: str) -> bytes | None:
@@ -198,3 +211,23 @@ def _file_pem(path: Path, key: TokenKey, passphrase: bytes | None) -> bytes:
     except ValueError as exc:
         raise TokenKeyError(f"cannot read the {key.what} {path}: {exc}") from exc
     return pem
+
+
+def _warn_if_superseded(
+    file: Path, key: TokenKey, passphrase: bytes | None, shared: ec.EllipticCurvePrivateKey
+) -> None:
+    """Say so when a key file of this server's own is not the key the replicas share: the
+    tokens it signed (before this server moved onto PostgreSQL, or as a replica that lost
+    the race to store its key) are no longer accepted."""
+    try:
+        own = private_key_from_pem(file.read_bytes(), passphrase, source=str(file))
+    except (OSError, ValueError) as exc:
+        log.warning("token_key.file_unreadable", key=key.key_name, path=str(file), error=str(exc))
+        return
+    if own.public_key() != shared.public_key():
+        log.warning(
+            "token_key.file_superseded",
+            key=key.key_name,
+            path=str(file),
+            detail="the database holds another key; tokens this file's key signed are refused",
+        )

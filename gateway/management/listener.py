@@ -10,6 +10,7 @@ and the server agree on it whichever runs first.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from pathlib import Path
 
@@ -40,7 +41,8 @@ async def start_management_listener(
     """Serve the management API on ``listener``; the caller cleans the runner up."""
     config = gateway.config
     certificate, key = load_or_create_internal_tls(config.data_dir, config.key_passphrase)
-    token_key = load_token_key(config, TokenKey.MANAGEMENT)
+    # In the database on PostgreSQL: not on the event loop, which is serving already.
+    token_key = await asyncio.to_thread(load_token_key, config, TokenKey.MANAGEMENT)
     tls = management_tls_context(certificate, key, config.key_passphrase)
     app = make_management_app(gateway, token_key.public_key(), register_client=register_client)
     # Its own bounds are the server's: stopping waits no longer for it than for the others.

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from structlog.testing import capture_logs
 
 from core.clock import FixedClock
 from gateway.config import GatewayConfig
@@ -32,17 +33,24 @@ from tests.unit.gateway.test_tokens import ISSUER, NOW, parse, write_config
 from trust.tokens import key_id, verify_auditor_token
 from xweg.tokencmd import run_token_command
 
+pytestmark = pytest.mark.postgres
+
 
 @pytest.fixture
 def database_url() -> Iterator[str]:
     yield from fresh_postgres_database("xweg_tokenkeys")
 
 
-def replica(folder: Path, database_url: str | None, passphrase: str = "server passphrase") -> GatewayConfig:
+def replica(
+    folder: Path, database_url: str | None, passphrase: str | None = "server passphrase"
+) -> GatewayConfig:
     """A security server's configuration in ``folder`` (data folder ``folder/data``)."""
     folder.mkdir(parents=True, exist_ok=True)
     config = write_config(folder)
-    (folder / "passphrase").write_text(passphrase + "\n")
+    if passphrase is None:
+        config.write_text(config.read_text().replace('passphrase_file = "passphrase"\n', ""))
+    else:
+        (folder / "passphrase").write_text(passphrase + "\n")
     if database_url is not None:
         config.write_text(f'database_url = "{database_url}"\n' + config.read_text())
     return GatewayConfig.load(config)
@@ -114,7 +122,10 @@ def test_a_key_file_others_can_read_is_not_taken_into_the_database(tmp_path: Pat
 
 def test_a_key_file_the_passphrase_does_not_open_is_not_taken(tmp_path: Path, database_url: str) -> None:
     load_or_create_token_key(auditor_token_key_path(tmp_path / "a" / "data"), b"another passphrase")
-    with pytest.raises(TokenKeyError, match="auditor-token key"):
+    file = tmp_path / "a" / "data" / "auditor-token.key"
+    with pytest.raises(
+        TokenKeyError, match=f"cannot read the auditor-token key {file}: cannot load private key"
+    ):
         load_token_key(replica(tmp_path / "a", database_url), TokenKey.AUDITOR)
     assert "auditor-token" not in stored_rows(database_url)
 
@@ -145,3 +156,76 @@ def test_a_token_issued_for_one_replica_verifies_with_the_others_key(
     )
     assert identity.subject == "Prüfamt"
     assert not (first.data_dir / "auditor-token.key").exists()
+
+
+def test_without_a_passphrase_no_key_goes_into_the_database(tmp_path: Path, database_url: str) -> None:
+    # A row has no file mode to protect it: whoever reads the table or a dump could sign.
+    config = replica(tmp_path, database_url, passphrase=None)
+    assert config.key_passphrase is None
+    for kind in TokenKey:
+        with pytest.raises(
+            TokenKeyError, match="encrypted with the key passphrase, and this server has none"
+        ):
+            load_token_key(config, kind)
+    with psycopg.connect(database_url) as connection:
+        assert (
+            connection.execute(
+                "SELECT 1 FROM pg_namespace WHERE nspname = %s", (TOKEN_KEYS_SCHEMA,)
+            ).fetchone()
+            is None
+        )
+
+
+def test_a_replicas_own_key_file_that_lost_is_reported(tmp_path: Path, database_url: str) -> None:
+    shared = key_id(load_token_key(replica(tmp_path / "a", database_url), TokenKey.CLIENT).public_key())
+    loser = replica(tmp_path / "b", None)
+    load_token_key(loser, TokenKey.CLIENT)  # a key file of its own, from before the move
+    with capture_logs() as logs:
+        moved = load_token_key(replica(tmp_path / "b", database_url), TokenKey.CLIENT)
+    assert key_id(moved.public_key()) == shared
+    assert [entry["event"] for entry in logs] == ["token_key.file_superseded"]
+    assert logs[0]["path"] == str(tmp_path / "b" / "data" / "client-token.key")
+    # The winner's own file is the shared key: nothing to say.
+    with capture_logs() as logs:
+        load_token_key(replica(tmp_path / "a", database_url), TokenKey.CLIENT)
+    assert logs == []
+
+
+def test_the_database_url_given_on_the_command_line_is_where_tokens_are_signed(
+    tmp_path: Path, database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A server started with `xweg gateway serve --database-url URL`: its configuration file
+    # names no database, and a token issued without the same URL would be signed by a key
+    # file no replica reads.
+    replica(tmp_path / "a", None)
+    config = str(tmp_path / "a" / "server.toml")
+    argv = ["token", "issue", "--role", "auditor", "--subject", "Prüfamt", "--config", config]
+    assert run_token_command(parse([*argv, "--database-url", database_url]), FixedClock(NOW)) == 0
+    token = capsys.readouterr().out.strip()
+    shared = load_token_key(replica(tmp_path / "b", database_url), TokenKey.AUDITOR)
+    assert verify_auditor_token(token, shared.public_key(), issuer=ISSUER, now=NOW).subject == "Prüfamt"
+    assert not (tmp_path / "a" / "data" / "auditor-token.key").exists()
+
+
+def test_an_unreachable_database_is_one_line_from_token_issue(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    replica(tmp_path, None)
+    argv = [
+        "token",
+        "issue",
+        "--role",
+        "auditor",
+        "--subject",
+        "a",
+        "--config",
+        str(tmp_path / "server.toml"),
+    ]
+    code = run_token_command(parse([*argv, "--database-url", "postgresql://xweg:s3cr3t@127.0.0.1:1/ss1"]))
+    out, err = capsys.readouterr()
+    assert (code, out) == (1, "")
+    assert err.startswith(
+        "xweg token issue: cannot reach the database of the auditor-token key, "
+        "postgresql://xweg:***@127.0.0.1:1/ss1 (table tokenkeys.token_keys): "
+    ), err
+    assert len(err.splitlines()) == 1 and "s3cr3t" not in err
