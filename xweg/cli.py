@@ -30,15 +30,12 @@ def _parser() -> argparse.ArgumentParser:
 
     add_federation_commands(sub)
 
+    from xweg.gatewayargs import add_gateway_config_arguments
+
     gateway = sub.add_parser("gateway", help="the security server")
     gateway_sub = gateway.add_subparsers(dest="action", required=True)
     serve = gateway_sub.add_parser("serve", help="run one security server")
-    serve.add_argument("--config", type=Path, required=True)
-    serve.add_argument(
-        "--database-url",
-        help="the PostgreSQL database replicas of this server share (postgresql://...);"
-        " replaces the configuration file's database_url",
-    )
+    add_gateway_config_arguments(serve)
 
     from xweg.registercmd import add_register_commands
 

@@ -18,13 +18,12 @@ from __future__ import annotations
 import argparse
 import functools
 import sys
-from pathlib import Path
 
 from core.clock import Clock, SystemClock
 from core.identifiers import IdentifierError, parse_client_slash
-from gateway.config import GatewayConfig
 from gateway.tokens import TokenKey, load_token_key
 from trust.clienttokens import DEFAULT_TTL_S, MAX_TTL_S, issue_client_token, verify_client_token
+from xweg.gatewayargs import add_gateway_config_arguments, load_gateway_config
 from xweg.tokencmd import parse_ttl, reported
 
 __all__ = ["add_client_token_commands", "run_client_token_command"]
@@ -35,7 +34,7 @@ def add_client_token_commands(gateway_sub: argparse._SubParsersAction[argparse.A
     group = gateway_sub.add_parser("client-token", help="bearer tokens for information systems")
     actions = group.add_subparsers(dest="client_token_action", required=True)
     issue = actions.add_parser("issue", help="issue a client token signed by this security server")
-    issue.add_argument("--config", type=Path, required=True, help="the security server's configuration")
+    add_gateway_config_arguments(issue)
     issue.add_argument(
         "--client", required=True, help="the client the token acts for, e.g. NRW/MUN/05774032/gewerbeamt"
     )
@@ -48,7 +47,7 @@ def add_client_token_commands(gateway_sub: argparse._SubParsersAction[argparse.A
 
 
 def _issue(args: argparse.Namespace, clock: Clock) -> int:
-    config = GatewayConfig.load(args.config)
+    config = load_gateway_config(args)
     try:
         client = parse_client_slash(args.client)
     except IdentifierError as exc:

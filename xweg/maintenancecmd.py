@@ -13,7 +13,8 @@ import asyncio
 import datetime as dt
 import json
 import sys
-from pathlib import Path
+
+from xweg.gatewayargs import add_gateway_config_arguments, load_gateway_config
 
 __all__ = ["add_maintenance_command", "run_maintenance_command"]
 
@@ -24,15 +25,14 @@ def add_maintenance_command(gateway_sub: argparse._SubParsersAction[argparse.Arg
         "maintenance", help="tell the registry this server enters (on) or leaves (off) maintenance mode"
     )
     maintenance.add_argument("mode", choices=["on", "off"])
-    maintenance.add_argument("--config", type=Path, required=True, help="the security server's configuration")
+    add_gateway_config_arguments(maintenance)
     maintenance.add_argument("--json", action="store_true", help="print the registry's answer as JSON")
 
 
 async def _run(args: argparse.Namespace) -> int:
-    from gateway.config import GatewayConfig
     from gateway.maintenance import RegistrationFailed, announce_maintenance
 
-    config = GatewayConfig.load(args.config)
+    config = load_gateway_config(args)
     try:
         answer = await announce_maintenance(config, args.mode == "on", now=dt.datetime.now(dt.UTC))
     except RegistrationFailed as exc:

@@ -17,7 +17,8 @@ import asyncio
 import datetime as dt
 import json
 import sys
-from pathlib import Path
+
+from xweg.gatewayargs import add_gateway_config_arguments, load_gateway_config
 
 __all__ = ["add_register_commands", "run_register_command"]
 
@@ -30,7 +31,7 @@ def add_register_commands(gateway_sub: argparse._SubParsersAction[argparse.Argum
     register_sub = register.add_subparsers(dest="register_action", required=True)
 
     def common(parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--config", type=Path, required=True, help="the security server's configuration")
+        add_gateway_config_arguments(parser)
         parser.add_argument("--json", action="store_true", help="print the request as JSON")
 
     auth = register_sub.add_parser("auth-cert", help="register this server's auth certificate")
@@ -59,10 +60,9 @@ def _print(request: dict[str, object], as_json: bool) -> None:
 
 async def _run(args: argparse.Namespace) -> int:
     from core.identifiers import IdentifierError, SubsystemId
-    from gateway.config import GatewayConfig
     from gateway.registration import RegistrationClient, RegistrationFailed
 
-    config = GatewayConfig.load(args.config)
+    config = load_gateway_config(args)
     async with RegistrationClient(config) as registry:
         now = dt.datetime.now(dt.UTC)
         try:

@@ -37,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from xweg.gatewayargs import add_gateway_config_arguments, load_gateway_config
+
 if TYPE_CHECKING:
     from core.identifiers import ClientId, GlobalGroupId, ServiceId
     from gateway.config import GatewayConfig
@@ -57,7 +59,7 @@ _MAX_PEM_FILE_BYTES = 64 * 1024  # one certificate is far smaller
 
 
 def _common(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    parser.add_argument("--config", type=Path, required=True, help="the security server's configuration")
+    add_gateway_config_arguments(parser)
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     return parser
 
@@ -188,9 +190,10 @@ def adopted_globalconf(config: GatewayConfig, now: dt.datetime) -> GlobalConf:
     where = store.document_location
     try:
         try:
-            document = store.load().document
+            persisted = store.load()
         except (OSError, StateStoreError) as exc:
             raise ServerConfError(f"the global configuration in {where} cannot be read: {exc}") from exc
+        document = persisted.document
         if document is None:
             raise ServerConfError(
                 f"no global configuration in {where}: the server adopts one once it has reached the "
@@ -200,13 +203,11 @@ def adopted_globalconf(config: GatewayConfig, now: dt.datetime) -> GlobalConf:
         updater = GlobalConfUpdater(
             TrustedGlobalConf(anchor), config.globalconf_path, config.globalconf, FixedClock(now), store=store
         )
-        # The updater's log lines speak to a running server's operator; here the answer is
-        # the command's own line, or the refusal below.
+        # The updater is given what was read above, so that the document refused below is
+        # the one it judged.  Its log lines speak to a running server's operator; here the
+        # answer is the command's own line, or the refusal below.
         with contextlib.redirect_stdout(io.StringIO()):
-            try:
-                updater.load_persisted()
-            except (OSError, StateStoreError) as exc:
-                raise ServerConfError(f"the global configuration in {where} cannot be read: {exc}") from exc
+            updater.use_persisted(persisted)
     finally:
         store.close()
     conf = updater.trusted.latest
@@ -690,14 +691,14 @@ def run_serverconf_command(args: argparse.Namespace, *, now: dt.datetime | None 
     0 on success; 1 with one line on standard error for a refused change or any other failure.
     """
     from core.errors import XwegError
-    from gateway.config import ConfigError, GatewayConfig
+    from gateway.config import ConfigError
     from gateway.serverconf.store import AuditContext, ServerConfError, ServerConfStore
     from trust.errors import TrustError
 
     name = _name(args)
     build, render = _COMMANDS[args.action]
     try:
-        config = GatewayConfig.load(args.config)
+        config = load_gateway_config(args)
         command = build(args)
         context = AuditContext("local", now or dt.datetime.now(dt.UTC))
         # Standard output carries only what the command prints (scripts parse --json);
@@ -708,7 +709,8 @@ def run_serverconf_command(args: argparse.Namespace, *, now: dt.datetime | None 
         ):
             result = command(_Run(store, config, context))
     except (ConfigError, ServerConfError, TrustError, XwegError, ValueError) as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
+        # One line, always: a database driver's message may span several.
+        print(f"{name}: {' '.join(str(exc).split())}", file=sys.stderr)
         return 1
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""

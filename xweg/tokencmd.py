@@ -20,14 +20,14 @@ import argparse
 import re
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from core.clock import Clock, SystemClock
-from gateway.config import ConfigError, GatewayConfig
+from gateway.config import ConfigError
 from gateway.management.tokens import ROLES, issue_management_token, verify_management_token
 from gateway.tokens import TokenKey, TokenKeyError, load_token_key
 from trust.tokens import DEFAULT_TTL_S, MAX_TTL_S, ROLE_AUDITOR, issue_auditor_token, verify_auditor_token
+from xweg.gatewayargs import add_gateway_config_arguments, load_gateway_config
 
 __all__ = [
     "reported",
@@ -65,12 +65,12 @@ def add_token_commands(subparsers: Any) -> argparse.ArgumentParser:
     issue.add_argument(
         "--ttl", type=parse_ttl, default=DEFAULT_TTL_S, help="lifetime, e.g. 30m, 8h, 7d (default 8h)"
     )
-    issue.add_argument("--config", type=Path, required=True, help="the security server's configuration")
+    add_gateway_config_arguments(issue)
     return token  # type: ignore[no-any-return]
 
 
 def _issue(args: argparse.Namespace, clock: Clock) -> int:
-    config = GatewayConfig.load(args.config)
+    config = load_gateway_config(args)
     key = load_token_key(config, TokenKey.AUDITOR)
     now = clock.now()
     issuer = config.server_id.slash()
@@ -107,11 +107,11 @@ def add_gateway_token_commands(gateway_sub: argparse._SubParsersAction[argparse.
     issue.add_argument(
         "--ttl", type=parse_ttl, default=DEFAULT_TTL_S, help="lifetime, e.g. 900, 30m, 8h, 7d (default 8h)"
     )
-    issue.add_argument("--config", type=Path, required=True, help="the security server's configuration")
+    add_gateway_config_arguments(issue)
 
 
 def _issue_management(args: argparse.Namespace, clock: Clock) -> int:
-    config = GatewayConfig.load(args.config)
+    config = load_gateway_config(args)
     key = load_token_key(config, TokenKey.MANAGEMENT)
     now = clock.now()
     token = issue_management_token(
@@ -141,7 +141,8 @@ def reported(name: str, work: Callable[[], int]) -> int:
     try:
         return work()
     except (ConfigError, TokenKeyError, ValueError) as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
+        # One line, always: a database driver's message may span several.
+        print(f"{name}: {' '.join(str(exc).split())}", file=sys.stderr)
     except OSError as exc:
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"{name}: {where}{exc.strerror or exc}", file=sys.stderr)

@@ -92,9 +92,10 @@ class GlobalConfUpdater:
 
     def load_persisted(self) -> None:
         """Adopt the persisted document if it still verifies; remember its serial and key set regardless."""
-        self._use_persisted(self._store.load())
+        self.use_persisted(self._store.load())
 
-    def _use_persisted(self, persisted: Persisted) -> None:
+    def use_persisted(self, persisted: Persisted) -> None:
+        """Adopt ``persisted`` (as :meth:`load_persisted` does what the store holds)."""
         if persisted.state is not None:
             with contextlib.suppress(ValueError, KeyError, TypeError):
                 state = json.loads(persisted.state)
@@ -170,7 +171,7 @@ class GlobalConfUpdater:
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession()
-        self._use_persisted(await asyncio.to_thread(self._store.load))
+        self.use_persisted(await asyncio.to_thread(self._store.load))
         interval = self._settings.poll_interval_s
         self._task = asyncio.create_task(
             run_periodically(self.refresh_once, interval_s=interval, retry_s=interval, name="globalconf"),

@@ -413,6 +413,7 @@ def database_url() -> Iterator[str]:
     yield from fresh_postgres_database("xweg_serverconfcmd")
 
 
+@pytest.mark.postgres
 def test_replicas_check_against_the_global_configuration_they_share(
     capsys: pytest.CaptureFixture[str], server: Server, database_url: str
 ) -> None:
@@ -430,6 +431,43 @@ def test_replicas_check_against_the_global_configuration_they_share(
     finally:
         shared.close()
     ok(capsys, server, "client", "add", SOZIALAMT.slash())
+
+
+@pytest.mark.postgres
+def test_the_database_url_of_the_command_line_is_the_one_read(
+    capsys: pytest.CaptureFixture[str], server: Server, database_url: str
+) -> None:
+    # As `xweg gateway serve --database-url URL` is given it, so is every command on the
+    # server's configuration: the file names no database here.
+    document = server.globalconf.read_bytes()
+    server.globalconf.unlink()
+    shared = PostgresStateStore(database_url)
+    try:
+        shared.save(document, 1, json.dumps({"serial": 1}).encode())
+    finally:
+        shared.close()
+    assert "no global configuration in" in refused(capsys, server, "client", "add", SOZIALAMT.slash())
+    ok(capsys, server, "client", "add", SOZIALAMT.slash(), "--database-url", database_url)
+    # The client went into the store in that database, not into data_dir's.
+    listed = json.loads(ok(capsys, server, "client", "list", "--json", "--database-url", database_url))
+    assert SOZIALAMT.slash() in json.dumps(listed)
+    assert SOZIALAMT.slash() not in json.dumps(json.loads(ok(capsys, server, "client", "list", "--json")))
+
+
+def test_an_unreachable_shared_database_is_a_one_line_refusal(
+    capsys: pytest.CaptureFixture[str], server: Server
+) -> None:
+    # The configuration store stays in data_dir; the global configuration the replicas
+    # share is in a database that cannot be reached.
+    url = "postgresql://xweg:s3cr3t@127.0.0.1:1/ss1"
+    text = f'database_url = "{url}"\n' + server.config.read_text()
+    server.config.write_text(text + '\n[serverconf]\ndatabase_url = "sqlite:///serverconf.db"\n')
+    message = refused(capsys, server, "acl", "grant", SERVICE, ARBEITSSCHUTZ.slash())
+    assert message.startswith(
+        "xweg gateway acl grant: the global configuration in postgresql://xweg:***@127.0.0.1:1/ss1"
+        " (schema confclient) cannot be read: "
+    ), message
+    assert "s3cr3t" not in message
 
 
 def test_an_expired_or_forged_global_configuration_is_not_used(
