@@ -21,7 +21,10 @@ answers, so any replica answers for every shard:
   this replica's own (400 for a malformed name, 404 for a name the database has no
   shard of, 400 on an SQLite log);
 * search results and records on PostgreSQL carry ``"shard"``, since a ``seq`` means
-  something only within its shard's tree (on SQLite they are as they always were);
+  something only within its shard's tree (on SQLite they are as they always were), and
+  every answer read from a shard names it in the header ``X-Xweg-Shard``: a client
+  paging through a search or asking for proofs names that shard in what it asks next,
+  or the balancer's next pick answers from its own;
 * evidence without ``shard`` is built from this replica's shard if it holds the
   message id, else from the first other shard that does, whichever replica logged it.
 
@@ -81,11 +84,14 @@ __all__ = [
     "AuditQueryLog",
     "AUDIT_QUERY_SCHEMA",
     "MAX_CONCURRENT_QUERIES",
+    "SHARD_HEADER",
     "make_auditor_app",
 ]
 
 log = structlog.get_logger("xweg.auditapi")
 
+#: The response header naming the shard an answer was read from (PostgreSQL only).
+SHARD_HEADER = "X-Xweg-Shard"
 #: Proofs over a large log hash every leaf; a few at a time keep the server responsive.
 MAX_CONCURRENT_QUERIES = 4
 _REALM = "xweg-auditor-api"
@@ -199,9 +205,11 @@ def _query_errors() -> Iterator[None]:
     except query.NotFound as exc:
         raise _not_found(str(exc)) from exc
     except LogOpenError as exc:
-        raise _server_error(
-            ErrorCode.INTERNAL_ERROR, f"the message log cannot be opened: {exc}", 503
-        ) from exc
+        # Its message names the file or the database (host, user, name): the server's
+        # operator reads it in the server log, by the correlation id; an auditor does not.
+        error = _server_error(ErrorCode.INTERNAL_ERROR, "the message log cannot be opened now", 503)
+        log.error("auditor_api.log_unavailable", correlation_id=error.correlation_id, error=str(exc))
+        raise error from exc
     except LogReadError as exc:
         raise _server_error(ErrorCode.INTERNAL_ERROR, f"the message log cannot be read: {exc}") from exc
     except (MerkleError, ValueError) as exc:
@@ -352,6 +360,16 @@ def _shard_name(location: LogLocation) -> str | None:
     return location.shard if isinstance(location, PostgresLogShard) else None
 
 
+def _from_shard(response: web.Response, location: LogLocation) -> web.Response:
+    """``response`` saying which shard it was read from (on PostgreSQL): behind a load
+    balancer the next request may reach another replica, and must then name this shard
+    to go on where this one left off (the next page of a search, a proof for a seq)."""
+    shard = _shard_name(location)
+    if shard is not None:
+        response.headers[SHARD_HEADER] = shard
+    return response
+
+
 def _described(location: LogLocation) -> str:
     """The log at ``location`` as an answer names it (never the database's URL)."""
     shard = _shard_name(location)
@@ -446,7 +464,7 @@ async def _search(request: web.Request, settings: _Settings, identity: AuditorId
     response = web.json_response([_summary_json(s, shard) for s in found])
     if len(found) == limit:  # there may be more: where the next page starts
         response.headers["X-Next-After-Seq"] = str(found[-1].seq)
-    return response
+    return _from_shard(response, location)
 
 
 async def _record(request: web.Request, settings: _Settings, identity: AuditorIdentity) -> web.StreamResponse:
@@ -460,7 +478,7 @@ async def _record(request: web.Request, settings: _Settings, identity: AuditorId
     view = await _run(settings, query.get_record, location, seq, with_body=with_body)
     if view is None:
         raise _not_found(f"{_described(location)} holds no record {seq}")
-    return web.json_response(_record_json(view, _shard_name(location)))
+    return _from_shard(web.json_response(_record_json(view, _shard_name(location))), location)
 
 
 async def _evidence(
@@ -485,11 +503,12 @@ async def _evidence(
             ) from exc
     shard = _shard_name(location)
     filename = f"evidence-{seq}.zip" if shard is None else f"evidence-{shard}-{seq}.zip"
-    return web.Response(
+    response = web.Response(
         body=container,
         content_type="application/zip",
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+    return _from_shard(response, location)
 
 
 async def _checkpoint(
@@ -504,7 +523,7 @@ async def _checkpoint(
         what = "no checkpoint yet" if size is None else f"no checkpoint of size {size}"
         raise _not_found(f"{_described(location)} has {what}")
     # The checkpoint file an auditor keeps, byte for byte (canonical JSON).
-    return web.Response(body=found.to_file_json(), content_type="application/json")
+    return _from_shard(web.Response(body=found.to_file_json(), content_type="application/json"), location)
 
 
 async def _inclusion(
@@ -516,7 +535,7 @@ async def _inclusion(
     location = await _location(settings, params)
     proof = await _run(settings, query.inclusion_proof, location, seq, tree_size)
     body = {"seq": seq, "leaf_index": seq - 1, "tree_size": tree_size, "proof": [h.hex() for h in proof]}
-    return web.json_response(body)
+    return _from_shard(web.json_response(body), location)
 
 
 async def _consistency(
@@ -527,7 +546,8 @@ async def _consistency(
     new = _integer(_required(params, "new"), "new", minimum=1)
     location = await _location(settings, params)
     proof = await _run(settings, query.consistency_proof, location, old, new)
-    return web.json_response({"old_size": old, "new_size": new, "proof": [h.hex() for h in proof]})
+    body = {"old_size": old, "new_size": new, "proof": [h.hex() for h in proof]}
+    return _from_shard(web.json_response(body), location)
 
 
 async def _shards(request: web.Request, settings: _Settings, identity: AuditorIdentity) -> web.StreamResponse:

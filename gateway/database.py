@@ -63,8 +63,10 @@ def is_postgres_url(text: object) -> bool:
 
 
 def redact_url(url: str) -> str:
-    """``url`` with any password replaced by ``***``, for messages and logs."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+    """``url`` with any password replaced by ``***``, for messages and logs: in the
+    authority (``user:pw@``) and as a ``password=`` query parameter (libpq takes both)."""
+    url = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url, flags=re.IGNORECASE)
 
 
 def check_schema_name(name: str) -> str:

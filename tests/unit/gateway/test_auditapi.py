@@ -21,6 +21,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from structlog.testing import capture_logs
 
 from core.clock import FixedClock
 from gateway.auditapi import AuditQuery, AuditQueryLog, EvidenceSource, make_auditor_app
@@ -544,9 +545,16 @@ async def test_a_missing_log_is_503(
     tmp_path: Path, signers: Signers, token_key: ec.EllipticCurvePrivateKey
 ) -> None:
     async for api in serve(tmp_path, signers, token_key, log_path=tmp_path / "gone.db"):
-        status, data, _ = await api.get("/records", api.token())
+        with capture_logs() as logs:
+            status, data, response = await api.get("/records", api.token())
         assert_error(data, "Server.ServerProxy.InternalError", 503, status)
         assert not (tmp_path / "gone.db").exists()
+        # Where the log is (a file, or a database's host, user and name) is the operator's
+        # to read in the server log, by the correlation id: never the auditor's.
+        assert str(tmp_path) not in data["message"] and "gone.db" not in data["message"]
+        assert "X-Xweg-Shard" not in response.headers
+        [logged] = [entry for entry in logs if entry["event"] == "auditor_api.log_unavailable"]
+        assert logged["correlation_id"] == data["detail"] and "gone.db" in logged["error"]
 
 
 async def test_a_damaged_record_is_named_not_crashed(api: Api) -> None:

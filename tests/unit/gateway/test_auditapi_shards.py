@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from gateway.auditapi import SHARD_HEADER
 from gateway.messagelog.checkpoint import Checkpoint
 from gateway.messagelog.evidence import build_evidence
 from gateway.messagelog.store import LogLocation, MessageLogStore, PostgresLogShard
@@ -76,6 +77,13 @@ async def test_search_reads_the_shard_asked_for_and_says_which(api: Api) -> None
     assert status == 200 and [r["seq"] for r in data] == list(range(1, 9))
     assert {r["shard"] for r in data} == {OTHER}
     assert response.headers["X-Next-After-Seq"] == "8"
+    # The next page, from whichever replica answers next, is where the header says.
+    assert response.headers[SHARD_HEADER] == OTHER
+    _, data, response = await api.get(f"/records?shard={OTHER}&after_seq=8", token)
+    assert [(r["shard"], r["seq"]) for r in data] == [(OTHER, 9), (OTHER, 10)]
+    assert response.headers[SHARD_HEADER] == OTHER and "X-Next-After-Seq" not in response.headers
+    _, data, response = await api.get("/records?after_seq=5", token)
+    assert [r["seq"] for r in data] == [6] and response.headers[SHARD_HEADER] == OWN
     _, data, _ = await api.get(f"/records?shard={OTHER}&message_id=msg-4", token)
     assert [(r["shard"], r["seq"], r["direction"]) for r in data] == [
         (OTHER, 7, "request"),
@@ -93,8 +101,8 @@ async def test_records_checkpoints_and_proofs_of_another_shard(api: Api) -> None
     status, data, _ = await api.get("/records/8", token)
     assert_error(data, "Client.InvalidRequest", 404, status)
     assert f"shard {OWN}" in data["message"]
-    status, record, _ = await api.get(f"/records/8?shard={OTHER}&body=true", token)
-    assert status == 200
+    status, record, response = await api.get(f"/records/8?shard={OTHER}&body=true", token)
+    assert status == 200 and response.headers[SHARD_HEADER] == OTHER
     assert (record["shard"], record["seq"], record["message_id"]) == (OTHER, 8, "msg-4")
     assert record["checkpoint_size"] == 10 and "body" in record
     _, own_record, _ = await api.get("/records/1", token)
@@ -114,8 +122,8 @@ async def test_records_checkpoints_and_proofs_of_another_shard(api: Api) -> None
 
     status, data, _ = await api.get("/proofs/inclusion?seq=8&tree_size=10", token)
     assert_error(data, "Client.InvalidRequest", 404, status)
-    status, data, _ = await api.get(f"/proofs/inclusion?seq=8&tree_size=10&shard={OTHER}", token)
-    assert status == 200 and data["leaf_index"] == 7
+    status, data, response = await api.get(f"/proofs/inclusion?seq=8&tree_size=10&shard={OTHER}", token)
+    assert status == 200 and data["leaf_index"] == 7 and response.headers[SHARD_HEADER] == OTHER
     proof = [bytes.fromhex(h) for h in data["proof"]]
     merkle.verify_inclusion(bytes.fromhex(record["leaf_hash"]), 7, 10, proof, new.root)
 
@@ -131,7 +139,7 @@ async def test_evidence_comes_from_whichever_shard_holds_the_message(api: Api, d
     own, other = PostgresLogShard(database, OWN), PostgresLogShard(database, OTHER)
     # msg-4 went through the other replica only: found there without being told.
     status, body, response = await api.get("/records/by-message/msg-4/evidence", token)
-    assert status == 200 and body == ZIP
+    assert status == 200 and body == ZIP and response.headers[SHARD_HEADER] == OTHER
     assert response.headers["Content-Disposition"] == f'attachment; filename="evidence-{OTHER}-7.zip"'
     assert api.evidence_calls == [("msg-4", other)]
     # A message id both shards hold: this replica's own shard first, unless told otherwise.
