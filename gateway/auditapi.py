@@ -70,6 +70,15 @@ from adapters.rest.outbound import render_rest_error
 from core.clock import Clock, require_utc
 from core.errors import ErrorCode, Origin, XwegError
 from core.identifiers import IdentifierError, ServiceId, parse_client_slash
+from gateway.database import (
+    Database,
+    DatabaseErrors,
+    advisory_key,
+    connect_postgres,
+    connect_sqlite,
+    is_postgres_url,
+    redact_url,
+)
 from gateway.messagelog import query
 from gateway.messagelog.errors import LogOpenError, LogReadError, MessageLogError
 from gateway.messagelog.record import MAX_MESSAGE_ID_LENGTH, format_time, parse_time
@@ -83,6 +92,7 @@ __all__ = [
     "EvidenceSource",
     "AuditQueryLog",
     "AUDIT_QUERY_SCHEMA",
+    "AUDIT_QUERY_PG_SCHEMA",
     "MAX_CONCURRENT_QUERIES",
     "SHARD_HEADER",
     "make_auditor_app",
@@ -679,7 +689,8 @@ def make_auditor_app(
 
 # -- a durable audit log ---------------------------------------------------------------
 
-#: The table :class:`AuditQueryLog` keeps; times in the message log's text form.
+#: The table :class:`AuditQueryLog` keeps in an SQLite file; times in the message log's
+#: text form.
 AUDIT_QUERY_SCHEMA: tuple[str, ...] = (
     """CREATE TABLE IF NOT EXISTS auditor_queries (
         id INTEGER PRIMARY KEY,
@@ -696,9 +707,36 @@ AUDIT_QUERY_SCHEMA: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS auditor_queries_at ON auditor_queries (at)",
     "CREATE INDEX IF NOT EXISTS auditor_queries_subject ON auditor_queries (subject, at)",
 )
+#: The PostgreSQL schema of the table replicas of one server share; each row names the
+#: replica (its shard) that answered.
+AUDIT_QUERY_PG_SCHEMA = "auditor_queries"
+_AUDIT_QUERY_PG_TABLE: tuple[str, ...] = (
+    """CREATE TABLE IF NOT EXISTS auditor_queries (
+        id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at text NOT NULL,
+        subject text,
+        token_id text,
+        method text NOT NULL,
+        path text NOT NULL,
+        query text NOT NULL,
+        status integer NOT NULL,
+        remote text,
+        correlation_id text,
+        replica text NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS auditor_queries_at ON auditor_queries (at)",
+    "CREATE INDEX IF NOT EXISTS auditor_queries_subject ON auditor_queries (subject, at)",
+)
+#: ``pg_advisory_xact_lock`` key under which a replica creates the table.
+_PG_CREATE_LOCK = advisory_key("xweg.auditor_queries.schema")
 _INSERT_QUERY = (
     "INSERT INTO auditor_queries (at, subject, token_id, method, path, query, status, remote, correlation_id)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_QUERY_OF_REPLICA = (
+    "INSERT INTO auditor_queries"
+    " (at, subject, token_id, method, path, query, status, remote, correlation_id, replica)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _SELECT_QUERIES = (
     "SELECT at, subject, token_id, method, path, query, status, remote, correlation_id"
@@ -707,37 +745,33 @@ _SELECT_QUERIES = (
 
 
 class AuditQueryLog:
-    """Auditor queries in an SQLite file (WAL, ``synchronous=FULL``): one durable row per call.
+    """Auditor queries, one durable row per call: in an SQLite file (WAL,
+    ``synchronous=FULL``) or, for replicas of one server, in the PostgreSQL database they
+    share (schema :data:`AUDIT_QUERY_PG_SCHEMA`), so that the record of who asked what is
+    one, whichever replica a balancer sent the auditor to.
 
-    Pass the instance itself as ``audit_log``; a failed write raises, and the API then
-    answers ``LoggingFailed`` instead of the data.  Close it at shutdown.
+    Pass the instance itself as ``audit_log``; a failed write raises ``OSError``, and the
+    API then answers ``LoggingFailed`` instead of the data.  Close it at shutdown.
     """
 
-    def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
-        self._connection = connection
-        self._path = path
+    def __init__(self, database: Database, *, replica: str | None = None) -> None:
+        self._database = database
+        self._replica = replica
         self._lock = threading.Lock()
 
     @classmethod
-    def open(cls, path: Path) -> AuditQueryLog:
-        path = Path(path)
-        try:
-            connection = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise OSError(f"cannot open the auditor query log {path}: {exc}") from exc
-        try:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA synchronous=FULL")
-            for statement in AUDIT_QUERY_SCHEMA:
-                connection.execute(statement)
-        except sqlite3.Error as exc:
-            connection.close()
-            raise OSError(f"cannot prepare the auditor query log {path}: {exc}") from exc
-        return cls(connection, path)
+    def open(cls, location: Path | str, *, replica: str | None = None) -> AuditQueryLog:
+        """The log at ``location``: an SQLite file, or a PostgreSQL URL with ``replica``
+        (this replica's shard name) written into every row."""
+        if isinstance(location, str) and is_postgres_url(location):
+            if replica is None:
+                raise ValueError("an auditor query log in PostgreSQL needs the replica's name")
+            return cls(_open_postgres(location), replica=replica)
+        return cls(_open_sqlite(Path(location)))
 
     def append(self, entry: AuditQuery) -> None:
         """Store ``entry`` durably (blocking)."""
-        row = (
+        row: tuple[Any, ...] = (
             format_time(entry.at),
             entry.subject,
             entry.token_id,
@@ -748,22 +782,28 @@ class AuditQueryLog:
             entry.remote,
             entry.correlation_id,
         )
+        statement = _INSERT_QUERY
+        if self._replica is not None:
+            statement, row = _INSERT_QUERY_OF_REPLICA, (*row, self._replica)
         with self._lock:
             try:
-                self._connection.execute(_INSERT_QUERY, row)
-            except sqlite3.Error as exc:
-                raise OSError(f"cannot write to the auditor query log {self._path}: {exc}") from exc
+                self._database.execute(statement, row)
+            except DatabaseErrors as exc:
+                raise OSError(
+                    f"cannot write to the auditor query log {self._database.describe}: {exc}"
+                ) from exc
 
     async def __call__(self, entry: AuditQuery) -> None:
         await asyncio.to_thread(self.append, entry)
 
     def entries(self) -> list[AuditQuery]:
-        """Every stored entry, oldest first."""
+        """Every stored entry, oldest first (on PostgreSQL, every replica's)."""
         with self._lock:
             try:
-                rows = self._connection.execute(_SELECT_QUERIES).fetchall()
-            except sqlite3.Error as exc:
-                raise OSError(f"cannot read the auditor query log {self._path}: {exc}") from exc
+                rows = self._database.execute(_SELECT_QUERIES).fetchall()
+            except DatabaseErrors as exc:
+                where = self._database.describe
+                raise OSError(f"cannot read the auditor query log {where}: {exc}") from exc
         return [
             AuditQuery(
                 at=parse_time(at),
@@ -781,4 +821,39 @@ class AuditQueryLog:
 
     def close(self) -> None:
         with self._lock:
-            self._connection.close()
+            self._database.close()
+
+
+def _open_sqlite(path: Path) -> Database:
+    try:
+        database = connect_sqlite(path)
+    except sqlite3.Error as exc:
+        raise OSError(f"cannot open the auditor query log {path}: {exc}") from exc
+    try:
+        database.execute("PRAGMA journal_mode=WAL")
+        database.execute("PRAGMA synchronous=FULL")
+        for statement in AUDIT_QUERY_SCHEMA:
+            database.execute(statement)
+    except sqlite3.Error as exc:
+        database.close()
+        raise OSError(f"cannot prepare the auditor query log {path}: {exc}") from exc
+    return database
+
+
+def _open_postgres(url: str) -> Database:
+    where = f"{redact_url(url)} (schema {AUDIT_QUERY_PG_SCHEMA})"
+    try:
+        database = connect_postgres(url, schema=AUDIT_QUERY_PG_SCHEMA, create_schema=True)
+    except DatabaseErrors as exc:
+        raise OSError(f"cannot open the auditor query log in {where}: {exc}") from exc
+    try:
+        with database.write_transaction(timeout_s=10.0):
+            # Replicas starting together would race to create the same catalogue entries
+            # (IF NOT EXISTS does not prevent that): one at a time.
+            database.execute("SELECT pg_advisory_xact_lock(?)", (_PG_CREATE_LOCK,))
+            for statement in _AUDIT_QUERY_PG_TABLE:
+                database.execute(statement)
+    except DatabaseErrors as exc:
+        database.close()
+        raise OSError(f"cannot prepare the auditor query log in {where}: {exc}") from exc
+    return database

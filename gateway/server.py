@@ -752,7 +752,12 @@ async def build_gateway(config: GatewayConfig, clock: Clock) -> Gateway:
         timestamper=timestamper,
         auditor_token_key=auditor_token_key,
         client_token_key=client_token_key,
-        auditor_queries=AuditQueryLog.open(config.data_dir / "auditor-queries.db"),
+        # Replicas keep one record of the auditors' queries, whichever of them answered.
+        auditor_queries=(
+            AuditQueryLog.open(config.database_url, replica=policy.shard)
+            if config.database_url is not None
+            else AuditQueryLog.open(config.data_dir / "auditor-queries.db")
+        ),
         archiver=Archiver(
             config.message_log,
             # Replicas archive their own shards: one folder each, never two writers in one.

@@ -23,6 +23,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
+import psycopg.rows
 import pytest
 
 from gateway.messagelog.store import MessageLogStore
@@ -149,6 +151,10 @@ def _snapshot(layout: Layout, slug: str, target: Path) -> Path:
 
 
 def _auditor_queries(layout: Layout, slug: str) -> list[dict[str, Any]]:
+    database_url = layout.server_database_url(slug)
+    if database_url is not None:  # the table the server's replicas share
+        with psycopg.connect(database_url, row_factory=psycopg.rows.dict_row) as pg:
+            return pg.execute("SELECT * FROM auditor_queries.auditor_queries ORDER BY id").fetchall()
     path = layout.server_dir(slug) / "data" / "auditor-queries.db"
     con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     con.row_factory = sqlite3.Row

@@ -24,6 +24,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from gateway.messagelog.record import Direction
@@ -158,6 +159,13 @@ def test_two_replicas_behind_a_balancer_survive_the_loss_of_one(
                 assert _search_status(port_a, token) == 200
                 assert _search_status(port_b, token) == 200
             assert not (layout.server_dir("paderborn") / "data-b" / "auditor-token.key").exists()
+            # ...and one record of those queries, whichever replica answered.
+            with psycopg.connect(str(layout.server_database_url("paderborn"))) as connection:
+                answered = connection.execute(
+                    "SELECT replica, count(*) FROM auditor_queries.auditor_queries"
+                    " WHERE status = 200 GROUP BY replica ORDER BY replica"
+                ).fetchall()
+            assert answered == [("b", 2), ("main", 2)]
             with TcpProxy([port_a, port_b]) as balancer:
                 stop = threading.Event()
                 acknowledged: list[tuple[float, str]] = []

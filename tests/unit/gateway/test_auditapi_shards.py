@@ -15,10 +15,11 @@ import json
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from gateway.auditapi import SHARD_HEADER
+from gateway.auditapi import AUDIT_QUERY_PG_SCHEMA, SHARD_HEADER, AuditQueryLog
 from gateway.messagelog.checkpoint import Checkpoint
 from gateway.messagelog.evidence import build_evidence
 from gateway.messagelog.store import LogLocation, MessageLogStore, PostgresLogShard
@@ -227,3 +228,60 @@ async def test_every_shard_request_is_audited(api: Api) -> None:
         (None, PREFIX + "/records", f"shard={OTHER}", 401),
     ]
     assert all(e.correlation_id for e in api.audited[2:])
+
+
+async def test_replicas_keep_one_record_of_the_auditors_queries(
+    database: str, token_key: ec.EllipticCurvePrivateKey
+) -> None:
+    # Two replicas' APIs, each with the table they share: what either answered is in it,
+    # with the replica that answered.
+    tables = {name: AuditQueryLog.open(database, replica=name) for name in (OWN, OTHER)}
+    try:
+        for name in (OWN, OTHER):
+            async with serve_log(
+                PostgresLogShard(database, name), token_key, [], audit_log=tables[name]
+            ) as api:
+                assert (await api.get("/records?limit=1", api.token(subject=f"asked {name}")))[0] == 200
+                assert (await api.get("/shards"))[0] == 401
+        entries = tables[OWN].entries()
+        assert entries == tables[OTHER].entries()
+    finally:
+        for table in tables.values():
+            table.close()
+    assert [(e.subject, e.path, e.query, e.status) for e in entries] == [
+        (f"asked {OWN}", f"{PREFIX}/records", "limit=1", 200),
+        (None, f"{PREFIX}/shards", "", 401),
+        (f"asked {OTHER}", f"{PREFIX}/records", "limit=1", 200),
+        (None, f"{PREFIX}/shards", "", 401),
+    ]
+    with psycopg.connect(database) as connection:
+        replicas = connection.execute(
+            f"SELECT replica FROM {AUDIT_QUERY_PG_SCHEMA}.auditor_queries ORDER BY id"
+        ).fetchall()
+    assert [row[0] for row in replicas] == [OWN, OWN, OTHER, OTHER]
+
+
+def test_a_shared_query_log_needs_the_replicas_name_and_a_reachable_database(database: str) -> None:
+    with pytest.raises(ValueError, match="needs the replica's name"):
+        AuditQueryLog.open(database)
+    with pytest.raises(OSError, match=r"cannot open the auditor query log in postgresql://xweg:\*\*\*@"):
+        AuditQueryLog.open("postgresql://xweg:s3cr3t@127.0.0.1:1/ss1", replica=OWN)
+
+
+async def test_a_query_that_cannot_be_recorded_is_not_answered(
+    database: str, token_key: ec.EllipticCurvePrivateKey
+) -> None:
+    table = AuditQueryLog.open(database, replica=OWN)
+    try:
+        with psycopg.connect(database, autocommit=True) as connection:
+            # The table refuses every row, as a full or read-only database would.
+            connection.execute(
+                f"ALTER TABLE {AUDIT_QUERY_PG_SCHEMA}.auditor_queries"
+                " ADD CONSTRAINT nothing CHECK (false) NOT VALID"
+            )
+        async with serve_log(PostgresLogShard(database, OWN), token_key, [], audit_log=table) as api:
+            status, data, _ = await api.get("/records", api.token())
+        assert_error(data, "Server.ServerProxy.LoggingFailed", 500, status)
+        assert "seq" not in json.dumps(data)
+    finally:
+        table.close()
