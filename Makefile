@@ -26,7 +26,7 @@ test: $(STAMP)
 # The side-by-side benchmark (docs/performance.md); QUICK=1 for the one-minute run.
 bench: $(STAMP)
 	bench/install-tools
-	$(BIN)/python -m bench $(if $(QUICK),--quick)
+	$(BIN)/python -m bench $(if $(QUICK),--quick) $(if $(DATABASE_URL),--database-url $(DATABASE_URL))
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,4 +1,5 @@
-"""``python -m bench [--quick] [--out PATH]``: xweg's chain beside a direct call and an nginx chain.
+"""``python -m bench [--quick] [--out PATH] [--database-url URL]``: xweg's chain beside a
+direct call and an nginx chain.
 
 On one machine, in one run, against one backend (nginx ``return 200`` when nginx is
 installed, else a small aiohttp responder), three ways to the same service:
@@ -16,7 +17,9 @@ for 1 KiB and 64 KiB request bodies; then one 10 MiB body goes through each row,
 with the growth of each security server's resident memory (its peak, reset just before,
 less its size before).  The 1 KiB case gives the headline figures (see
 :data:`TARGETS`); :func:`summarise` names them.  Results go to stdout as a table and to
-``--out`` (default ``bench/results/latest.json``) as JSON.
+``--out`` (default ``bench/results/latest.json``) as JSON.  ``--database-url
+postgresql://...`` runs the xweg chain on PostgreSQL (registry and both servers, as
+``xweg demo --database-url`` does); the report's settings say which database it used.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +59,7 @@ from bench.tools import (
     run_wrk,
     wrk_script,
 )
+from gateway.database import redact_url
 
 __all__ = ["DEFAULT_OUT", "HEADLINE_KEYS", "ROWS", "TARGETS", "Settings", "add_arguments", "run", "summarise"]
 
@@ -97,6 +101,9 @@ class Settings:
     warmup_s: int
     connections: int  # the fixed concurrency of the throughput runs
     sizes: tuple[int, ...] = (KIB, 64 * KIB)
+    #: PostgreSQL for the xweg chain's registry and servers (message logs, opmon, ...);
+    #: None: SQLite files, the default deployment.
+    database_url: str | None = None
 
     @classmethod
     def for_mode(cls, quick: bool, connections: int, duration_s: int | None = None) -> Settings:
@@ -349,9 +356,12 @@ class XwegChain:
 
 
 @contextlib.contextmanager
-def xweg_chain(folder: Path, backend_url: str, report: Callable[[str], None]) -> Iterator[XwegChain]:
+def xweg_chain(
+    folder: Path, backend_url: str, report: Callable[[str], None], database_url: str | None = None
+) -> Iterator[XwegChain]:
     """A consumer server (Paderborn) and a provider server (Bielefeld) with one REST service,
-    ``bench``, whose backend is ``backend_url``; registered through the registry as in the demo."""
+    ``bench``, whose backend is ``backend_url``; registered through the registry as in the demo.
+    ``database_url``: everything in PostgreSQL, as ``xweg demo --database-url`` does."""
     from core.identifiers import SecurityServerId
     from xweg.federation import (
         BIELEFELD,
@@ -395,7 +405,7 @@ def xweg_chain(folder: Path, backend_url: str, report: Callable[[str], None]) ->
         # Timestamp rounds run during the measurement, as they would in production.
         timestamp_interval_s=5.0,
     )
-    layout = prepare(folder, plan)
+    layout = prepare(folder, plan, database_url=database_url)
     federation = RunningFederation(layout, report=None)
     report("starting the xweg chain (registry, OCSP, TSA, two security servers) ...")
     with federation.running(timeout_s=90.0):
@@ -621,6 +631,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--duration", type=int, help="seconds per wrk run (overrides --quick's 2 and the default 10)"
     )
+    parser.add_argument(
+        "--database-url",
+        help="run the xweg chain on PostgreSQL: an existing, empty database for the registry, with"
+        " a database <db>_<server> created beside it for each server (default: SQLite files)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -645,7 +660,9 @@ def run(args: argparse.Namespace) -> int:
     if args.duration is not None and args.duration < 1:
         print("--duration must be at least 1 (wrk counts whole seconds)", file=sys.stderr)
         return 2
-    settings = Settings.for_mode(args.quick, args.connections, args.duration)
+    settings = replace(
+        Settings.for_mode(args.quick, args.connections, args.duration), database_url=args.database_url
+    )
     started_at = time.monotonic()
     folder = Path(tempfile.mkdtemp(prefix="xweg-bench-")) if args.keep is None else args.keep.resolve()
     folder.mkdir(parents=True, exist_ok=True)
@@ -719,7 +736,7 @@ def _run_in(folder: Path, settings: Settings, report: Callable[[str], None]) -> 
                 workers=2,
             )
             rows.append(Row("nginx_chain", f"http://127.0.0.1:{hop1}/echo", rows[0].headers))
-        with xweg_chain(folder / "xweg", backend_url, report) as chain:
+        with xweg_chain(folder / "xweg", backend_url, report, settings.database_url) as chain:
             rows.append(Row("xweg_chain", chain.url, chain.headers, chain.pids))
             cases: dict[str, dict[str, Any]] = {}
             for size in settings.sizes:
@@ -751,6 +768,7 @@ def _run_in(folder: Path, settings: Settings, report: Callable[[str], None]) -> 
             "sizes": [size_key(s) for s in settings.sizes],
             "backend": "nginx return 200" if nginx else "aiohttp",
             "load_generator": "wrk, 1 thread, on the same cores",
+            "xweg_database": "sqlite" if settings.database_url is None else redact_url(settings.database_url),
         },
     }
 

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from bench.chain import HEADLINE_KEYS, ROWS, TARGETS
 from bench.tools import find_program, run_wrk, wrk_script
+from tests.databases import new_postgres_database, postgres_requested
 
 pytestmark = [
     pytest.mark.integration,
@@ -65,8 +66,21 @@ async def test_wrk_reports_what_the_server_saw(tmp_path: Path, unused_tcp_port: 
 
 def test_the_benchmark_writes_its_report(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
+    # The PostgreSQL run of the suite benchmarks the xweg chain on PostgreSQL.
+    database = ["--database-url", new_postgres_database("xweg_bench")] if postgres_requested() else []
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "--duration", "1", "--connections", "8", "--out", str(out)],
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--duration",
+            "1",
+            "--connections",
+            "8",
+            "--out",
+            str(out),
+            *database,
+        ],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -81,6 +95,7 @@ def test_the_benchmark_writes_its_report(tmp_path: Path) -> None:
     assert 30 < report["rss_mb_max"] < 2000
     assert report["large_body_rss_growth_mb"] is not None
     assert set(report["targets"]) == set(TARGETS)
+    assert report["settings"]["xweg_database"] == (database[1] if database else "sqlite")
     assert set(report["cases"]) == {"1KiB", "64KiB"}
     nginx = find_program("nginx") is not None
     for size, rows in report["cases"].items():
