@@ -73,7 +73,6 @@ from core.identifiers import IdentifierError, ServiceId, parse_client_slash
 from gateway.database import (
     Database,
     DatabaseErrors,
-    advisory_key,
     connect_postgres,
     connect_sqlite,
     is_postgres_url,
@@ -727,8 +726,8 @@ _AUDIT_QUERY_PG_TABLE: tuple[str, ...] = (
     "CREATE INDEX IF NOT EXISTS auditor_queries_at ON auditor_queries (at)",
     "CREATE INDEX IF NOT EXISTS auditor_queries_subject ON auditor_queries (subject, at)",
 )
-#: ``pg_advisory_xact_lock`` key under which a replica creates the table.
-_PG_CREATE_LOCK = advisory_key("xweg.auditor_queries.schema")
+#: The advisory lock under which a replica creates the table.
+_PG_CREATE_LOCK = "xweg.auditor_queries.schema"
 _INSERT_QUERY = (
     "INSERT INTO auditor_queries (at, subject, token_id, method, path, query, status, remote, correlation_id)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -847,12 +846,7 @@ def _open_postgres(url: str) -> Database:
     except DatabaseErrors as exc:
         raise OSError(f"cannot open the auditor query log in {where}: {exc}") from exc
     try:
-        with database.write_transaction(timeout_s=10.0):
-            # Replicas starting together would race to create the same catalogue entries
-            # (IF NOT EXISTS does not prevent that): one at a time.
-            database.execute("SELECT pg_advisory_xact_lock(?)", (_PG_CREATE_LOCK,))
-            for statement in _AUDIT_QUERY_PG_TABLE:
-                database.execute(statement)
+        database.create_tables(_AUDIT_QUERY_PG_TABLE, lock=_PG_CREATE_LOCK)
     except DatabaseErrors as exc:
         database.close()
         raise OSError(f"cannot prepare the auditor query log in {where}: {exc}") from exc

@@ -140,6 +140,19 @@ class Database:
             return self._sqlite.in_transaction
         return self._pg.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
 
+    def create_tables(self, statements: Sequence[str], *, lock: str, timeout_s: float = 10.0) -> None:
+        """Run ``statements`` (``CREATE ... IF NOT EXISTS``) in one write transaction.
+
+        On PostgreSQL one process at a time, under the advisory lock ``lock`` names:
+        replicas starting together would otherwise race to create the same catalogue
+        entries, which ``IF NOT EXISTS`` does not prevent.
+        """
+        with self.write_transaction(timeout_s=timeout_s):
+            if self.dialect == "postgresql":
+                self.execute("SELECT pg_advisory_xact_lock(?)", (advisory_key(lock),))
+            for statement in statements:
+                self.execute(statement)
+
     @contextmanager
     def write_transaction(self, lock_table: str | None = None, timeout_s: float = 5.0) -> Iterator[None]:
         """One write transaction: committed at the end, rolled back on any failure.

@@ -32,7 +32,7 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from gateway.config import GatewayConfig
-from gateway.database import Database, DatabaseErrors, advisory_key, connect_postgres, redact_url
+from gateway.database import Database, DatabaseErrors, connect_postgres, redact_url
 from trust.keyfiles import load_or_create_private_key, private_key_pem
 from trust.keys import generate_private_key, private_key_from_pem
 
@@ -118,8 +118,8 @@ class TokenKey(enum.Enum):
 #: The PostgreSQL schema of the shared token keys (a database's privileges can keep
 #: auditors, who may read the message-log schemas, out of it).
 TOKEN_KEYS_SCHEMA = "tokenkeys"  # noqa: S105 (a schema name)
-#: ``pg_advisory_xact_lock`` key under which a replica creates the table.
-_PG_CREATE_LOCK = advisory_key("xweg.tokenkeys.schema")
+#: The advisory lock under which a replica creates the table.
+_PG_CREATE_LOCK = "xweg.tokenkeys.schema"
 _PG_TABLE = """
 CREATE TABLE IF NOT EXISTS token_keys (
     name text PRIMARY KEY,
@@ -157,11 +157,7 @@ def _load_or_create_shared(
     except DatabaseErrors as exc:
         raise TokenKeyError(f"cannot reach the database of the {key.what}, {where}: {exc}") from exc
     try:
-        with database.write_transaction(timeout_s=_LOCK_TIMEOUT_S):
-            # Replicas starting together would race to create the same catalogue entries
-            # (IF NOT EXISTS does not prevent that): one at a time.
-            database.execute("SELECT pg_advisory_xact_lock(?)", (_PG_CREATE_LOCK,))
-            database.execute(_PG_TABLE)
+        database.create_tables([_PG_TABLE], lock=_PG_CREATE_LOCK, timeout_s=_LOCK_TIMEOUT_S)
         pem = _stored_pem(database, key.key_name)
         if pem is None:
             candidate = _file_pem(file, key, passphrase) if file.exists() else None

@@ -28,14 +28,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from gateway.database import Database, DatabaseErrors, advisory_key, connect_postgres, redact_url
+from gateway.database import Database, DatabaseErrors, connect_postgres, redact_url
 
 __all__ = ["PG_SCHEMA", "FileStateStore", "Persisted", "PostgresStateStore", "StateStore", "StateStoreError"]
 
 #: The PostgreSQL schema of the shared state, in the database the replicas share.
 PG_SCHEMA = "confclient"
-#: ``pg_advisory_xact_lock`` key under which a replica creates the table.
-_PG_CREATE_LOCK = advisory_key("xweg.confclient.schema")
+#: The advisory lock under which a replica creates the table.
+_PG_CREATE_LOCK = "xweg.confclient.schema"
 #: Waiting for a lock (the creation lock of a replica starting at the same time).
 _LOCK_TIMEOUT_S = 10.0
 
@@ -169,11 +169,7 @@ class PostgresStateStore:
         if self._database is None:
             database = connect_postgres(self._url, schema=PG_SCHEMA, create_schema=True)
             try:
-                with database.write_transaction(timeout_s=_LOCK_TIMEOUT_S):
-                    # Replicas starting together would race to create the same catalogue
-                    # entries (IF NOT EXISTS does not prevent that): one at a time.
-                    database.execute("SELECT pg_advisory_xact_lock(?)", (_PG_CREATE_LOCK,))
-                    database.execute(_PG_TABLE)
+                database.create_tables([_PG_TABLE], lock=_PG_CREATE_LOCK, timeout_s=_LOCK_TIMEOUT_S)
             except BaseException:
                 database.close()
                 raise

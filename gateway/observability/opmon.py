@@ -60,7 +60,6 @@ from gateway.config import OpmonSettings
 from gateway.database import (
     Database,
     DatabaseErrors,
-    advisory_key,
     connect_postgres,
     connect_sqlite,
     is_postgres_url,
@@ -96,8 +95,8 @@ HEALTH_PERIOD_S = 600
 _BUSY_TIMEOUT_S = 10.0
 #: The PostgreSQL schema of the records, in the database the replicas share.
 _PG_SCHEMA = "opmon"
-#: ``pg_advisory_xact_lock`` key under which a replica creates the schema and its tables.
-_PG_CREATE_LOCK = advisory_key("xweg.opmon.schema")
+#: The advisory lock under which a replica creates the schema's tables.
+_PG_CREATE_LOCK = "xweg.opmon.schema"
 
 
 class OpmonError(Exception):
@@ -453,16 +452,8 @@ class OperationalMonitor:
                 database.execute("PRAGMA journal_mode=WAL")
                 # Monitoring data may lose the last moments before a crash; it needs no fsync per batch.
                 database.execute("PRAGMA synchronous=NORMAL")
-            with database.write_transaction(timeout_s=_BUSY_TIMEOUT_S):
-                if database.dialect == "sqlite":
-                    statements = _SQLITE_SCHEMA
-                else:
-                    # Replicas starting together would race to create the same catalogue
-                    # entries (IF NOT EXISTS does not prevent that): one at a time.
-                    database.execute("SELECT pg_advisory_xact_lock(?)", (_PG_CREATE_LOCK,))
-                    statements = _POSTGRES_SCHEMA
-                for statement in statements:
-                    database.execute(statement)
+            statements = _SQLITE_SCHEMA if database.dialect == "sqlite" else _POSTGRES_SCHEMA
+            database.create_tables(statements, lock=_PG_CREATE_LOCK, timeout_s=_BUSY_TIMEOUT_S)
         except BaseException:
             database.close()
             raise
