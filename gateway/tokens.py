@@ -43,13 +43,9 @@ __all__ = [
     "TOKEN_KEYS_SCHEMA",
     "TokenKey",
     "TokenKeyError",
-    "auditor_token_key_path",
-    "client_token_key_path",
-    "load_or_create_client_token_key",
+    "load_or_create_key_file",
     "load_token_key",
-    "load_or_create_management_token_key",
-    "management_token_key_path",
-    "load_or_create_token_key",
+    "token_key_path",
 ]
 
 log = structlog.get_logger("xweg.tokens")
@@ -66,42 +62,6 @@ class TokenKeyError(Exception):
     """A token key file cannot be created or read, or is readable by others."""
 
 
-def auditor_token_key_path(data_dir: Path) -> Path:
-    """Where a security server with data folder ``data_dir`` keeps its auditor-token key."""
-    return Path(data_dir) / AUDITOR_SIGNING_KEY_FILE
-
-
-def load_or_create_token_key(path: Path, passphrase: bytes | None) -> ec.EllipticCurvePrivateKey:
-    """The auditor-token key at ``path``, created (mode 0600) if there is none yet.
-
-    Raises :class:`TokenKeyError` if the file cannot be written or read, cannot be
-    decrypted with ``passphrase``, is not a P-256 key, or is readable by group or others.
-    """
-    return load_or_create_private_key(path, passphrase, what="auditor-token key", error=TokenKeyError)
-
-
-def client_token_key_path(data_dir: Path) -> Path:
-    """Where a security server with data folder ``data_dir`` keeps its client-token key."""
-    return Path(data_dir) / CLIENT_TOKEN_KEY_FILE
-
-
-def load_or_create_client_token_key(path: Path, passphrase: bytes | None) -> ec.EllipticCurvePrivateKey:
-    """The client-token key at ``path`` (see :mod:`trust.clienttokens`), created as the
-    auditor-token key is; raises :class:`TokenKeyError` as :func:`load_or_create_token_key`."""
-    return load_or_create_private_key(path, passphrase, what="client-token key", error=TokenKeyError)
-
-
-def management_token_key_path(data_dir: Path) -> Path:
-    """Where a security server with data folder ``data_dir`` keeps its management-token key."""
-    return Path(data_dir) / MANAGEMENT_TOKEN_KEY_FILE
-
-
-def load_or_create_management_token_key(path: Path, passphrase: bytes | None) -> ec.EllipticCurvePrivateKey:
-    """The management-token key at ``path``, created as the auditor-token key is; raises
-    :class:`TokenKeyError` as :func:`load_or_create_token_key`."""
-    return load_or_create_private_key(path, passphrase, what="management-token key", error=TokenKeyError)
-
-
 class TokenKey(enum.Enum):
     """The three token-signing keys of a security server: (name, file name, what it is)."""
 
@@ -113,6 +73,22 @@ class TokenKey(enum.Enum):
         self.key_name = key_name
         self.file_name = file_name
         self.what = what
+
+
+def token_key_path(data_dir: Path, key: TokenKey) -> Path:
+    """Where a security server with data folder ``data_dir`` keeps ``key`` as a file."""
+    return Path(data_dir) / key.file_name
+
+
+def load_or_create_key_file(
+    path: Path, passphrase: bytes | None, key: TokenKey
+) -> ec.EllipticCurvePrivateKey:
+    """``key`` from the file at ``path``, created (mode 0600) if there is none yet.
+
+    Raises :class:`TokenKeyError` if the file cannot be written or read, cannot be
+    decrypted with ``passphrase``, is not a P-256 key, or is readable by group or others.
+    """
+    return load_or_create_private_key(path, passphrase, what=key.what, error=TokenKeyError)
 
 
 #: The PostgreSQL schema of the shared token keys (a database's privileges can keep
@@ -135,9 +111,9 @@ def load_token_key(config: GatewayConfig, key: TokenKey) -> ec.EllipticCurvePriv
     """The security server's ``key``, created on first use: in its PostgreSQL database
     when it has a top-level ``database_url`` (shared by its replicas), else in
     ``data_dir``.  Raises :class:`TokenKeyError` saying why it cannot be had."""
-    path = Path(config.data_dir) / key.file_name
+    path = token_key_path(config.data_dir, key)
     if config.database_url is None:
-        return load_or_create_private_key(path, config.key_passphrase, what=key.what, error=TokenKeyError)
+        return load_or_create_key_file(path, config.key_passphrase, key)
     if not config.key_passphrase:
         # A file is protected by its mode; a row by nothing but encryption: whoever can
         # read the table or a dump of the database could otherwise sign tokens.
@@ -193,7 +169,7 @@ def _stored_pem(database: Database, name: str) -> bytes | None:
 
 def _file_pem(path: Path, key: TokenKey, passphrase: bytes | None) -> bytes:
     """The PEM of a key file this server kept before it moved onto PostgreSQL, checked as
-    :func:`load_or_create_token_key` checks it: never a file others can read, or one that
+    :func:`load_or_create_key_file` checks it: never a file others can read, or one that
     the passphrase does not open, goes into the database."""
     try:
         mode = stat.S_IMODE(path.stat().st_mode)

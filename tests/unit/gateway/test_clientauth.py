@@ -39,11 +39,10 @@ from gateway.internaltls import (
 )
 from gateway.serverconf.model import ClientEntry, ConnectionType, ServerConfSnapshot
 from gateway.tokens import (
+    TokenKey,
     TokenKeyError,
-    auditor_token_key_path,
-    client_token_key_path,
-    load_or_create_client_token_key,
-    load_or_create_token_key,
+    load_or_create_key_file,
+    token_key_path,
 )
 from tests.unit.gateway.clientauth_fixtures import (
     GEWERBEAMT,
@@ -357,14 +356,14 @@ def test_a_token_that_is_no_jws_names_no_key(token: str) -> None:
 
 
 def test_the_client_token_key_is_not_the_auditor_token_key(tmp_path: Path) -> None:
-    client_key = load_or_create_client_token_key(client_token_key_path(tmp_path), b"pw")
-    auditor_key = load_or_create_token_key(auditor_token_key_path(tmp_path), b"pw")
+    client_key = load_or_create_key_file(token_key_path(tmp_path, TokenKey.CLIENT), b"pw", TokenKey.CLIENT)
+    auditor_key = load_or_create_key_file(token_key_path(tmp_path, TokenKey.AUDITOR), b"pw", TokenKey.AUDITOR)
     assert key_id(client_key.public_key()) != key_id(auditor_key.public_key())
-    assert stat.S_IMODE(client_token_key_path(tmp_path).stat().st_mode) == 0o600
-    again = load_or_create_client_token_key(client_token_key_path(tmp_path), b"pw")
+    assert stat.S_IMODE(token_key_path(tmp_path, TokenKey.CLIENT).stat().st_mode) == 0o600
+    again = load_or_create_key_file(token_key_path(tmp_path, TokenKey.CLIENT), b"pw", TokenKey.CLIENT)
     assert key_id(again.public_key()) == key_id(client_key.public_key())
     with pytest.raises(TokenKeyError, match="cannot read the client-token key"):
-        load_or_create_client_token_key(client_token_key_path(tmp_path), b"wrong")
+        load_or_create_key_file(token_key_path(tmp_path, TokenKey.CLIENT), b"wrong", TokenKey.CLIENT)
 
 
 # ------------------------------------------------------------------ the internal TLS certificate
@@ -491,7 +490,9 @@ def test_client_token_issue_prints_a_token_this_server_accepts_for_that_client(
     assert xweg_main([*argv, "--ttl", "3600"]) == 0
     out, err = capsys.readouterr()
     token = out.strip()
-    key = load_or_create_client_token_key(client_token_key_path(tmp_path / "data"), b"server passphrase")
+    key = load_or_create_key_file(
+        token_key_path(tmp_path / "data", TokenKey.CLIENT), b"server passphrase", TokenKey.CLIENT
+    )
     issued_at = dt.datetime.fromtimestamp(
         jwt.decode(token, options={"verify_signature": False})["iat"], dt.UTC
     )
@@ -509,7 +510,7 @@ def test_client_token_issue_refuses_what_is_not_a_client(
     argv = ["gateway", "client-token", "issue", "--config", str(config), "--client", "NRW/MUN"]
     assert xweg_main(argv) == 1
     assert "xweg gateway client-token issue: 'NRW/MUN' is not a client id" in capsys.readouterr().err
-    assert not client_token_key_path(tmp_path / "data").exists()
+    assert not token_key_path(tmp_path / "data", TokenKey.CLIENT).exists()
 
 
 def test_the_https_listener_is_configured_in_its_own_section(tmp_path: Path) -> None:

@@ -24,9 +24,9 @@ from gateway.tokens import (
     TOKEN_KEYS_SCHEMA,
     TokenKey,
     TokenKeyError,
-    auditor_token_key_path,
-    load_or_create_token_key,
+    load_or_create_key_file,
     load_token_key,
+    token_key_path,
 )
 from tests.databases import fresh_postgres_database
 from tests.unit.gateway.test_tokens import ISSUER, NOW, parse, write_config
@@ -121,7 +121,9 @@ def test_a_key_file_others_can_read_is_not_taken_into_the_database(tmp_path: Pat
 
 
 def test_a_key_file_the_passphrase_does_not_open_is_not_taken(tmp_path: Path, database_url: str) -> None:
-    load_or_create_token_key(auditor_token_key_path(tmp_path / "a" / "data"), b"another passphrase")
+    load_or_create_key_file(
+        token_key_path(tmp_path / "a" / "data", TokenKey.AUDITOR), b"another passphrase", TokenKey.AUDITOR
+    )
     file = tmp_path / "a" / "data" / "auditor-token.key"
     with pytest.raises(
         TokenKeyError, match=f"cannot read the auditor-token key {file}: cannot load private key"

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from core.clock import FixedClock
-from gateway.tokens import TokenKeyError, auditor_token_key_path, load_or_create_token_key
+from gateway.tokens import TokenKey, TokenKeyError, load_or_create_key_file, token_key_path
 from trust.keys import generate_private_key
 from trust.tokens import (
     AUDIENCE,
@@ -233,39 +233,39 @@ def test_verification_key_must_be_p256(key: ec.EllipticCurvePrivateKey) -> None:
 
 
 def test_key_is_created_once_encrypted_and_private(tmp_path: Path) -> None:
-    path = auditor_token_key_path(tmp_path / "data")
-    first = load_or_create_token_key(path, b"passphrase")
+    path = token_key_path(tmp_path / "data", TokenKey.AUDITOR)
+    first = load_or_create_key_file(path, b"passphrase", TokenKey.AUDITOR)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert b"ENCRYPTED PRIVATE KEY" in path.read_bytes()
-    again = load_or_create_token_key(path, b"passphrase")
+    again = load_or_create_key_file(path, b"passphrase", TokenKey.AUDITOR)
     assert key_id(again.public_key()) == key_id(first.public_key())
     assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_key_without_passphrase_is_plain_pkcs8(tmp_path: Path) -> None:
-    path = auditor_token_key_path(tmp_path)
-    load_or_create_token_key(path, None)
+    path = token_key_path(tmp_path, TokenKey.AUDITOR)
+    load_or_create_key_file(path, None, TokenKey.AUDITOR)
     assert b"BEGIN PRIVATE KEY" in path.read_bytes()
 
 
 def test_wrong_passphrase_and_loose_permissions_are_refused(tmp_path: Path) -> None:
-    path = auditor_token_key_path(tmp_path)
-    load_or_create_token_key(path, b"right")
+    path = token_key_path(tmp_path, TokenKey.AUDITOR)
+    load_or_create_key_file(path, b"right", TokenKey.AUDITOR)
     with pytest.raises(TokenKeyError, match="cannot read"):
-        load_or_create_token_key(path, b"wrong")
+        load_or_create_key_file(path, b"wrong", TokenKey.AUDITOR)
     os.chmod(path, 0o644)
     with pytest.raises(TokenKeyError, match="accessible to others"):
-        load_or_create_token_key(path, b"right")
+        load_or_create_key_file(path, b"right", TokenKey.AUDITOR)
 
 
 def test_racing_creators_end_up_with_one_key(tmp_path: Path) -> None:
-    path = auditor_token_key_path(tmp_path)
+    path = token_key_path(tmp_path, TokenKey.AUDITOR)
     barrier = threading.Barrier(4)
     found: list[str] = []
 
     def create() -> None:
         barrier.wait()
-        found.append(key_id(load_or_create_token_key(path, b"pw").public_key()))
+        found.append(key_id(load_or_create_key_file(path, b"pw", TokenKey.AUDITOR).public_key()))
 
     threads = [threading.Thread(target=create) for _ in range(4)]
     for thread in threads:
@@ -316,7 +316,9 @@ def test_token_issue_prints_a_token_this_server_accepts(
     out, err = capsys.readouterr()
     assert code == 0
     token = out.strip()
-    key = load_or_create_token_key(auditor_token_key_path(tmp_path / "data"), b"server passphrase")
+    key = load_or_create_key_file(
+        token_key_path(tmp_path / "data", TokenKey.AUDITOR), b"server passphrase", TokenKey.AUDITOR
+    )
     identity = verify_auditor_token(token, key.public_key(), issuer=ISSUER, now=NOW)
     assert identity.subject == "Rechnungsprüfung" and identity.may_read_bodies
     assert identity.expires_at == NOW + dt.timedelta(hours=2)

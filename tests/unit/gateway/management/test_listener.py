@@ -15,7 +15,7 @@ from gateway.config import GatewayConfig, Listener
 from gateway.internaltls import INTERNAL_TLS_CERTIFICATE_FILE, INTERNAL_TLS_KEY_FILE
 from gateway.management.listener import start_management_listener
 from gateway.management.tokens import verify_management_token
-from gateway.tokens import MANAGEMENT_TOKEN_KEY_FILE, load_or_create_management_token_key
+from gateway.tokens import MANAGEMENT_TOKEN_KEY_FILE, TokenKey, load_or_create_key_file
 from tests.unit.gateway.conftest import SERVER
 from tests.unit.gateway.management.conftest import Management
 from xweg.cli import main
@@ -69,7 +69,9 @@ def test_the_section_turns_the_listener_on(config_file: Path) -> None:
 def test_the_cli_issues_tokens_for_each_role(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     token = issue(config_file, capsys, "--role", "service-admin", "--subject", "ana", "--ttl", "30m")
     data_dir = config_file.parent / "data"
-    key = load_or_create_management_token_key(data_dir / MANAGEMENT_TOKEN_KEY_FILE, PASSPHRASE.encode())
+    key = load_or_create_key_file(
+        data_dir / MANAGEMENT_TOKEN_KEY_FILE, PASSPHRASE.encode(), TokenKey.MANAGEMENT
+    )
     identity = verify_management_token(token, key.public_key(), server_id=SERVER, now=SystemClock().now())
     assert (identity.subject, identity.role) == ("ana", "service-admin")
     assert (identity.expires_at - SystemClock().now()).total_seconds() <= 30 * 60
