@@ -1,4 +1,5 @@
-"""The security server's token-signing keys: one file each in its data folder.
+"""The security server's token-signing keys: a file each in its data folder, or for
+replicas a row each in the database they share.
 
 The auditor-token key signs auditors' tokens (:mod:`trust.tokens`), the client-token key
 information systems' tokens (:mod:`trust.clienttokens`); two keys, so that neither kind
@@ -6,8 +7,8 @@ of token can ever pass for the other; the management-token key signs administrat
 tokens for the management API (:mod:`gateway.management.tokens`).  Each (EC P-256, for
 ES256) is made on first use by whichever comes first, the security server at start-up
 or ``xweg token issue`` / ``xweg gateway client-token issue`` / ``xweg gateway token
-issue``, and stored as PKCS#8 PEM, encrypted with the
-server's key passphrase when it has one, mode 0600.  Creating one is create-if-absent
+issue``, and stored as PKCS#8 PEM, encrypted with the server's key passphrase when it
+has one, mode 0600.  Creating one is create-if-absent
 (:mod:`trust.keyfiles`), so two processes starting at once end up with the same key,
 never one each.
 
@@ -15,7 +16,7 @@ Replicas of one security server (a top-level ``database_url``) must all hold the
 three keys, or a token issued by one would be refused by the next.  There the keys live
 in the database they share, table ``tokenkeys.token_keys``, one row each, written once
 (``INSERT ... ON CONFLICT DO NOTHING``: of replicas starting together, one key wins and
-all read it back), encrypted with the key passphrase as the files are.  A server moving
+all read it back), encrypted with the key passphrase, which they therefore need.  A server moving
 onto PostgreSQL takes its existing key files there, so tokens already issued stay good.
 :func:`load_token_key` chooses the place from the configuration.
 
