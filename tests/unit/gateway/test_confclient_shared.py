@@ -16,8 +16,6 @@ from typing import Any
 
 import psycopg
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 from structlog.testing import capture_logs
 
 import gateway.confclient.updater
@@ -28,7 +26,7 @@ from gateway.confclient.updater import GlobalConfUpdater
 from tests.databases import POSTGRES_DSN, fresh_postgres_database
 from tests.unit.gateway.conftest import KEY_ID, NOW, Federation
 from tests.unit.gateway.test_tuf_attacks import NEW, by_new_keys, rotation
-from tests.unit.gateway.test_updater import SETTINGS, Registry, unreachable_url
+from tests.unit.gateway.test_updater import SETTINGS, Registry, running_registry, unreachable_url
 from trust.anchor import Anchor
 from trust.errors import GlobalConfRollback
 from trust.globalconf import GlobalConfThresholdNotMet
@@ -41,16 +39,8 @@ def database_url() -> Iterator[str]:
 
 @pytest.fixture
 async def registry() -> AsyncIterator[Registry]:
-    reg = Registry()
-    app = web.Application()
-    app.router.add_get("/globalconf", reg.handle)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    reg.url = str(server.make_url("/"))
-    try:
+    async with running_registry() as reg:
         yield reg
-    finally:
-        await server.close()
 
 
 MakeReplica = Callable[..., GlobalConfUpdater]

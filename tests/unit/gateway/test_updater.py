@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import json
@@ -50,18 +51,25 @@ class Registry:
         return response
 
 
-@pytest.fixture
-async def registry() -> AsyncIterator[Registry]:
+@contextlib.asynccontextmanager
+async def running_registry() -> AsyncIterator[Registry]:
+    """A :class:`Registry` serving on a loopback port, its ``url`` set, until the block ends."""
     reg = Registry()
     app = web.Application()
     app.router.add_get("/globalconf", reg.handle)
-    server = TestServer(app)
+    server = TestServer(app, host="127.0.0.1")
     await server.start_server()
     reg.url = str(server.make_url("/"))
     try:
         yield reg
     finally:
         await server.close()
+
+
+@pytest.fixture
+async def registry() -> AsyncIterator[Registry]:
+    async with running_registry() as reg:
+        yield reg
 
 
 def unreachable_url() -> str:
