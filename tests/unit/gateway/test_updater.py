@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
+import os
 import socket
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -15,8 +16,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
+import gateway.confclient.state
 from core.clock import FixedClock
 from core.identifiers import MemberId
+from gateway.confclient.state import FileStateStore, Persisted
 from gateway.confclient.trusted import TrustedGlobalConf
 from gateway.confclient.updater import GlobalConfUpdater
 from gateway.config import GlobalConfClientSettings
@@ -483,3 +486,21 @@ async def test_polling_survives_a_failed_persist_and_persists_later(
         assert content(doc_path) == registry.body
     finally:
         await updater.close()
+
+
+def test_short_writes_still_persist_the_whole_document_and_state(
+    tmp_path: Path, federation: Federation, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A disk filling up makes a write short: the store writes on, never renames a part.
+    real_write = os.write
+
+    def short_write(fd: int, data: bytes | memoryview) -> int:
+        return real_write(fd, bytes(data[:100]))
+
+    monkeypatch.setattr(gateway.confclient.state.os, "write", short_write)
+    document = federation.signed(7)
+    state = json.dumps({"serial": 7, "padding": "x" * 500}).encode()
+    FileStateStore(tmp_path / "globalconf.jws").save(document, 7, state)
+    persisted = FileStateStore(tmp_path / "globalconf.jws").load()
+    assert persisted == Persisted(document, state.decode())
+    assert len(document) > 100
